@@ -1,0 +1,55 @@
+"""One exception tree for everything shardsmith reports to a user.
+
+Every message names the thing that is wrong (a recipe field, a file) and the fix, so the
+CLI can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ShardsmithError(Exception):
+    """Base of every error shardsmith raises on purpose."""
+
+    exit_code = 1
+
+
+class RecipeError(ShardsmithError):
+    """The recipe (or a --set override) is malformed; nothing was run."""
+
+    exit_code = 2
+
+
+class InputError(ShardsmithError):
+    """A source file or manifest cannot be used (and ``on_bad_input: fail`` is set)."""
+
+
+class BadSourceError(InputError):
+    """One source file is unusable; carries the path and a reason for ``rejects.jsonl``.
+
+    Raised by probing and decoding code; the synthesis loop catches it, records the
+    reject and draws the sample again.
+    """
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+class SynthesisError(ShardsmithError):
+    """A sample could not be made (for example every redraw hit a bad source)."""
+
+
+class RejectSample(SynthesisError):
+    """A drawn sample is unusable as drawn (peak over the limit with ``clipping: reject``,
+    a silent noise segment); the sample is drawn again with the same generator."""
+
+
+class ShardError(ShardsmithError):
+    """An output shard or its stats cannot be written or read back."""
+
+
+class GuardError(ShardsmithError):
+    """A coverage guard refused the run (it would be too narrow)."""
+
+    exit_code = 3

@@ -1,0 +1,302 @@
+"""Source pools: find the files a recipe names, probe each once, keep the good ones.
+
+A pool is a list of globs or a manifest (CSV, JSONL or Parquet with a ``path`` column).
+Manifest columns other than the path (``text``, ``label``, ``speaker``...) are labels,
+carried into every output row made from that item. Bad files never reach a worker: they
+are listed in :attr:`PoolIndex.rejects` with a reason.
+
+Example::
+
+    index = index_pools(recipe)
+    speech = index.pools["speech"]
+    print(len(speech), speech.seconds_available, len(index.rejects))
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from .audio import io as audio_io
+from .errors import BadSourceError, InputError
+from .recipe import AudioPool, Recipe
+from .rng import stable_unit
+
+# Probing runs through a mapper so that runtime.py can spread it over Ray for big pools
+# while this module stays free of Ray.
+Mapper = Callable[[Callable[[str], Any], Sequence[str]], list[Any]]
+
+
+@dataclass
+class PoolItems:
+    """The usable items of one pool, sorted by item id (the order sampling relies on)."""
+
+    name: str
+    kind: str
+    items: list[str]
+    paths: list[str]
+    duration_s: np.ndarray
+    sample_rate: np.ndarray
+    channels: np.ndarray
+    frames: np.ndarray
+    holdout: np.ndarray
+    label_schema: pa.Schema = field(default_factory=lambda: pa.schema([]))
+    labels: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def seconds_available(self) -> float:
+        return float(self.duration_s.sum())
+
+    def eligible(self, holdout_split: bool) -> np.ndarray:
+        """Indices a split may draw from.
+
+        In a pool with held-out items, holdout splits draw only from them and every other
+        split never does; a pool without a holdout serves every split in full.
+        """
+        if not self.holdout.any():
+            return np.arange(len(self.items))
+        return np.flatnonzero(self.holdout == holdout_split)
+
+    def label_row(self, i: int) -> dict[str, Any]:
+        return self.labels[i] if self.labels else {}
+
+
+@dataclass
+class PoolIndex:
+    pools: dict[str, PoolItems]
+    rejects: list[dict[str, Any]]
+
+    def summary(self) -> str:
+        lines = []
+        for name, p in self.pools.items():
+            held = int(p.holdout.sum())
+            lines.append(
+                f"  pool {name:<12} {len(p):>7} items  {p.seconds_available / 3600:9.3f} h"
+                + (f"  ({held} held out)" if held else "")
+            )
+        if self.rejects:
+            lines.append(f"  {len(self.rejects)} file(s) rejected (see rejects.jsonl)")
+        return "\n".join(lines)
+
+
+def _item_id(path: Path, base_dir: Path) -> str:
+    return Path(os.path.relpath(path, base_dir)).as_posix()
+
+
+def _read_manifest(path: Path) -> pa.Table:
+    """Read a CSV / JSONL / Parquet manifest with clear errors."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv" or suffix == ".tsv":
+            from pyarrow import csv as pacsv
+
+            opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
+            return pacsv.read_csv(path, parse_options=opts)
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            from pyarrow import json as pajson
+
+            return pajson.read_json(path)
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: manifest file not found") from None
+    except PermissionError:
+        raise InputError(f"{path}: manifest is not readable (permission denied)") from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
+        msg = str(exc).splitlines()[0][:300]
+        if "UTF8" in msg or "utf-8" in msg.lower() or isinstance(exc, UnicodeDecodeError):
+            raise InputError(f"{path}: manifest is not valid UTF-8 text; re-save it as UTF-8 ({msg})") from None
+        raise InputError(f"{path}: cannot read manifest: {msg}") from None
+    raise InputError(f"{path}: manifest must be .csv, .tsv, .jsonl or .parquet, got {suffix or 'no extension'!r}")
+
+
+def _resolve_files(
+    pool_name: str, pool: AudioPool, base_dir: Path
+) -> tuple[list[Path], pa.Table | None, list[dict[str, Any]]]:
+    """List a pool's files (absolute, sorted, unique) and its label table, if any."""
+    rejects: list[dict[str, Any]] = []
+    if pool.paths is not None:
+        found: set[Path] = set()
+        for i, pattern in enumerate(pool.paths):
+            full = pattern if os.path.isabs(pattern) else str(base_dir / pattern)
+            matches = [Path(m) for m in glob.glob(full, recursive=True)]
+            matches = [m for m in matches if not m.is_dir()]
+            if not matches:
+                raise InputError(
+                    f"pools.{pool_name}.paths[{i}]: {pattern!r} matches no files "
+                    f"(looked for {full}); fix the pattern or generate the data first"
+                )
+            found.update(Path(os.path.abspath(m)) for m in matches)
+        return sorted(found), None, rejects
+
+    manifest = Path(pool.manifest)  # type: ignore[arg-type]
+    if not manifest.is_absolute():
+        manifest = base_dir / manifest
+    table = _read_manifest(manifest)
+    if pool.path_column not in table.column_names:
+        raise InputError(
+            f"{manifest}: manifest has no {pool.path_column!r} column (columns: "
+            f"{', '.join(table.column_names) or 'none'}); add it or set pools.{pool_name}.path_column"
+        )
+    if table.num_rows == 0:
+        raise InputError(f"{manifest}: manifest lists no files")
+    raw_paths = table.column(pool.path_column).to_pylist()
+    label_table = table.drop_columns([pool.path_column])
+    keep_rows: list[int] = []
+    files: list[Path] = []
+    seen: dict[Path, int] = {}
+    for row, raw in enumerate(raw_paths):
+        if not isinstance(raw, str) or not raw.strip():
+            rejects.append(
+                {"pool": pool_name, "path": f"{manifest}#row{row + 1}", "reason": "empty path in manifest"}
+            )
+            continue
+        p = Path(raw)
+        p = Path(os.path.abspath(p if p.is_absolute() else manifest.parent / p))
+        if p in seen:
+            rejects.append(
+                {
+                    "pool": pool_name,
+                    "path": str(p),
+                    "reason": f"listed twice in {manifest.name} (rows {seen[p] + 1} and {row + 1}); the first is kept",
+                }
+            )
+            continue
+        seen[p] = row
+        keep_rows.append(row)
+        files.append(p)
+    label_table = label_table.take(pa.array(keep_rows, type=pa.int64()))
+    order = sorted(range(len(files)), key=lambda i: files[i])
+    files = [files[i] for i in order]
+    label_table = label_table.take(pa.array(order, type=pa.int64()))
+    return files, label_table, rejects
+
+
+def _probe_one(path: str) -> tuple[str, Any]:
+    try:
+        return ("ok", audio_io.probe(path))
+    except BadSourceError as exc:
+        return ("bad", exc.reason)
+    except Exception as exc:  # a probe must never take the indexer down
+        return ("bad", f"cannot be read ({type(exc).__name__}: {exc})")
+
+
+def thread_mapper(fn: Callable[[str], Any], items: Sequence[str]) -> list[Any]:
+    """Default mapper: a small thread pool (libsndfile releases the GIL while decoding)."""
+    if len(items) < 16:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as ex:
+        return list(ex.map(fn, items, chunksize=16))
+
+
+def index_pool(
+    name: str, pool: AudioPool, base_dir: Path, mapper: Mapper | None = None
+) -> tuple[PoolItems, list[dict[str, Any]]]:
+    """Probe one pool's files; returns the usable items and the rejects.
+
+    Example: ``items, rejects = index_pool("car", recipe.pools["car"], recipe.base_dir)``
+    """
+    files, labels, rejects = _resolve_files(name, pool, base_dir)
+    results = (mapper or thread_mapper)(_probe_one, [str(f) for f in files])
+    keep: list[int] = []
+    infos: list[Any] = []
+    for i, (status, value) in enumerate(results):
+        reason = value if status == "bad" else None
+        if reason is None:
+            if value.duration_s < pool.min_duration_s:
+                reason = f"{value.duration_s:.3f} s is shorter than pools.{name}.min_duration_s ({pool.min_duration_s} s)"
+            elif pool.max_duration_s is not None and value.duration_s > pool.max_duration_s:
+                reason = f"{value.duration_s:.1f} s is longer than pools.{name}.max_duration_s ({pool.max_duration_s} s)"
+        if reason is not None:
+            rejects.append({"pool": name, "path": str(files[i]), "reason": reason})
+            continue
+        keep.append(i)
+        infos.append(value)
+    items = [_item_id(files[i], base_dir) for i in keep]
+    holdout = np.zeros(len(items), dtype=bool)
+    if pool.holdout > 0 and len(items) >= 2:
+        n_hold = min(len(items) - 1, max(1, int(round(pool.holdout * len(items)))))
+        # Holdout depends on the pool and item only (not the seed): the unseen set stays
+        # the same when a recipe is re-run with another seed.
+        keys = np.array([stable_unit("holdout", name, it) for it in items])
+        holdout[np.argsort(keys, kind="stable")[:n_hold]] = True
+    label_rows: list[dict[str, Any]] = []
+    schema = pa.schema([])
+    if labels is not None and labels.num_columns:
+        kept = labels.take(pa.array(keep, type=pa.int64()))
+        schema = kept.schema
+        label_rows = kept.to_pylist()
+    pool_items = PoolItems(
+        name=name,
+        kind=pool.kind,
+        items=items,
+        paths=[str(files[i]) for i in keep],
+        duration_s=np.array([x.duration_s for x in infos], dtype=np.float64),
+        sample_rate=np.array([x.sample_rate for x in infos], dtype=np.int32),
+        channels=np.array([x.channels for x in infos], dtype=np.int16),
+        frames=np.array([x.frames for x in infos], dtype=np.int64),
+        holdout=holdout,
+        label_schema=schema,
+        labels=label_rows,
+    )
+    return pool_items, rejects
+
+
+def index_pools(recipe: Recipe, mapper: Mapper | None = None) -> PoolIndex:
+    """Index every pool the recipe defines; raise if a used pool ends up empty.
+
+    With ``on_bad_input: fail`` the first bad file stops indexing with its reason.
+
+    Example: ``index = index_pools(load_recipe("recipes/demo_in_car.yaml"))``
+    """
+    pools: dict[str, PoolItems] = {}
+    rejects: list[dict[str, Any]] = []
+    for name, cfg in recipe.pools.items():
+        items, bad = index_pool(name, cfg, recipe.base_dir, mapper)
+        if bad and recipe.on_bad_input == "fail":
+            first = bad[0]
+            raise InputError(
+                f"{first['path']}: {first['reason']} (pool {name!r}; on_bad_input is 'fail': "
+                "remove or fix the file, or set on_bad_input: skip to leave bad files out)"
+            )
+        pools[name] = items
+        rejects.extend(bad)
+    for name in recipe.synth.pools_used():
+        if len(pools[name]) == 0:
+            raise InputError(
+                f"pools.{name}: no usable files (all {sum(r['pool'] == name for r in rejects)} were rejected; "
+                "see the reasons in rejects.jsonl or run `shardsmith plan` to list them)"
+            )
+    holdout_needed = any(s.holdout for s in recipe.splits.values())
+    for name in recipe.synth.pools_used():
+        p = pools[name]
+        if len(p.eligible(False)) == 0:
+            raise InputError(f"pools.{name}: every item is held out; lower pools.{name}.holdout")
+        if holdout_needed and recipe.pools[name].holdout > 0 and len(p.eligible(True)) == 0:
+            raise InputError(
+                f"pools.{name}: holdout {recipe.pools[name].holdout} selects no item from "
+                f"{len(p)} usable files; add files or raise the holdout fraction"
+            )
+    rejects.sort(key=lambda r: (r["pool"], r["path"]))
+    return PoolIndex(pools=pools, rejects=rejects)
+
+
+def merge_rejects(*groups: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Union of reject records, one per (pool, path), first reason kept, sorted."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for group in groups:
+        for r in group:
+            seen.setdefault((r.get("pool", ""), r["path"]), r)
+    return [seen[k] for k in sorted(seen)]

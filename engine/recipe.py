@@ -1,0 +1,486 @@
+"""Recipes: the YAML file that says what to synthesize, validated before any work.
+
+A recipe names source pools, splits and one synthesizer. Every model forbids unknown
+keys, and every error names the field path, the bad value and the fix, e.g.::
+
+    synth.noise[0].snr_db_range: expected [low, high] with low <= high, got [20, 5]
+
+Example::
+
+    recipe = load_recipe("recipes/demo_in_car.yaml", overrides=["splits.train.samples=200"])
+    print(recipe.name, recipe_hash(recipe))
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import RecipeError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+SPLIT_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _range_pair(value: Any, *, lo: float, hi: float, what: str) -> tuple[float, float]:
+    """Validate a ``[low, high]`` pair within ``[lo, hi]``; messages say what is expected."""
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        raise ValueError(f"expected [low, high] ({what}), got {value!r}")
+    low, high = float(value[0]), float(value[1])
+    if not (low == low and high == high):  # NaN
+        raise ValueError(f"expected [low, high] of finite numbers, got {list(value)!r}")
+    if low > high:
+        raise ValueError(f"expected [low, high] with low <= high, got {list(value)!r}")
+    if low < lo or high > hi:
+        raise ValueError(f"expected values within [{lo:g}, {hi:g}] ({what}), got {list(value)!r}")
+    return (low, high)
+
+
+# --------------------------------------------------------------------------- output
+
+
+class Output(StrictModel):
+    format: Literal["arrow", "parquet"] = "arrow"
+    samples_per_shard: int = Field(1000, ge=1, le=1_000_000)
+    audio_codec: Literal["flac", "wav"] = "flac"
+
+
+# --------------------------------------------------------------------------- pools
+
+
+class _FilePool(StrictModel):
+    paths: list[str] | None = None
+    manifest: str | None = None
+    path_column: str = "path"
+    holdout: float = Field(0.0, ge=0.0, le=0.9)
+
+    @field_validator("paths")
+    @classmethod
+    def _paths_not_empty(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (not v or any(not isinstance(p, str) or not p.strip() for p in v)):
+            raise ValueError(f"expected a non-empty list of glob patterns, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "_FilePool":
+        if (self.paths is None) == (self.manifest is None):
+            raise ValueError(
+                "give exactly one of 'paths' (a list of globs) or 'manifest' "
+                "(a CSV, JSONL or Parquet file with a 'path' column)"
+            )
+        return self
+
+
+class AudioPool(_FilePool):
+    kind: Literal["audio"] = "audio"
+    sample_rate: int | None = Field(None, ge=1000, le=384000)
+    min_duration_s: float = Field(0.0, ge=0.0)
+    max_duration_s: float | None = Field(None, gt=0.0)
+
+
+def _pool_kind(value: Any) -> str | None:
+    # A pool without `kind` is an audio pool: the common case needs no boilerplate.
+    if isinstance(value, dict):
+        return value.get("kind", "audio")
+    return getattr(value, "kind", None)
+
+
+Pool = Annotated[Union[Annotated[AudioPool, Tag("audio")]], Discriminator(_pool_kind)]
+POOL_CLASSES: dict[str, type[BaseModel]] = {"audio": AudioPool}
+POOL_KINDS = tuple(POOL_CLASSES)
+
+
+# --------------------------------------------------------------------------- splits
+
+
+class Split(StrictModel):
+    samples: int = Field(ge=1, le=10**10)
+    holdout: bool = False
+
+
+# --------------------------------------------------------------------------- synthesizers
+
+
+class NoiseLayer(StrictModel):
+    pool: str
+    snr_db_range: tuple[float, float]
+    p: float = Field(1.0, ge=0.0, le=1.0)
+
+    @field_validator("snr_db_range", mode="before")
+    @classmethod
+    def _snr(cls, v: Any) -> tuple[float, float]:
+        return _range_pair(v, lo=-40.0, hi=100.0, what="SNR in dB")
+
+
+class SpeechNoiseMix(StrictModel):
+    type: Literal["speech_noise_mix"]
+    speech: str
+    noise: list[NoiseLayer] = Field(min_length=1)
+    sample_rate: int = Field(16000, ge=4000, le=192000)
+    clipping: Literal["rescale", "reject", "allow"] = "rescale"
+    peak_dbfs: float = Field(-1.0, le=0.0, ge=-60.0)
+    crossfade_s: float = Field(0.05, ge=0.0, le=1.0)
+    active_threshold_db: float = Field(40.0, gt=0.0, le=120.0)
+
+    def pools_used(self) -> list[str]:
+        return [self.speech] + [layer.pool for layer in self.noise]
+
+
+Synth = Annotated[Union[SpeechNoiseMix], Field(discriminator="type")]
+SYNTH_CLASSES: dict[str, type[BaseModel]] = {"speech_noise_mix": SpeechNoiseMix}
+SYNTH_TYPES = tuple(SYNTH_CLASSES)
+
+
+# --------------------------------------------------------------------------- guards
+
+
+class Guards(StrictModel):
+    """Coverage limits; forecast at plan time and checked on the finished stats."""
+
+    max_reuse_factor: float | None = Field(20.0, gt=0)
+    min_effective_sources: float | None = Field(None, gt=0)
+    max_source_share: float | None = Field(None, gt=0, le=1)
+    min_pool_fraction_used: float | None = Field(None, gt=0, le=1)
+
+
+# --------------------------------------------------------------------------- recipe
+
+
+class Recipe(StrictModel):
+    name: str = Field(pattern=NAME_PATTERN)
+    seed: int = Field(ge=0, lt=2**63)
+    output: Output = Output()
+    pools: dict[str, Pool] = Field(min_length=1)
+    splits: dict[str, Split] = Field(min_length=1)
+    synth: Synth
+    guards: Guards = Guards()
+    on_bad_input: Literal["skip", "fail"] = "skip"
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("pools")
+    @classmethod
+    def _pool_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in v:
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"pool name {name!r} must match {NAME_PATTERN}")
+        return v
+
+    @field_validator("splits")
+    @classmethod
+    def _split_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in v:
+            if not re.match(SPLIT_PATTERN, name):
+                raise ValueError(
+                    f"split name {name!r} must be lower-case letters, digits and '_' "
+                    "(it becomes a folder and file name)"
+                )
+        return v
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative pool paths are resolved against (the recipe's folder)."""
+        return self._base_dir
+
+    def with_base_dir(self, base_dir: str | Path) -> "Recipe":
+        self._base_dir = Path(base_dir).resolve()
+        return self
+
+
+def _check_references(recipe: Recipe) -> None:
+    """Cross-field checks that pydantic cannot see one model at a time."""
+    synth = recipe.synth
+    known = sorted(recipe.pools)
+    refs: list[tuple[str, str]] = [("synth.speech", synth.speech)]
+    refs += [(f"synth.noise[{i}].pool", layer.pool) for i, layer in enumerate(synth.noise)]
+    for field, name in refs:
+        if name not in recipe.pools:
+            hint = difflib.get_close_matches(name, known, n=1)
+            did = f" Did you mean {hint[0]!r}?" if hint else ""
+            raise RecipeError(
+                f"{field}: no pool named {name!r}; the recipe defines pools {known}.{did}"
+            )
+    holdout_splits = [s for s, cfg in recipe.splits.items() if cfg.holdout]
+    if holdout_splits:
+        noise_pools = [layer.pool for layer in synth.noise]
+        if not any(recipe.pools[p].holdout > 0 for p in noise_pools):
+            raise RecipeError(
+                f"splits.{holdout_splits[0]}.holdout: true, but no noise pool sets a holdout "
+                f"fraction; set e.g. pools.{noise_pools[0]}.holdout: 0.1 so that some noise "
+                "items are kept out of the other splits"
+            )
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _loc_to_path(loc: tuple[Any, ...]) -> str:
+    """('synth', 'speech_noise_mix', 'noise', 0, 'p') -> 'synth.noise[0].p'.
+
+    Discriminated unions put the tag into the location; a user never wrote it, so drop it.
+    """
+    parts: list[str] = []
+    skip_next_tag = None
+    for i, item in enumerate(loc):
+        if skip_next_tag is not None:
+            tags = skip_next_tag
+            skip_next_tag = None
+            if item in tags:
+                continue
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+        if loc[:1] == ("synth",) and i == 0:
+            skip_next_tag = SYNTH_TYPES
+        elif loc[:1] == ("pools",) and i == 1:
+            skip_next_tag = POOL_KINDS
+    return "".join(parts)
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as ``list[NoiseLayer]`` or ``X | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _model_for_path(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Which model the last element of a location belongs to (to list its valid fields)."""
+    parts = list(loc[:-1])
+    model: type[BaseModel] | None = Recipe
+    i = 0
+    while i < len(parts) and model is not None:
+        item = parts[i]
+        if model is Recipe and item in ("pools", "splits"):
+            i += 2  # skip the user's pool / split name
+            if item == "splits":
+                model = Split
+                continue
+            tag = parts[i] if i < len(parts) else "audio"
+            model = POOL_CLASSES.get(tag, AudioPool)
+            i += 1 if tag in POOL_CLASSES else 0
+            continue
+        if model is Recipe and item == "synth":
+            i += 1
+            tag = parts[i] if i < len(parts) else None
+            model = SYNTH_CLASSES.get(tag, SpeechNoiseMix)
+            i += 1 if tag in SYNTH_CLASSES else 0
+            continue
+        if not isinstance(item, int):
+            field = model.model_fields.get(item)
+            model = _submodel(field.annotation) if field else None
+        i += 1
+    return model
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = tuple(err.get("loc", ()))
+    path = _loc_to_path(loc) or "(recipe)"
+    kind = err.get("type", "")
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        field = str(loc[-1])
+        model = _model_for_path(loc)
+        valid = sorted(model.model_fields) if model else []
+        hint = difflib.get_close_matches(field, valid, n=1)
+        did = f"did you mean {hint[0]!r}? " if hint else ""
+        return f"{path}: unknown field; {did}valid fields here: {', '.join(valid)}"
+    if kind == "missing":
+        return f"{path}: required field is missing"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        disc = "kind" if loc[:1] == ("pools",) else "type"
+        return (
+            f"{path}.{disc}: unknown value {ctx.get('tag')!r}; "
+            f"expected one of {ctx.get('expected_tags')}"
+        )
+    if kind == "union_tag_not_found":
+        ctx = err.get("ctx", {})
+        disc = "kind" if loc[:1] == ("pools",) else str(ctx.get("discriminator", "type")).strip("'")
+        known = SYNTH_TYPES if loc[:1] == ("synth",) else POOL_KINDS
+        return f"{path}.{disc}: required field is missing; expected one of {', '.join(known)}"
+    if kind == "too_short" and loc in (("splits",), ("pools",)):
+        example = "train: {samples: 1000}" if loc == ("splits",) else "speech: {paths: ['clean/*.flac']}"
+        return f"{path}: define at least one, e.g. {example}"
+    if kind == "literal_error":
+        return f"{path}: {err['msg'].lower()}, got {value!r}"
+    msg = err.get("msg", "invalid")
+    msg = re.sub(r"^Value error, ", "", msg)
+    if kind.startswith(("greater", "less", "int_", "float_", "string_", "too_short", "too_long", "bool")):
+        return f"{path}: {msg[0].lower() + msg[1:]}, got {value!r}"
+    return f"{path}: {msg}"
+
+
+def _validation_to_recipe_error(exc: ValidationError, source: str) -> RecipeError:
+    lines = [_format_error(e) for e in exc.errors(include_url=False)]
+    head = f"{source}: the recipe is not valid ({len(lines)} problem{'s' if len(lines) > 1 else ''}):"
+    return RecipeError("\n  ".join([head, *lines]))
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _parse_override_path(path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for piece in path.split("."):
+        if not piece:
+            raise RecipeError(f"--set {path}: empty path segment; write e.g. splits.train.samples=200")
+        pos = 0
+        for m in _SEGMENT.finditer(piece):
+            if m.start() != pos:
+                break
+            pos = m.end()
+            if m.group(1) is not None:
+                parts.append(int(m.group(1)) if m.group(1).isdigit() else m.group(1))
+            else:
+                parts.append(int(m.group(2)))
+        if pos != len(piece):
+            raise RecipeError(f"--set {path}: cannot parse {piece!r}; write e.g. synth.noise[0].p=0.5")
+    return parts
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set key.path=value`` overrides (values parsed as YAML) to recipe data.
+
+    Example: ``apply_overrides(d, ["splits.train.samples=200", "synth.noise[0].p=0.5"])``
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"--set {item!r}: expected key.path=value, e.g. splits.train.samples=200")
+        path, raw = item.split("=", 1)
+        parts = _parse_override_path(path.strip())
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"--set {path}: value {raw!r} is not valid YAML ({exc})") from None
+        node: Any = data
+        for i, key in enumerate(parts):
+            last = i == len(parts) - 1
+            where = path.split("=")[0]
+            if isinstance(node, dict):
+                if isinstance(key, int):
+                    key = str(key)
+                if last:
+                    node[key] = value
+                else:
+                    if key not in node or node[key] is None:
+                        node[key] = [] if isinstance(parts[i + 1], int) else {}
+                    node = node[key]
+            elif isinstance(node, list):
+                if not isinstance(key, int):
+                    raise RecipeError(f"--set {where}: {key!r} indexes a list; use a number, e.g. [0]")
+                if key >= len(node):
+                    raise RecipeError(
+                        f"--set {where}: index {key} is out of range (the list has {len(node)} items)"
+                    )
+                if last:
+                    node[key] = value
+                else:
+                    node = node[key]
+            else:
+                raise RecipeError(f"--set {where}: cannot descend into {node!r} (not a mapping)")
+    return data
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def parse_recipe(data: Any, *, source: str = "recipe", base_dir: str | Path | None = None) -> Recipe:
+    """Validate recipe data (already parsed YAML) into a :class:`Recipe`.
+
+    Example: ``parse_recipe({"name": "x", "seed": 1, ...}, base_dir=".")``
+    """
+    if not isinstance(data, dict):
+        raise RecipeError(
+            f"{source}: a recipe must be a YAML mapping with keys name, seed, pools, splits, synth; "
+            f"got {type(data).__name__}"
+        )
+    bad_keys = [k for k in data if not isinstance(k, str)]
+    if bad_keys:
+        raise RecipeError(f"{source}: top-level keys must be strings, got {bad_keys[0]!r}")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_to_recipe_error(exc, source) from None
+    except (TypeError, ValueError, RecursionError) as exc:  # pydantic can raise these on exotic input
+        raise RecipeError(f"{source}: the recipe is not valid: {exc}") from None
+    _check_references(recipe)
+    recipe.with_base_dir(base_dir if base_dir is not None else Path.cwd())
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe file; relative paths resolve against its folder.
+
+    Example: ``load_recipe("recipes/demo_in_car.yaml", ["seed=7"])``
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"{p}: recipe file not found") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{p}: recipe is not UTF-8 text") from None
+    except OSError as exc:
+        raise RecipeError(f"{p}: cannot read recipe ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(f"{p}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        raise RecipeError(f"{p}: the recipe file is empty")
+    if overrides:
+        if not isinstance(data, dict):
+            raise RecipeError(f"{p}: a recipe must be a YAML mapping")
+        data = apply_overrides(data, overrides)
+    return parse_recipe(data, source=str(p), base_dir=p.resolve().parent)
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """The normalized recipe (defaults filled in) as plain JSON-able data."""
+    return recipe.model_dump(mode="json")
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """Stable sha256 over the normalized recipe: same content, same hash, any key order.
+
+    Example: ``recipe_hash(load_recipe("r.yaml"))[:12]``
+    """
+    blob = json.dumps(recipe_to_dict(recipe), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()

@@ -1,0 +1,122 @@
+"""The body of one shard task: sample, apply, featurize, write. No Ray here.
+
+``runtime.py`` runs :func:`make_shard` as a Ray task; tests call it directly.
+
+Example::
+
+    result = make_shard(recipe, index, plan.shards[0], "out/demo")
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import BadSourceError, InputError, RejectSample, SynthesisError
+from .manifest import shard_paths
+from .plan import ShardSpec
+from .pools import PoolIndex
+from .recipe import Recipe, recipe_hash
+from .rng import sample_rng
+from .shards import ShardWriter, shard_schema, write_json_atomic
+from .stats import ShardStats
+from .synth import build_synthesizer
+
+# A sample is drawn again when a source turns out bad at decode time or the draw is
+# unusable (peak rejected); this many draws in a row failing means the pools are broken.
+MAX_DRAWS = 25
+
+
+def sample_id(recipe_name: str, split: str, index: int) -> str:
+    return f"{recipe_name}-{split}-{index:09d}"
+
+
+def _pool_of_path(index: PoolIndex) -> dict[str, str]:
+    return {path: name for name, pool in index.pools.items() for path in pool.paths}
+
+
+def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Path) -> dict[str, Any]:
+    """Write one shard and its stats file; returns the stats record.
+
+    Example: ``make_shard(recipe, index, plan.shards[0], "out")["rows"]``
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    rhash = recipe_hash(recipe)
+    synth = build_synthesizer(recipe, index)
+    schema = shard_schema(
+        synth,
+        {"recipe_hash": rhash, "engine_version": __version__, "recipe_name": recipe.name,
+         "split": spec.split, "shard": spec.name},
+    )
+    shard_path, stats_path = shard_paths(out, spec, recipe.output.format)
+    ext = recipe.output.audio_codec
+    stats = ShardStats()
+    rejects: dict[str, dict[str, Any]] = {}
+    bad_paths: dict[str, str] = {}
+    path_pool: dict[str, str] | None = None
+    redraws = 0
+    try:
+        with ShardWriter(shard_path, schema, recipe.output.format) as writer:
+            for i in range(spec.start, spec.stop):
+                rng = sample_rng(recipe.seed, spec.split, i)
+                last = ""
+                for _ in range(MAX_DRAWS):
+                    params = synth.sample_params(rng, holdout_split=spec.holdout)
+                    try:
+                        sample = synth.apply(params)
+                        break
+                    except BadSourceError as exc:
+                        if path_pool is None:
+                            path_pool = _pool_of_path(index)
+                        if recipe.on_bad_input == "fail":
+                            raise InputError(
+                                f"{exc.path}: {exc.reason} (on_bad_input is 'fail': remove or fix the "
+                                "file, or set on_bad_input: skip)"
+                            ) from None
+                        rejects.setdefault(
+                            exc.path, {"pool": path_pool.get(exc.path, ""), "path": exc.path, "reason": exc.reason}
+                        )
+                        bad_paths[exc.path] = exc.reason
+                        last = f"{exc.path}: {exc.reason}"
+                    except RejectSample as exc:
+                        last = str(exc)
+                    redraws += 1
+                else:
+                    raise SynthesisError(
+                        f"{spec.name}: sample {i} failed {MAX_DRAWS} draws in a row (last: {last}); "
+                        "check the pools and rejects.jsonl"
+                    )
+                sid = sample_id(recipe.name, spec.split, i)
+                row = {"sample_id": sid, "split": spec.split, **sample.columns, **sample.labels}
+                if "audio" in row:
+                    row["audio"] = {"bytes": row["audio"]["bytes"], "path": f"{sid}.{ext}"}
+                row["sources"] = sample.sources
+                row["params"] = json.dumps(params, sort_keys=True, separators=(",", ":"))
+                row["embedding"] = sample.embedding
+                writer.write_row(row)
+                stats.add(sid, params, sample.sources, sample.embedding, sample.seconds)
+    finally:
+        synth.close()
+    record = {
+        "shard": spec.name,
+        "split": spec.split,
+        "file": shard_path.name,
+        "rows": writer.rows,
+        "bytes": writer.bytes,
+        "sha256": writer.sha256,
+        "recipe_hash": rhash,
+        "engine_version": __version__,
+        "start": spec.start,
+        "stop": spec.stop,
+        "redraws": redraws,
+        "rejects": sorted(rejects.values(), key=lambda r: r["path"]),
+        "stats": stats.to_json(),
+    }
+    # Written after the shard is in place: a stats file vouches for a complete shard.
+    write_json_atomic(stats_path, record)
+    record["elapsed_s"] = time.perf_counter() - t0
+    return record
