@@ -1,0 +1,73 @@
+"""Shared fixtures: the demo corpus (once per session), one Ray instance per module."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# A test Ray instance listens on loopback only (see README, "Ray and security").
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory) -> Path:
+    from engine.demo import generate_demo_corpus
+
+    root = tmp_path_factory.mktemp("demo_corpus")
+    generate_demo_corpus(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One real local Ray instance for a whole test module, shut down at its end."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        logging_level="ERROR",
+    )
+    yield ray
+    ray.shutdown()
+
+
+def small_recipe(corpus: Path, **overrides) -> dict:
+    """A small in-car recipe over the demo corpus (absolute paths), as data."""
+    data = {
+        "name": "t_in_car",
+        "seed": 7,
+        "output": {"format": "arrow", "samples_per_shard": 20, "audio_codec": "flac"},
+        "pools": {
+            "speech": {"manifest": str(corpus / "speech" / "manifest.csv")},
+            "cabin": {
+                "paths": [str(corpus / "noise" / "car" / "*.wav"), str(corpus / "noise" / "road" / "*.wav")],
+                "holdout": 0.25,
+            },
+        },
+        "splits": {
+            "train": {"samples": 60},
+            "train_dev": {"samples": 20},
+            "train_dev_unseen": {"samples": 20, "holdout": True},
+        },
+        "synth": {
+            "type": "speech_noise_mix",
+            "speech": "speech",
+            "noise": [{"pool": "cabin", "snr_db_range": [0, 20]}],
+        },
+    }
+    for key, value in overrides.items():
+        data[key] = value
+    return data
+
+
+def write_recipe(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -1,0 +1,267 @@
+"""End-to-end on a real local Ray instance: determinism, provenance, replay, resume,
+refusals and bad source files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from engine.audio import io as audio_io
+from engine.audio import ops
+from engine.errors import ShardError
+from engine.manifest import read_manifest, shard_files
+from engine.pools import index_pools
+from engine.recipe import load_recipe, parse_recipe
+from engine.runtime import run
+from engine.shards import read_shard
+from engine.synth import build_synthesizer
+
+from .conftest import small_recipe, write_recipe
+
+pytestmark = pytest.mark.ray
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def output_digests(out: Path) -> dict[str, str]:
+    return {
+        p.relative_to(out).as_posix(): sha(p)
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and (p.suffix in (".arrow", ".parquet") or p.name.endswith(".stats.json"))
+    }
+
+
+def all_rows(out: Path, split: str | None = None) -> list[dict]:
+    rows = []
+    for f in shard_files(out, split):
+        rows += read_shard(f).to_pylist()
+    return rows
+
+
+@pytest.fixture(scope="module")
+def recipe_path(demo_corpus, tmp_path_factory) -> Path:
+    return write_recipe(tmp_path_factory.mktemp("recipe") / "r.yaml", small_recipe(demo_corpus))
+
+
+@pytest.fixture(scope="module")
+def reference_run(ray_local, recipe_path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "out"
+    summary = run(load_recipe(recipe_path), out, workers=1, progress=False)
+    assert summary.status == "complete"
+    return out
+
+
+def test_same_bytes_on_one_and_two_workers(ray_local, recipe_path, reference_run, tmp_path):
+    out2 = tmp_path / "two"
+    run(load_recipe(recipe_path), out2, workers=2, progress=False)
+    one, two = output_digests(reference_run), output_digests(out2)
+    assert len(one) == 11  # 5 shards, 5 stats files and the pool index
+    assert one == two
+
+
+def test_manifest_lists_every_shard_with_its_checksum(reference_run):
+    manifest = read_manifest(reference_run)
+    assert manifest["status"] == "complete"
+    assert manifest["total_rows"] == 100
+    assert {k: v["rows"] for k, v in manifest["splits"].items()} == {
+        "train": 60, "train_dev": 20, "train_dev_unseen": 20}
+    shard = manifest["splits"]["train"]["shards"][0]
+    assert shard["file"] == "train/train-00000-of-00003.arrow"
+    assert sha(reference_run / shard["file"]) == shard["sha256"]
+
+
+def test_rows_carry_provenance_labels_and_params(reference_run, demo_corpus):
+    rows = all_rows(reference_run)
+    ids = [r["sample_id"] for r in rows]
+    assert len(ids) == len(set(ids)) == 100
+    assert ids[0] == "t_in_car-train-000000000"
+    speech_labels = {
+        line.split(",")[0]: line.split(",")[1:]
+        for line in (demo_corpus / "speech" / "manifest.csv").read_text().splitlines()[1:]
+    }
+    for r in rows:
+        assert r["sampling_rate"] == 16000
+        pools = [s["pool"] for s in r["sources"]]
+        assert pools == ["speech", "cabin"]
+        speech_item = r["sources"][0]["item"]
+        text, speaker = speech_labels[speech_item.split("speech/", 1)[1]]
+        assert (r["text"], r["speaker"]) == (text, speaker)
+        params = json.loads(r["params"])
+        assert 0 <= params["noise"][0]["snr_db"] <= 20
+        assert len(r["embedding"]) > 10 and all(np.isfinite(r["embedding"]))
+        x, sr = audio_io.decode(r["audio"]["bytes"])
+        assert sr == 16000 and abs(len(x) / sr - r["duration_s"]) < 1e-3
+
+
+def test_holdout_items_only_in_the_holdout_split(reference_run):
+    index = pq.read_table(reference_run / "pool_index.parquet").to_pylist()
+    held = {r["item"] for r in index if r["pool"] == "cabin" and r["holdout"]}
+    assert held
+    for split in ("train", "train_dev"):
+        used = {s["item"] for r in all_rows(reference_run, split) for s in r["sources"] if s["pool"] == "cabin"}
+        assert not used & held
+    unseen = {s["item"] for r in all_rows(reference_run, "train_dev_unseen") for s in r["sources"] if s["pool"] == "cabin"}
+    assert unseen and unseen <= held
+
+
+def test_replaying_params_reproduces_the_audio_bytes(reference_run, recipe_path):
+    recipe = load_recipe(recipe_path)
+    synth = build_synthesizer(recipe, index_pools(recipe))
+    for r in all_rows(reference_run, "train")[:8]:
+        sample = synth.apply(json.loads(r["params"]))
+        assert sample.columns["audio"]["bytes"] == r["audio"]["bytes"]
+        assert sample.sources == r["sources"]
+
+
+def test_realized_snr_of_written_rows_matches_the_sampled_snr(reference_run, recipe_path):
+    """Rebuild speech and scaled noise from a row's provenance; SNR as ARCHITECTURE.md defines it."""
+    recipe = load_recipe(recipe_path)
+    synth = build_synthesizer(recipe, index_pools(recipe))
+    for r in all_rows(reference_run, "train")[:10]:
+        params = json.loads(r["params"])
+        speech_src, noise_src = r["sources"]
+        speech, _ = synth._read_speech("speech", speech_src["item"])
+        layer = params["noise"][0]
+        noise, _ = synth._read_noise("cabin", layer["item"], layer["start_s"], len(speech))
+        g_speech = ops.db_to_gain(speech_src["gain_db"])
+        g_noise = ops.db_to_gain(noise_src["gain_db"])
+        snr = ops.realized_snr_db(speech * g_speech, noise * g_noise, 16000)
+        assert abs(snr - layer["snr_db"]) < 0.01
+
+
+def test_resume_rewrites_only_deleted_and_corrupted_shards(ray_local, recipe_path, reference_run, tmp_path):
+    out = tmp_path / "resume"
+    run(load_recipe(recipe_path), out, workers=2, progress=False)
+    files = shard_files(out)
+    deleted, corrupted = files[1], files[3]
+    deleted.unlink()
+    data = bytearray(corrupted.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupted.write_bytes(bytes(data))
+    untouched = {f: f.stat().st_mtime_ns for f in files if f not in (deleted, corrupted)}
+    summary = run(load_recipe(recipe_path), out, workers=2, progress=False)
+    assert (summary.shards_written, summary.shards_skipped) == (2, 3)
+    assert {f: f.stat().st_mtime_ns for f in untouched} == untouched
+    assert output_digests(out) == output_digests(reference_run)
+
+
+def test_another_recipe_into_the_same_out_is_refused(ray_local, demo_corpus, tmp_path):
+    out = tmp_path / "o"
+    r1 = write_recipe(tmp_path / "a.yaml", small_recipe(demo_corpus, splits={"train": {"samples": 20}}))
+    r2 = write_recipe(tmp_path / "b.yaml", small_recipe(demo_corpus, seed=8, splits={"train": {"samples": 20}}))
+    run(load_recipe(r1), out, progress=False)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ShardError, match="another recipe"):
+        run(load_recipe(r2), out, progress=False)
+    summary = run(load_recipe(r2), out, overwrite=True, progress=False)
+    assert summary.status == "complete"
+    assert (out / "notes.txt").read_text() == "mine"  # --overwrite deletes only listed files
+    assert read_manifest(out)["recipe"]["seed"] == 8
+
+
+def test_a_non_empty_folder_that_is_not_an_output_is_refused(ray_local, recipe_path, tmp_path):
+    (tmp_path / "precious.txt").write_text("x")
+    with pytest.raises(ShardError, match="not a shardsmith output"):
+        run(load_recipe(recipe_path), tmp_path, progress=False)
+    assert (tmp_path / "precious.txt").read_text() == "x"
+
+
+def _bad_noise_pool(folder: Path, corpus: Path) -> dict[str, str]:
+    """Good noise files plus one bad file of each kind; returns {bad name: expected reason word}."""
+    folder.mkdir()
+    for src in sorted((corpus / "noise" / "car").glob("*.wav"))[:2]:
+        (folder / src.name).write_bytes(src.read_bytes())
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "text.wav").write_text("this is not audio\n" * 20)
+    good = (folder / sorted(p.name for p in folder.glob("car*.wav"))[0]).read_bytes()
+    (folder / "truncated.wav").write_bytes(good[: len(good) // 3])
+    sf.write(folder / "nan.wav", np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    sf.write(folder / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    return {"empty.wav": "empty", "text.wav": "audio", "truncated.wav": "trunc",
+            "nan.wav": "nan", "silent.wav": "silent"}
+
+
+def test_bad_source_files_are_rejected_with_a_reason_and_never_used(ray_local, demo_corpus, tmp_path):
+    bad = _bad_noise_pool(tmp_path / "noise", demo_corpus)
+    data = small_recipe(demo_corpus, splits={"train": {"samples": 40}})
+    data["pools"]["cabin"] = {"paths": [str(tmp_path / "noise" / "*.wav")]}
+    out = tmp_path / "out"
+    summary = run(load_recipe(write_recipe(tmp_path / "r.yaml", data)), out, progress=False)
+    assert summary.status == "complete" and summary.samples == 40
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    by_name = {Path(r["path"]).name: r["reason"].lower() for r in rejects}
+    assert set(by_name) == set(bad)
+    for name, word in bad.items():
+        assert word in by_name[name], (name, by_name[name])
+    used = {Path(s["item"]).name for r in all_rows(out) for s in r["sources"]}
+    assert not used & set(bad)
+
+
+def test_fail_mode_stops_naming_the_file_without_a_traceback(demo_corpus, tmp_path):
+    _bad_noise_pool(tmp_path / "noise", demo_corpus)
+    data = small_recipe(demo_corpus, on_bad_input="fail", splits={"train": {"samples": 20}})
+    data["pools"]["cabin"] = {"paths": [str(tmp_path / "noise" / "*.wav")]}
+    recipe = write_recipe(tmp_path / "r.yaml", data)
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "plan", str(recipe)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "empty.wav" in proc.stderr and "on_bad_input" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_killed_with_sigkill_resumes_to_exactly_the_requested_rows(
+    ray_local, demo_corpus, reference_run, recipe_path, tmp_path
+):
+    out = tmp_path / "killed"
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "run", str(recipe_path), "--out", str(out),
+         "--workers", "1", "--no-progress"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list(out.glob("*/*.stats.json"))) < 2:
+            time.sleep(0.05)
+        assert len(list(out.glob("*/*.stats.json"))) >= 2, "the run never got going"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        # The killed driver's Ray processes share its (new) process group: end them all.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    done_before = len(list(out.glob("*/*.stats.json")))
+    assert done_before < 5
+    summary = run(load_recipe(recipe_path), out, workers=2, progress=False)
+    assert summary.status == "complete"
+    assert summary.shards_skipped >= 2
+    rows = all_rows(out)
+    ids = [r["sample_id"] for r in rows]
+    assert len(ids) == 100 and len(set(ids)) == 100
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+    assert output_digests(out) == output_digests(reference_run)
+
+
+def test_parse_recipe_rejects_a_missing_pool_reference_before_any_work(demo_corpus):
+    data = small_recipe(demo_corpus)
+    data["synth"]["noise"][0]["pool"] = "cabn"
+    with pytest.raises(Exception, match=r"synth\.noise\[0\]\.pool.*'cabin'"):
+        parse_recipe(data)
