@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import hashlib
 import json
@@ -43,6 +44,15 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _show(value: Any, limit: int = 120) -> str:
+    """repr() for messages: short, and safe for integers too long to print."""
+    try:
+        text = repr(value)
+    except ValueError:  # int longer than sys.get_int_max_str_digits()
+        return f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _range_pair(value: Any, *, lo: float, hi: float, what: str) -> tuple[float, float]:
     """Validate a ``[low, high]`` pair within ``[lo, hi]``; messages say what is expected."""
     if (
@@ -50,14 +60,17 @@ def _range_pair(value: Any, *, lo: float, hi: float, what: str) -> tuple[float, 
         or len(value) != 2
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     ):
-        raise ValueError(f"expected [low, high] ({what}), got {value!r}")
-    low, high = float(value[0]), float(value[1])
+        raise ValueError(f"expected [low, high] ({what}), got {_show(value)}")
+    try:
+        low, high = float(value[0]), float(value[1])
+    except OverflowError:
+        raise ValueError(f"expected [low, high] of finite numbers ({what}), got a number too large") from None
     if not (low == low and high == high):  # NaN
-        raise ValueError(f"expected [low, high] of finite numbers, got {list(value)!r}")
+        raise ValueError(f"expected [low, high] of finite numbers, got {_show(list(value))}")
     if low > high:
-        raise ValueError(f"expected [low, high] with low <= high, got {list(value)!r}")
+        raise ValueError(f"expected [low, high] with low <= high, got {_show(list(value))}")
     if low < lo or high > hi:
-        raise ValueError(f"expected values within [{lo:g}, {hi:g}] ({what}), got {list(value)!r}")
+        raise ValueError(f"expected values within [{lo:g}, {hi:g}] ({what}), got {_show(list(value))}")
     return (low, high)
 
 
@@ -106,8 +119,8 @@ class AudioPool(_FilePool):
 def _pool_kind(value: Any) -> str | None:
     # A pool without `kind` is an audio pool: the common case needs no boilerplate.
     if isinstance(value, dict):
-        return value.get("kind", "audio")
-    return getattr(value, "kind", None)
+        return value.get("kind") or "audio"
+    return getattr(value, "kind", "audio")
 
 
 Pool = Annotated[Union[Annotated[AudioPool, Tag("audio")]], Discriminator(_pool_kind)]
@@ -121,6 +134,13 @@ POOL_KINDS = tuple(POOL_CLASSES)
 class Split(StrictModel):
     samples: int = Field(ge=1, le=10**10)
     holdout: bool = False
+
+    @field_validator("samples", mode="before")
+    @classmethod
+    def _no_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"expected a whole number of samples, got {v!r}")
+        return v
 
 
 # --------------------------------------------------------------------------- synthesizers
@@ -183,6 +203,24 @@ class Recipe(StrictModel):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _no_bool_seed(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"expected a non-negative integer, got {v!r} (YAML reads yes/no/on/off as booleans)")
+        return v
+
+    @model_validator(mode="after")
+    def _shard_count(self) -> "Recipe":
+        per = self.output.samples_per_shard
+        n = sum(-(-s.samples // per) for s in self.splits.values())
+        if n > 1_000_000:
+            raise ValueError(
+                f"the splits need {n} shards of {per} samples; raise output.samples_per_shard "
+                "(at most 1,000,000 shards)"
+            )
+        return self
+
     @field_validator("pools")
     @classmethod
     def _pool_names(cls, v: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +250,7 @@ class Recipe(StrictModel):
         return self
 
 
-def _check_references(recipe: Recipe) -> None:
+def _check_references(recipe: Recipe, source: str) -> None:
     """Cross-field checks that pydantic cannot see one model at a time."""
     synth = recipe.synth
     known = sorted(recipe.pools)
@@ -223,14 +261,14 @@ def _check_references(recipe: Recipe) -> None:
             hint = difflib.get_close_matches(name, known, n=1)
             did = f" Did you mean {hint[0]!r}?" if hint else ""
             raise RecipeError(
-                f"{field}: no pool named {name!r}; the recipe defines pools {known}.{did}"
+                f"{source}: {field}: no pool named {name!r}; the recipe defines pools {known}.{did}"
             )
     holdout_splits = [s for s, cfg in recipe.splits.items() if cfg.holdout]
     if holdout_splits:
         noise_pools = [layer.pool for layer in synth.noise]
         if not any(recipe.pools[p].holdout > 0 for p in noise_pools):
             raise RecipeError(
-                f"splits.{holdout_splits[0]}.holdout: true, but no noise pool sets a holdout "
+                f"{source}: splits.{holdout_splits[0]}.holdout: true, but no noise pool sets a holdout "
                 f"fraction; set e.g. pools.{noise_pools[0]}.holdout: 0.1 so that some noise "
                 "items are kept out of the other splits"
             )
@@ -305,6 +343,8 @@ def _model_for_path(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 def _format_error(err: dict[str, Any]) -> str:
     loc = tuple(err.get("loc", ()))
+    if loc and loc[-1] == "[key]":
+        return f"{_loc_to_path(loc[:-2]) or '(recipe)'}: names must be strings, got {_show(loc[-2])}"
     path = _loc_to_path(loc) or "(recipe)"
     kind = err.get("type", "")
     value = err.get("input")
@@ -333,11 +373,13 @@ def _format_error(err: dict[str, Any]) -> str:
         example = "train: {samples: 1000}" if loc == ("splits",) else "speech: {paths: ['clean/*.flac']}"
         return f"{path}: define at least one, e.g. {example}"
     if kind == "literal_error":
-        return f"{path}: {err['msg'].lower()}, got {value!r}"
+        return f"{path}: {err['msg'].lower()}, got {_show(value)}"
     msg = err.get("msg", "invalid")
     msg = re.sub(r"^Value error, ", "", msg)
-    if kind.startswith(("greater", "less", "int_", "float_", "string_", "too_short", "too_long", "bool")):
-        return f"{path}: {msg[0].lower() + msg[1:]}, got {value!r}"
+    msg = re.sub(r" or (instance of \w+|object to extract fields from)", "", msg)
+    if kind.startswith(("greater", "less", "int_", "float_", "string_", "too_short", "too_long", "bool",
+                        "dict_", "list_", "model_", "finite_", "tuple_")):
+        return f"{path}: {msg[0].lower() + msg[1:]}, got {_show(value)}"
     return f"{path}: {msg}"
 
 
@@ -379,12 +421,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """
     for item in overrides:
         if "=" not in item:
-            raise RecipeError(f"--set {item!r}: expected key.path=value, e.g. splits.train.samples=200")
+            raise RecipeError(f"--set {item}: expected key.path=value, e.g. splits.train.samples=200")
         path, raw = item.split("=", 1)
         parts = _parse_override_path(path.strip())
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError, RecursionError) as exc:
             raise RecipeError(f"--set {path}: value {raw!r} is not valid YAML ({exc})") from None
         node: Any = data
         for i, key in enumerate(parts):
@@ -404,7 +446,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                     raise RecipeError(f"--set {where}: {key!r} indexes a list; use a number, e.g. [0]")
                 if key >= len(node):
                     raise RecipeError(
-                        f"--set {where}: index {key} is out of range (the list has {len(node)} items)"
+                        f"--set {where}: index {key} is out of range (the list has {len(node)} item{'s' if len(node) != 1 else ''})"
                     )
                 if last:
                     node[key] = value
@@ -416,6 +458,21 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 # --------------------------------------------------------------------------- loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a repeated key (otherwise the last one silently wins)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, collections.abc.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def parse_recipe(data: Any, *, source: str = "recipe", base_dir: str | Path | None = None) -> Recipe:
@@ -435,9 +492,9 @@ def parse_recipe(data: Any, *, source: str = "recipe", base_dir: str | Path | No
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         raise _validation_to_recipe_error(exc, source) from None
-    except (TypeError, ValueError, RecursionError) as exc:  # pydantic can raise these on exotic input
+    except (TypeError, ValueError, RecursionError, OverflowError) as exc:  # exotic input
         raise RecipeError(f"{source}: the recipe is not valid: {exc}") from None
-    _check_references(recipe)
+    _check_references(recipe, source)
     recipe.with_base_dir(base_dir if base_dir is not None else Path.cwd())
     return recipe
 
@@ -457,12 +514,14 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     except OSError as exc:
         raise RecipeError(f"{p}: cannot read recipe ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise RecipeError(f"{p}: not valid YAML{where}: {problem}") from None
+    except (ValueError, RecursionError) as exc:  # bad dates, !!int abc, very deep nesting
+        raise RecipeError(f"{p}: not valid YAML: {_show(str(exc), 200)}") from None
     if data is None:
         raise RecipeError(f"{p}: the recipe file is empty")
     if overrides:
