@@ -106,6 +106,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# [coverage commands]
+
+# [mismatch commands]
+
+# [image commands]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="shardsmith",
@@ -147,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=20)
     e.add_argument("--to", required=True, help="folder for the .wav and .json files")
     e.set_defaults(func=cmd_export)
+
+    # [coverage parsers]
+
+    # [mismatch parsers]
+
+    # [image parsers]
     return p
 
 

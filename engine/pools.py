@@ -254,6 +254,11 @@ def index_pool(
     return pool_items, rejects
 
 
+# Pool kind -> indexer(name, config, base_dir, mapper) -> (PoolItems, rejects). A new kind
+# of pool registers its indexer here.
+INDEXERS: dict[str, Callable[..., tuple[PoolItems, list[dict[str, Any]]]]] = {"audio": index_pool}
+
+
 def index_pools(recipe: Recipe, mapper: Mapper | None = None) -> PoolIndex:
     """Index every pool the recipe defines; raise if a used pool ends up empty.
 
@@ -264,7 +269,7 @@ def index_pools(recipe: Recipe, mapper: Mapper | None = None) -> PoolIndex:
     pools: dict[str, PoolItems] = {}
     rejects: list[dict[str, Any]] = []
     for name, cfg in recipe.pools.items():
-        items, bad = index_pool(name, cfg, recipe.base_dir, mapper)
+        items, bad = INDEXERS[cfg.kind](name, cfg, recipe.base_dir, mapper)
         if bad and recipe.on_bad_input == "fail":
             first = bad[0]
             raise InputError(
@@ -284,9 +289,10 @@ def index_pools(recipe: Recipe, mapper: Mapper | None = None) -> PoolIndex:
         p = pools[name]
         if len(p.eligible(False)) == 0:
             raise InputError(f"pools.{name}: every item is held out; lower pools.{name}.holdout")
-        if holdout_needed and recipe.pools[name].holdout > 0 and len(p.eligible(True)) == 0:
+        holdout = getattr(recipe.pools[name], "holdout", 0.0)
+        if holdout_needed and holdout > 0 and len(p.eligible(True)) == 0:
             raise InputError(
-                f"pools.{name}: holdout {recipe.pools[name].holdout} selects no item from "
+                f"pools.{name}: holdout {holdout} selects no item from "
                 f"{len(p)} usable files; add files or raise the holdout fraction"
             )
     rejects.sort(key=lambda r: (r["pool"], r["path"]))

@@ -167,8 +167,18 @@ class SpeechNoiseMix(StrictModel):
     crossfade_s: float = Field(0.05, ge=0.0, le=1.0)
     active_threshold_db: float = Field(40.0, gt=0.0, le=120.0)
 
+    def pool_refs(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(field path, pool name, allowed pool kinds) for every pool this synth names."""
+        refs = [("synth.speech", self.speech, ("audio",))]
+        refs += [(f"synth.noise[{i}].pool", layer.pool, ("audio",)) for i, layer in enumerate(self.noise)]
+        return refs
+
     def pools_used(self) -> list[str]:
-        return [self.speech] + [layer.pool for layer in self.noise]
+        return list(dict.fromkeys(name for _, name, _ in self.pool_refs()))
+
+    def holdout_pools(self) -> list[str]:
+        """Pools whose held-out items make a holdout split 'unseen'."""
+        return [layer.pool for layer in self.noise]
 
 
 Synth = Annotated[Union[SpeechNoiseMix], Field(discriminator="type")]
@@ -254,23 +264,27 @@ def _check_references(recipe: Recipe, source: str) -> None:
     """Cross-field checks that pydantic cannot see one model at a time."""
     synth = recipe.synth
     known = sorted(recipe.pools)
-    refs: list[tuple[str, str]] = [("synth.speech", synth.speech)]
-    refs += [(f"synth.noise[{i}].pool", layer.pool) for i, layer in enumerate(synth.noise)]
-    for field, name in refs:
+    for field, name, kinds in synth.pool_refs():
         if name not in recipe.pools:
             hint = difflib.get_close_matches(name, known, n=1)
             did = f" Did you mean {hint[0]!r}?" if hint else ""
             raise RecipeError(
                 f"{source}: {field}: no pool named {name!r}; the recipe defines pools {known}.{did}"
             )
+        kind = recipe.pools[name].kind
+        if kind not in kinds:
+            raise RecipeError(
+                f"{source}: {field}: pool {name!r} is of kind {kind!r}; this field needs a pool of "
+                f"kind {' or '.join(repr(k) for k in kinds)}"
+            )
     holdout_splits = [s for s, cfg in recipe.splits.items() if cfg.holdout]
     if holdout_splits:
-        noise_pools = [layer.pool for layer in synth.noise]
-        if not any(recipe.pools[p].holdout > 0 for p in noise_pools):
+        candidates = synth.holdout_pools()
+        if not any(getattr(recipe.pools[p], "holdout", 0) > 0 for p in candidates):
             raise RecipeError(
-                f"{source}: splits.{holdout_splits[0]}.holdout: true, but no noise pool sets a holdout "
-                f"fraction; set e.g. pools.{noise_pools[0]}.holdout: 0.1 so that some noise "
-                "items are kept out of the other splits"
+                f"{source}: splits.{holdout_splits[0]}.holdout: true, but none of the pools "
+                f"{candidates} sets a holdout fraction; set e.g. pools.{candidates[0]}.holdout: 0.1 "
+                "so that some items are kept out of the other splits"
             )
 
 

@@ -1,0 +1,102 @@
+"""Self-contained HTML reports: one file, figures embedded as PNG, no network.
+
+The coverage and mismatch reports are built from these pieces.
+
+Example::
+
+    fig, ax = new_figure()
+    ax.plot([1, 2, 3])
+    html = page("Coverage", [section("Usage", figure_html(fig)), section("Table", table_html(rows))])
+    write_report("report.html", html)
+"""
+
+from __future__ import annotations
+
+import base64
+import html as _html
+import io
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.pass{color:#176b2c;font-weight:600}
+.fail{color:#b00020;font-weight:600}img{max-width:100%}.note{color:#555;font-size:.9rem}
+"""
+
+
+def new_figure(width: float = 7.0, height: float = 3.2, ncols: int = 1):
+    """A matplotlib figure on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=True)
+    return fig, axes
+
+
+def figure_html(fig: Any, alt: str = "figure") -> str:
+    """Render a matplotlib figure to an inline PNG <img> and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img alt="{_html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def esc(value: Any) -> str:
+    return _html.escape(str(value))
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table_html(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> str:
+    """An HTML table from a list of dicts (columns default to the first row's keys)."""
+    if not rows:
+        return '<p class="note">(none)</p>'
+    cols = list(columns) if columns is not None else list(rows[0])
+    head = "".join(f"<th>{esc(c)}</th>" for c in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            cls = ""
+            if isinstance(v, bool):
+                cls = ' class="pass"' if v else ' class="fail"'
+            cells.append(f"<td{cls}>{esc(fmt(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def section(title: str, *parts: str) -> str:
+    return f"<h2>{esc(title)}</h2>" + "".join(parts)
+
+
+def page(title: str, sections: Sequence[str], subtitle: str = "") -> str:
+    sub = f'<p class="note">{esc(subtitle)}</p>' if subtitle else ""
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{esc(title)}</h1>{sub}{''.join(sections)}</body></html>"
+    )
+
+
+def write_report(path: str | Path, html: str) -> Path:
+    """Write the page to a temporary name, then rename it into place."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, p)
+    return p
