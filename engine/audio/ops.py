@@ -17,11 +17,13 @@ Level conventions:
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
 import numpy as np
 from scipy import signal as _signal
+from scipy import special as _special
 
 __all__ = [
     "power",
@@ -167,6 +169,19 @@ def realized_snr_db(speech: np.ndarray, noise: np.ndarray, sample_rate: int, **a
     return 10.0 * math.log10(p_speech / p_noise)
 
 
+@functools.lru_cache(maxsize=64)
+def _equal_power_fades(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """sin/cos fade-in and fade-out of n samples, from the C library's scalar sin/cos:
+    numpy's vectorised sin/cos can differ in the last bit between CPU types, and the
+    output bytes must not depend on the machine."""
+    t = [0.5 * math.pi * (k + 0.5) / n for k in range(n)]
+    fade_in = np.array([math.sin(v) for v in t])
+    fade_out = np.array([math.cos(v) for v in t])
+    fade_in.setflags(write=False)
+    fade_out.setflags(write=False)
+    return fade_in, fade_out
+
+
 def loop_to_length(x: np.ndarray, n: int, *, start: int = 0, crossfade: int = 0) -> np.ndarray:
     """Exactly ``n`` samples of ``x`` from offset ``start`` (mod ``len(x)``), looping as needed.
 
@@ -197,9 +212,7 @@ def loop_to_length(x: np.ndarray, n: int, *, start: int = 0, crossfade: int = 0)
     fade = max(0, min(int(crossfade), length // 2))
     body_end = length - fade
     if fade:
-        t = (np.arange(fade, dtype=np.float64) + 0.5) / fade
-        fade_in = np.sin(0.5 * np.pi * t)
-        fade_out = np.cos(0.5 * np.pi * t)
+        fade_in, fade_out = _equal_power_fades(fade)
         blend = (a[body_end:].astype(np.float64) * fade_out + a[:fade] * fade_in).astype(np.float32)
         cycle = np.concatenate([blend, a[fade:body_end]])
     else:
@@ -221,6 +234,25 @@ def resampled_length(n_frames: int, sr_in: int, sr_out: int) -> int:
     Example: ``resampled_length(44100, 44100, 16000) == 16000``
     """
     return int(round(Fraction(int(n_frames) * int(sr_out), int(sr_in))))
+
+
+@functools.lru_cache(maxsize=32)
+def _lowpass_taps(up: int, down: int) -> np.ndarray:
+    """The FIR filter resample_poly designs by default (firwin, Kaiser beta 5, 10 taps
+    per phase each side), built once per rate pair instead of on every call, and with
+    the C library's scalar sin so the taps are the same bits on every CPU type."""
+    max_rate = max(up, down)
+    cutoff = 1.0 / max_rate
+    half_len = 10 * max_rate
+    offsets = np.arange(2 * half_len + 1, dtype=np.float64) - half_len
+    sinc = np.array(
+        [1.0 if m == 0 else math.sin(math.pi * cutoff * m) / (math.pi * cutoff * m) for m in offsets]
+    )
+    kaiser = _special.i0(5.0 * np.sqrt(1.0 - (offsets / half_len) ** 2)) / _special.i0(5.0)
+    taps = cutoff * sinc * kaiser
+    taps = (taps / taps.sum()).astype(np.float32)
+    taps.setflags(write=False)
+    return taps
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -245,7 +277,8 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     if a.shape[0] == 0:
         return np.zeros((0,) + a.shape[1:], dtype=np.float32)
     ratio = Fraction(sr_out, sr_in)
-    y = _signal.resample_poly(a, ratio.numerator, ratio.denominator, axis=0)
+    up, down = ratio.numerator, ratio.denominator
+    y = _signal.resample_poly(a, up, down, axis=0, window=_lowpass_taps(up, down))
     y = np.asarray(y, dtype=np.float32)
     if y.shape[0] > n_out:
         y = y[:n_out]

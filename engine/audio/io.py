@@ -1,0 +1,455 @@
+"""Audio file I/O on soundfile (libsndfile): probe, segment reads, encode and decode.
+
+- :func:`probe` inspects a source file once, when its pool is indexed, and raises
+  :class:`~engine.errors.BadSourceError` with a short human reason for every kind of
+  unusable file (missing, empty, not audio, truncated, NaN samples, silent...).
+- :func:`read_segment` reads a window with a seek, never the whole file, through an
+  optional per-worker :class:`HandleCache` of open handles.
+- :func:`encode` / :func:`decode` turn arrays into FLAC/WAV PCM_16 bytes for shards and
+  back; encoding is deterministic (same samples -> same bytes).
+
+Arrays are float32 ``(frames, channels)`` for reads and full scale is 1.0.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+
+from engine.errors import BadSourceError
+
+__all__ = [
+    "AudioInfo",
+    "MIN_SAMPLE_RATE",
+    "MAX_SAMPLE_RATE",
+    "MAX_CHANNELS",
+    "probe",
+    "read_segment",
+    "read_all",
+    "HandleCache",
+    "encode",
+    "decode",
+]
+
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 384000
+MAX_CHANNELS = 8
+
+_BLOCK_FRAMES = 65536  # full-read block: bounds memory to ~2 MB per channel
+_SPOT_CHECKS = 8  # evenly spaced ~1 s windows probed inside long files
+_CODECS = {"flac": "FLAC", "wav": "WAV"}
+
+# What an extension promises, for the "not an audio file" message.
+_EXTENSION_KINDS = {
+    ".wav": "WAV audio",
+    ".wave": "WAV audio",
+    ".flac": "FLAC audio",
+    ".ogg": "Ogg audio",
+    ".oga": "Ogg audio",
+    ".opus": "Opus audio",
+    ".mp3": "MP3 audio",
+    ".aif": "AIFF audio",
+    ".aiff": "AIFF audio",
+    ".au": "AU audio",
+    ".caf": "CAF audio",
+    ".w64": "Wave64 audio",
+    ".sph": "NIST SPHERE audio",
+}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What :func:`probe` learned about one source file.
+
+    Example: ``AudioInfo(frames=16000, sample_rate=16000, channels=1, duration_s=1.0, format="WAV", subtype="PCM_16")``
+    """
+
+    frames: int
+    sample_rate: int
+    channels: int
+    duration_s: float
+    format: str
+    subtype: str
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if not head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+
+
+def _not_audio_reason(path: str, error: Exception) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        head = b""
+    content = "the content looks like text and " if _looks_like_text(head) else ""
+    detail = str(error).rsplit(":", 1)[-1].strip().rstrip(".") or type(error).__name__
+    if ext in _EXTENSION_KINDS:
+        promise = f"the {ext} extension suggests {_EXTENSION_KINDS[ext]}, but"
+    elif ext:
+        promise = f"the {ext} extension is not a known audio type, and"
+    else:
+        promise = "the name has no extension, and"
+    return f"not an audio file: {promise} {content}it is not decodable audio (libsndfile: {detail})"
+
+
+def _check_readable(path: str) -> int:
+    """Return the size in bytes, or raise BadSourceError for missing/unreadable files."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise BadSourceError(path, "file not found") from None
+    except PermissionError:
+        raise BadSourceError(path, "not readable: permission denied") from None
+    except OSError as exc:
+        raise BadSourceError(path, f"not readable: {exc.strerror or exc}") from None
+    if os.path.isdir(path):
+        raise BadSourceError(path, "is a directory, not an audio file")
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise BadSourceError(path, "not readable: permission denied") from None
+    except OSError as exc:
+        raise BadSourceError(path, f"not readable: {exc.strerror or exc}") from None
+    return st.st_size
+
+
+def _open(path: str) -> sf.SoundFile:
+    _check_readable(path)
+    try:
+        return sf.SoundFile(path)
+    except (sf.SoundFileError, RuntimeError) as exc:
+        header = _read_wav_header(path, os.path.getsize(path))
+        if header is not None and header.sample_rate is not None and header.channels is not None:
+            _check_rate_and_channels(path, header.sample_rate, header.channels)
+        raise BadSourceError(path, _not_audio_reason(path, exc)) from None
+
+
+@dataclass(frozen=True)
+class _WavHeader:
+    sample_rate: int | None
+    channels: int | None
+    data_bytes: int | None  # declared size of the data chunk (None: unset or absent)
+    data_available: int | None  # bytes actually present after the data chunk header
+
+
+def _read_wav_header(path: str, size: int) -> _WavHeader | None:
+    """The fields of a RIFF/WAVE header that libsndfile hides or refuses, or None.
+
+    libsndfile silently shortens a WAV whose data chunk runs past the end of the file,
+    and refuses to open one whose sample rate is 0; both are read from the header here.
+    """
+    sample_rate = channels = data_bytes = data_available = None
+    try:
+        with open(path, "rb") as fh:
+            riff = fh.read(12)
+            if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+                return None
+            offset = 12
+            while offset + 8 <= size:
+                fh.seek(offset)
+                header = fh.read(8)
+                if len(header) < 8:
+                    break
+                chunk_id, chunk_size = header[:4], struct.unpack("<I", header[4:])[0]
+                if chunk_id == b"fmt ":
+                    fmt = fh.read(8)
+                    if len(fmt) == 8:
+                        _, channels, sample_rate = struct.unpack("<HHI", fmt)
+                elif chunk_id == b"data":
+                    if chunk_size not in (0, 0xFFFFFFFF):  # streaming writers leave it unset
+                        data_bytes = chunk_size
+                        data_available = size - (offset + 8)
+                    break
+                offset += 8 + chunk_size + (chunk_size & 1)
+    except OSError:
+        return None
+    return _WavHeader(sample_rate, channels, data_bytes, data_available)
+
+
+def _check_rate_and_channels(path: str, sample_rate: int, channels: int) -> None:
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise BadSourceError(
+            path,
+            f"sample rate {sample_rate} Hz is not usable; "
+            f"expected {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz",
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise BadSourceError(path, f"{channels} channels is not usable; expected 1..{MAX_CHANNELS}")
+
+
+def _check_block(path: str, block: np.ndarray, first_frame: int) -> None:
+    if not np.isfinite(block).all():
+        bad = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0]) + first_frame
+        raise BadSourceError(path, f"contains NaN/Inf samples (first at frame {bad})")
+
+
+def _read_at(f: sf.SoundFile, path: str, start: int, frames: int) -> np.ndarray:
+    """Seek and read, turning libsndfile errors into a 'truncated or corrupt' reject."""
+    try:
+        f.seek(start)
+        block = f.read(frames, dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError) as exc:
+        detail = str(exc).removeprefix("Error :").strip().rstrip(".")
+        raise BadSourceError(
+            path,
+            f"truncated or corrupt: decoding failed in frames {start}..{start + frames} "
+            f"of {f.frames} (libsndfile: {detail})",
+        ) from None
+    expected = max(0, min(frames, f.frames - start))
+    if block.shape[0] < expected:
+        got = start + block.shape[0]
+        raise BadSourceError(
+            path,
+            f"truncated: the header declares {f.frames} frames but decoding stops at frame {got}",
+        )
+    return block
+
+
+def probe(
+    path: str,
+    *,
+    full_read_max_s: float = 120.0,
+    silence_floor_dbfs: float = -90.0,
+) -> AudioInfo:
+    """Check that ``path`` is usable audio and return its :class:`AudioInfo`.
+
+    Raises :class:`BadSourceError` with a specific reason for: missing or unreadable
+    file, 0 bytes, not decodable audio, 0 frames, sample rate outside
+    ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``, more than ``MAX_CHANNELS`` channels, truncated
+    or corrupt data, NaN/Inf samples, and silence (peak below ``silence_floor_dbfs``).
+    Files up to ``full_read_max_s`` long are decoded in full, block by block; longer
+    files are spot-checked with ~1 s reads at the start, at ``8`` evenly spaced points
+    and at the very end (which also finds truncation), so probing cost stays bounded.
+
+    Example: ``probe("noise/car/001.wav").duration_s  # 31.2``
+    """
+    path = os.fspath(path)
+    size = _check_readable(path)
+    if size == 0:
+        raise BadSourceError(path, "empty file (0 bytes)")
+    with _open(path) as f:
+        sample_rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
+        fmt, subtype = str(f.format), str(f.subtype)
+        _check_rate_and_channels(path, sample_rate, channels)
+        if frames <= 0:
+            raise BadSourceError(path, "no audio: 0 frames (header only)")
+        if fmt.startswith("WAV"):
+            header = _read_wav_header(path, size)
+            bytes_per_frame = _bytes_per_frame(subtype, channels)
+            if (
+                header is not None
+                and header.data_bytes is not None
+                and bytes_per_frame
+                and header.data_bytes > header.data_available
+            ):
+                raise BadSourceError(
+                    path,
+                    f"truncated: the WAV header declares {header.data_bytes // bytes_per_frame} "
+                    f"frames but the file holds only {header.data_available // bytes_per_frame}",
+                )
+        peak = 0.0
+        duration_s = frames / sample_rate
+        if duration_s <= full_read_max_s:
+            start = 0
+            while start < frames:
+                block = _read_at(f, path, start, min(_BLOCK_FRAMES, frames - start))
+                _check_block(path, block, start)
+                if block.size:
+                    peak = max(peak, float(np.max(np.abs(block))))
+                start += block.shape[0]
+        else:
+            window = min(frames, sample_rate)  # ~1 s
+            last = frames - window
+            starts = sorted(
+                {0, last} | {int(round(last * k / (_SPOT_CHECKS + 1))) for k in range(1, _SPOT_CHECKS + 1)}
+            )
+            for start in starts:
+                block = _read_at(f, path, start, window)
+                _check_block(path, block, start)
+                peak = max(peak, float(np.max(np.abs(block))))
+
+    floor = 10.0 ** (silence_floor_dbfs / 20.0)
+    if peak < floor:
+        where = "" if duration_s <= full_read_max_s else " in every spot-checked window"
+        if peak == 0:
+            reason = f"silent: all samples are zero{where}"
+        else:
+            reason = (
+                f"silent: peak {20.0 * np.log10(peak):.1f} dBFS{where} is below the "
+                f"{silence_floor_dbfs:g} dBFS floor"
+            )
+        raise BadSourceError(path, reason)
+    return AudioInfo(
+        frames=frames,
+        sample_rate=sample_rate,
+        channels=channels,
+        duration_s=duration_s,
+        format=fmt,
+        subtype=subtype,
+    )
+
+
+def _bytes_per_frame(subtype: str, channels: int) -> int:
+    width = {
+        "PCM_U8": 1,
+        "PCM_S8": 1,
+        "PCM_16": 2,
+        "PCM_24": 3,
+        "PCM_32": 4,
+        "FLOAT": 4,
+        "DOUBLE": 8,
+        "ULAW": 1,
+        "ALAW": 1,
+    }.get(subtype, 0)
+    return width * channels
+
+
+class HandleCache:
+    """A small LRU of open ``soundfile.SoundFile`` handles, one per worker.
+
+    Re-opening a FLAC for every segment costs more than the read; a worker keeps its
+    most recently used handles open (``capacity``, default 64) and closes the least
+    recently used one when full. Not thread-safe (one per worker process).
+
+    Example: ``with HandleCache() as cache: read_segment(path, 0, 16000, cache=cache)``
+    """
+
+    def __init__(self, capacity: int = 64):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._handles: OrderedDict[str, sf.SoundFile] = OrderedDict()
+
+    def get(self, path: str) -> sf.SoundFile:
+        """The open handle for ``path`` (opened on first use; BadSourceError if unusable)."""
+        key = os.fspath(path)
+        handle = self._handles.get(key)
+        if handle is not None and not handle.closed:
+            self._handles.move_to_end(key)
+            return handle
+        handle = _open(key)
+        self._handles[key] = handle
+        while len(self._handles) > self.capacity:
+            _, old = self._handles.popitem(last=False)
+            old.close()
+        return handle
+
+    def discard(self, path: str) -> None:
+        """Close and forget the handle of ``path`` (after a decode error left it in a bad state)."""
+        handle = self._handles.pop(os.fspath(path), None)
+        if handle is not None:
+            handle.close()
+
+    def close(self) -> None:
+        """Close every open handle."""
+        while self._handles:
+            _, handle = self._handles.popitem()
+            handle.close()
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, (str, os.PathLike)) and os.fspath(path) in self._handles
+
+    def __enter__(self) -> "HandleCache":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def read_segment(
+    path: str, start_frame: int, frames: int, *, cache: HandleCache | None = None
+) -> np.ndarray:
+    """Read ``frames`` frames from ``start_frame`` with a seek: float32 ``(frames_read, channels)``.
+
+    The read is clipped at the end of the file (fewer frames, or none, come back).
+    Raises :class:`BadSourceError` for unusable files, decode errors, truncation and
+    NaN/Inf samples. With a ``cache`` the handle stays open for the next read.
+
+    Example: ``read_segment("speech.flac", 16000, 8000).shape  # (8000, 1)``
+    """
+    path = os.fspath(path)
+    start_frame, frames = int(start_frame), int(frames)
+    if start_frame < 0 or frames < 0:
+        raise ValueError(f"start_frame and frames must be >= 0, got {start_frame}, {frames}")
+    handle = cache.get(path) if cache is not None else _open(path)
+    try:
+        if start_frame >= handle.frames or frames == 0:
+            return np.zeros((0, handle.channels), dtype=np.float32)
+        block = _read_at(handle, path, start_frame, frames)
+        _check_block(path, block, start_frame)
+        return block
+    except BadSourceError:
+        if cache is not None:
+            cache.discard(path)
+        raise
+    finally:
+        if cache is None:
+            handle.close()
+
+
+def read_all(path: str, *, cache: HandleCache | None = None) -> np.ndarray:
+    """Read a whole (short) file: float32 ``(frames, channels)``. Use read_segment for long ones.
+
+    Example: ``read_all("rir/room1.wav").shape  # (8000, 1)``
+    """
+    path = os.fspath(path)
+    handle = cache.get(path) if cache is not None else _open(path)
+    try:
+        frames = int(handle.frames)
+    finally:
+        if cache is None:
+            handle.close()
+    return read_segment(path, 0, frames, cache=cache)
+
+
+def encode(x: np.ndarray, sample_rate: int, codec: str = "flac") -> bytes:
+    """Encode mono ``(frames,)`` or ``(frames, channels)`` float audio as PCM_16 FLAC or WAV bytes.
+
+    Samples are clipped to [-1, 1]; NaN/Inf is a ValueError. The bytes are deterministic:
+    the same samples and rate always give the same bytes.
+
+    Example: ``decode(encode(np.zeros(160, np.float32), 16000))[1] == 16000``
+    """
+    key = codec.lower()
+    if key not in _CODECS:
+        raise ValueError(f"codec must be one of {sorted(_CODECS)}, got {codec!r}")
+    a = np.asarray(x, dtype=np.float32)
+    if a.ndim not in (1, 2):
+        raise ValueError(f"expected (frames,) or (frames, channels), got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError("cannot encode NaN/Inf samples")
+    a = np.clip(a, -1.0, 1.0)
+    buf = io.BytesIO()
+    sf.write(buf, a, int(sample_rate), format=_CODECS[key], subtype="PCM_16")
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> tuple[np.ndarray, int]:
+    """Decode audio bytes (as made by :func:`encode`): float32 ``(frames,)`` for mono, else
+    ``(frames, channels)``, and the sample rate. ValueError if the bytes are not audio.
+
+    Example: ``x, sample_rate = decode(row["audio"]["bytes"])``
+    """
+    try:
+        x, sample_rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    except (sf.SoundFileError, RuntimeError) as exc:
+        raise ValueError(f"bytes are not decodable audio ({exc})") from None
+    return x, int(sample_rate)

@@ -1,0 +1,252 @@
+"""Specification of engine.audio.io: every bad source is rejected with a reason, reads seek."""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from engine.audio import io as audio_io
+from engine.audio.io import AudioInfo, HandleCache, decode, encode, probe, read_all, read_segment
+from engine.errors import BadSourceError
+
+
+def _noise(seconds: float, sample_rate: int = 16000, channels: int = 1, level: float = 0.1, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-level, level, (int(seconds * sample_rate), channels)).astype(np.float32)
+    return x[:, 0] if channels == 1 else x
+
+
+def _write(path, x, sample_rate=16000, **kwargs):
+    sf.write(str(path), x, sample_rate, **kwargs)
+    return str(path)
+
+
+def _chop(path, n_bytes: int) -> None:
+    """Cut the last n_bytes off a file, as an interrupted copy would."""
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[:-n_bytes])
+
+
+def _reason(path, **kwargs) -> str:
+    with pytest.raises(BadSourceError) as info:
+        probe(str(path), **kwargs)
+    assert info.value.path == str(path)
+    return info.value.reason
+
+
+def test_probe_reports_a_good_file(tmp_path):
+    path = _write(tmp_path / "a.flac", _noise(1.5, channels=2), subtype="PCM_16")
+    assert probe(path) == AudioInfo(
+        frames=24000, sample_rate=16000, channels=2, duration_s=1.5, format="FLAC", subtype="PCM_16"
+    )
+
+
+def test_missing_file_is_rejected(tmp_path):
+    assert _reason(tmp_path / "nope.wav") == "file not found"
+
+
+def test_empty_file_is_rejected(tmp_path):
+    path = tmp_path / "empty.wav"
+    path.write_bytes(b"")
+    assert _reason(path) == "empty file (0 bytes)"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads everything")
+def test_unreadable_file_is_rejected(tmp_path):
+    path = _write(tmp_path / "locked.wav", _noise(0.1))
+    os.chmod(path, 0)
+    assert "permission denied" in _reason(path)
+
+
+def test_text_file_named_wav_is_not_audio(tmp_path):
+    path = tmp_path / "notes.wav"
+    path.write_text("this is a note, not a recording\n")
+    reason = _reason(path)
+    assert reason.startswith("not an audio file")
+    assert ".wav extension suggests WAV audio" in reason
+    assert "looks like text and it is not decodable audio" in reason
+
+
+def test_random_bytes_named_flac_are_not_audio(tmp_path):
+    path = tmp_path / "blob.flac"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    reason = _reason(path)
+    assert ".flac extension suggests FLAC audio" in reason and "looks like text" not in reason
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+@pytest.mark.parametrize("chop_bytes", [100, 5000])
+def test_truncated_file_is_rejected(tmp_path, fmt, chop_bytes):
+    path = _write(tmp_path / f"cut.{fmt.lower()}", _noise(3.0), format=fmt, subtype="PCM_16")
+    _chop(path, chop_bytes)
+    assert _reason(path).startswith("truncated")
+
+
+def test_truncated_long_flac_is_found_by_the_end_check(tmp_path):
+    path = _write(tmp_path / "long.flac", _noise(40.0, 8000, level=0.01), 8000, subtype="PCM_16")
+    _chop(path, 2000)
+    assert _reason(path, full_read_max_s=10.0).startswith("truncated")
+
+
+def test_header_only_wav_is_rejected(tmp_path):
+    empty = _write(tmp_path / "zero.wav", np.zeros(0, np.float32), subtype="PCM_16")
+    assert _reason(empty) == "no audio: 0 frames (header only)"
+    full = _write(tmp_path / "full.wav", _noise(1.0), subtype="PCM_16")
+    header_only = tmp_path / "header.wav"
+    header_only.write_bytes(Path(full).read_bytes()[:44])  # declares 1 s, holds nothing
+    reason = _reason(header_only)
+    assert reason.startswith("no audio") or reason.startswith("truncated")
+
+
+def test_nan_samples_are_rejected(tmp_path):
+    x = _noise(1.0)
+    x[1234] = np.nan
+    path = _write(tmp_path / "nan.wav", x, subtype="FLOAT")
+    assert _reason(path) == "contains NaN/Inf samples (first at frame 1234)"
+
+
+def test_inf_samples_are_rejected(tmp_path):
+    x = _noise(1.0)
+    x[-1] = np.inf
+    path = _write(tmp_path / "inf.wav", x, subtype="FLOAT")
+    assert "NaN/Inf" in _reason(path)
+
+
+def test_silent_file_is_rejected(tmp_path):
+    zeros = _write(tmp_path / "zeros.flac", np.zeros(16000, np.float32), subtype="PCM_16")
+    assert _reason(zeros) == "silent: all samples are zero"
+    whisper = _write(tmp_path / "whisper.wav", np.full(16000, 1e-6, np.float32), subtype="FLOAT")
+    assert _reason(whisper) == "silent: peak -120.0 dBFS is below the -90 dBFS floor"
+
+
+def test_too_many_channels_are_rejected(tmp_path):
+    path = _write(tmp_path / "nine.wav", _noise(0.1, channels=9), subtype="PCM_16")
+    assert _reason(path) == "9 channels is not usable; expected 1..8"
+
+
+def test_low_sample_rate_is_rejected(tmp_path):
+    path = _write(tmp_path / "low.wav", _noise(1.0, 500), 500, subtype="PCM_16")
+    assert _reason(path) == "sample rate 500 Hz is not usable; expected 1000..384000 Hz"
+
+
+def test_zero_sample_rate_is_rejected(tmp_path):
+    path = _write(tmp_path / "sr0.wav", _noise(0.1), subtype="PCM_16")
+    data = bytearray(Path(path).read_bytes())
+    data[24:28] = struct.pack("<I", 0)  # the fmt chunk's sample rate
+    Path(path).write_bytes(bytes(data))
+    assert _reason(path) == "sample rate 0 Hz is not usable; expected 1000..384000 Hz"
+
+
+def test_long_file_is_spot_checked_not_read_in_full(tmp_path, monkeypatch):
+    sample_rate = 8000
+    path = _write(tmp_path / "long.wav", _noise(200.0, sample_rate, level=0.003), sample_rate, subtype="PCM_16")
+    frames_read = []
+    original_read = sf.SoundFile.read
+
+    def counting_read(self, frames=-1, *args, **kwargs):
+        block = original_read(self, frames, *args, **kwargs)
+        frames_read.append(len(block))
+        return block
+
+    monkeypatch.setattr(sf.SoundFile, "read", counting_read)
+    started = time.perf_counter()
+    info = probe(path)
+    elapsed_s = time.perf_counter() - started
+    assert info.frames == 200 * sample_rate and info.duration_s == 200.0
+    assert sum(frames_read) <= 12 * sample_rate  # ~10 one-second windows, not 200 s
+    assert elapsed_s < 2.0  # ~0.05 s; loose for loaded machines
+
+
+def test_long_file_with_sound_only_in_unchecked_places_is_silent(tmp_path):
+    x = np.zeros(200 * 1000, np.float32)
+    x[1500:1600] = 0.5  # between the first window and the next spot check
+    path = _write(tmp_path / "sparse.wav", x, 1000, subtype="PCM_16")
+    assert "spot-checked" in _reason(path)
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+def test_read_segment_matches_the_full_array(tmp_path, fmt):
+    x = _noise(3.0, channels=2)
+    path = _write(tmp_path / f"s.{fmt.lower()}", x, format=fmt, subtype="PCM_16")
+    full = read_all(path)
+    assert full.shape == (48000, 2) and full.dtype == np.float32
+    np.testing.assert_allclose(full, x, atol=1.0 / 32768)
+    with HandleCache(capacity=2) as cache:
+        for start, frames in [(0, 100), (12345, 4000), (47000, 1000), (47990, 10), (47999, 1)]:
+            segment = read_segment(path, start, frames, cache=cache)
+            np.testing.assert_array_equal(segment, full[start : start + frames])
+        assert path in cache and len(cache) == 1
+
+
+def test_read_segment_clips_at_the_end_of_the_file(tmp_path):
+    path = _write(tmp_path / "s.flac", _noise(1.0), subtype="PCM_16")
+    full = read_all(path)
+    tail = read_segment(path, 15000, 5000)
+    assert tail.shape == (1000, 1)
+    np.testing.assert_array_equal(tail, full[15000:])
+    assert read_segment(path, 20000, 10).shape == (0, 1)
+
+
+def test_read_segment_rejects_nan_and_truncation(tmp_path):
+    x = _noise(1.0)
+    x[8000] = np.nan
+    nan_path = _write(tmp_path / "nan.wav", x, subtype="FLOAT")
+    assert read_segment(nan_path, 0, 100).shape == (100, 1)  # the NaN is elsewhere
+    with pytest.raises(BadSourceError, match="NaN"):
+        read_segment(nan_path, 7900, 200)
+    cut_path = _write(tmp_path / "cut.flac", _noise(3.0), subtype="PCM_16")
+    _chop(cut_path, 3000)
+    with HandleCache() as cache:
+        with pytest.raises(BadSourceError, match="truncated"):
+            read_segment(cut_path, 46000, 2000, cache=cache)
+        assert cut_path not in cache  # a handle in an error state is not reused
+
+
+def test_handle_cache_evicts_least_recently_used(tmp_path):
+    paths = [_write(tmp_path / f"{i}.wav", _noise(0.1, seed=i), subtype="PCM_16") for i in range(3)]
+    cache = HandleCache(capacity=2)
+    first = cache.get(paths[0])
+    cache.get(paths[1])
+    cache.get(paths[0])
+    cache.get(paths[2])
+    assert paths[0] in cache and paths[2] in cache and paths[1] not in cache
+    cache.close()
+    assert len(cache) == 0 and first.closed
+
+
+@pytest.mark.parametrize("codec", ["flac", "wav"])
+@pytest.mark.parametrize("channels", [None, 2])
+def test_encode_decode_round_trip_within_pcm16_quantization(codec, channels):
+    x = _noise(0.5, channels=channels or 1, level=0.9, seed=3)
+    data = encode(x, 16000, codec)
+    y, sample_rate = decode(data)
+    assert sample_rate == 16000 and y.dtype == np.float32 and y.shape == x.shape
+    np.testing.assert_allclose(y, x, atol=1.0 / 32767)
+    assert encode(x.copy(), 16000, codec) == data  # deterministic bytes
+
+
+def test_encode_clips_out_of_range_samples():
+    y, _ = decode(encode(np.array([2.0, -2.0, 0.5], np.float32), 8000, "wav"))
+    np.testing.assert_allclose(y, [1.0, -1.0, 0.5], atol=1.0 / 32767)
+
+
+def test_encode_rejects_unknown_codec_and_nan():
+    with pytest.raises(ValueError, match="codec"):
+        encode(np.zeros(10, np.float32), 16000, "mp3")
+    with pytest.raises(ValueError, match="NaN"):
+        encode(np.array([np.nan], np.float32), 16000)
+
+
+def test_decode_rejects_garbage():
+    with pytest.raises(ValueError, match="not decodable"):
+        decode(b"hello")
+
+
+def test_module_limits():
+    assert (audio_io.MIN_SAMPLE_RATE, audio_io.MAX_SAMPLE_RATE, audio_io.MAX_CHANNELS) == (1000, 384000, 8)
