@@ -1,0 +1,222 @@
+"""Where output goes: a local folder or an object-store prefix, with atomic commits.
+
+Locally a file is written to a temporary name and renamed. On an object store (``s3://``,
+``gs://``, anything pyarrow's filesystems open) there is no rename; an object appears
+only when its upload completes, so a file is staged on local disk and uploaded whole, and
+the per-shard stats object, written after its shard, is the commit record. Endpoints and
+credentials come from the standard environment (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ...), never from a recipe.
+
+Example::
+
+    store = Store.open("s3://bucket/prefix")      # or Store.open("out/demo")
+    store.write_bytes("manifest.json", b"{}")
+    with store.open_output("train/train-00000-of-00001.arrow") as f:
+        f.write(b"...")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+from .errors import ShardError
+
+TMP_MARK = ".tmp-"
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def is_uri(location: str | os.PathLike) -> bool:
+    """True for ``s3://...``-style locations (``file://`` counts as local)."""
+    text = str(location)
+    return bool(_URI.match(text)) and not text.startswith("file://")
+
+
+def _strerror(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc).splitlines()[0][:300]
+
+
+class Store:
+    """A root location; every method takes paths relative to it (POSIX style)."""
+
+    def __init__(self, uri: str, fs: object | None, root: str):
+        self.uri = uri
+        self._fs = fs  # a pyarrow FileSystem for object stores, None for local folders
+        self.root = root
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, location: str | os.PathLike) -> "Store":
+        text = str(location)
+        if text.startswith("file://"):
+            text = text[len("file://"):]
+        if not is_uri(text):
+            return cls(str(Path(text).absolute()), None, str(Path(text).absolute()))
+        import pyarrow.fs as pafs
+
+        try:
+            fs, root = pafs.FileSystem.from_uri(text)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types here
+            raise ShardError(
+                f"{text}: cannot open this location ({_strerror(exc)}); for S3 set AWS_ENDPOINT_URL, "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or use an instance profile)"
+            ) from None
+        return cls(text.rstrip("/"), fs, root.rstrip("/"))
+
+    @property
+    def is_local(self) -> bool:
+        return self._fs is None
+
+    def full(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def display(self, rel: str = "") -> str:
+        """A location a person can paste: a local path or the object URI."""
+        return f"{self.uri}/{rel}" if rel else self.uri
+
+    def local_path(self, rel: str = "") -> Path:
+        assert self.is_local
+        return Path(self.full(rel))
+
+    # ------------------------------------------------------------------ reading
+
+    def _info(self, rel: str):
+        import pyarrow.fs as pafs
+
+        info = self._fs.get_file_info(self.full(rel))  # type: ignore[union-attr]
+        return info if info.type == pafs.FileType.File else None
+
+    def exists(self, rel: str) -> bool:
+        if self.is_local:
+            return self.local_path(rel).is_file()
+        return self._info(rel) is not None
+
+    def size(self, rel: str) -> int | None:
+        if self.is_local:
+            try:
+                return self.local_path(rel).stat().st_size
+            except OSError:
+                return None
+        info = self._info(rel)
+        return None if info is None else info.size
+
+    def read_bytes(self, rel: str) -> bytes:
+        try:
+            if self.is_local:
+                return self.local_path(rel).read_bytes()
+            with self._fs.open_input_stream(self.full(rel)) as f:  # type: ignore[union-attr]
+                return f.read()
+        except (OSError, FileNotFoundError) as exc:
+            raise ShardError(f"{self.display(rel)}: cannot read ({_strerror(exc)})") from None
+
+    def open_input(self, rel: str) -> IO[bytes]:
+        """A seekable binary file object (soundfile and pyarrow read from it)."""
+        if self.is_local:
+            return open(self.local_path(rel), "rb")
+        return self._fs.open_input_file(self.full(rel))  # type: ignore[union-attr]
+
+    def sha256(self, rel: str) -> str:
+        h = hashlib.sha256()
+        with self.open_input(rel) as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Every file below ``prefix`` (recursive), relative to the root, sorted."""
+        if self.is_local:
+            base = self.local_path(prefix)
+            if not base.is_dir():
+                return []
+            root = self.local_path()
+            return sorted(p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file())
+        import pyarrow.fs as pafs
+
+        selector = pafs.FileSelector(self.full(prefix), recursive=True, allow_not_found=True)
+        infos = self._fs.get_file_info(selector)  # type: ignore[union-attr]
+        n = len(self.root) + 1
+        return sorted(i.path[n:] for i in infos if i.type == pafs.FileType.File)
+
+    def is_empty(self) -> bool:
+        if self.is_local:
+            root = self.local_path()
+            return not root.exists() or (root.is_dir() and not any(root.iterdir()))
+        return not self.list()
+
+    # ------------------------------------------------------------------ writing
+
+    @contextmanager
+    def open_output(self, rel: str) -> Iterator[IO[bytes]]:
+        """Write a file that appears whole or not at all."""
+        if self.is_local:
+            final = self.local_path(rel)
+            tmp = final.with_name(f".{final.name}{TMP_MARK}{uuid.uuid4().hex[:12]}")
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                f = open(tmp, "wb")
+            except OSError as exc:
+                raise ShardError(f"{final}: cannot create ({_strerror(exc)})") from None
+            try:
+                with f:
+                    yield f
+                os.replace(tmp, final)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            return
+        staging = tempfile.NamedTemporaryFile(prefix="shardsmith-", delete=False)
+        try:
+            with staging:
+                yield staging
+            self.upload(rel, staging.name)
+        finally:
+            os.unlink(staging.name)
+
+    def upload(self, rel: str, local_file: str | os.PathLike) -> None:
+        """Copy a finished local file to ``rel`` (one PUT: the object appears whole)."""
+        if self.is_local:
+            final = self.local_path(rel)
+            tmp = final.with_name(f".{final.name}{TMP_MARK}{uuid.uuid4().hex[:12]}")
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(local_file, tmp)
+                os.replace(tmp, final)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise ShardError(f"{final}: cannot write ({_strerror(exc)}); is the disk full?") from None
+            return
+        try:
+            with open(local_file, "rb") as src, self._fs.open_output_stream(self.full(rel)) as dst:  # type: ignore[union-attr]
+                for block in iter(lambda: src.read(8 << 20), b""):
+                    dst.write(block)
+        except OSError as exc:
+            raise ShardError(f"{self.display(rel)}: upload failed ({_strerror(exc)})") from None
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        try:
+            with self.open_output(rel) as f:
+                f.write(data)
+        except OSError as exc:
+            raise ShardError(f"{self.display(rel)}: cannot write ({_strerror(exc)}); is the disk full?") from None
+
+    def delete(self, rel: str) -> bool:
+        try:
+            if self.is_local:
+                self.local_path(rel).unlink()
+            else:
+                self._fs.delete_file(self.full(rel))  # type: ignore[union-attr]
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if not self.is_local and not self.exists(rel):
+                return False
+            raise ShardError(f"{self.display(rel)}: cannot delete ({_strerror(exc)})") from None
