@@ -38,8 +38,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         address=args.address,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        allow_narrow=args.allow_narrow,
     )
     print(summary.describe())
+    if summary.coverage_passed is False and not args.allow_narrow:
+        print("shardsmith: error: the finished data fails its coverage guards (see above and "
+              f"{summary.out}/coverage.json); exit code 3", file=sys.stderr)
+        return 3
     return 0 if summary.status == "complete" else 1
 
 
@@ -60,6 +65,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"  rejected {r['path']}: {r['reason']}")
         if len(index.rejects) > 20:
             print(f"  ... and {len(index.rejects) - 20} more")
+        from .coverage import describe_forecast, forecast_coverage, guard_refusal
+
+        forecast = forecast_coverage(recipe, index)
+        print(describe_forecast(forecast))
+        if not forecast["passed"]:
+            if not args.allow_narrow:
+                from .errors import GuardError
+
+                raise GuardError(guard_refusal(forecast, recipe))
+            print("the forecast fails the guards; a run with --allow-narrow would go ahead")
+    else:
+        print("coverage guards not forecast (--no-index)")
     return 0
 
 
@@ -87,10 +104,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     dest = Path(args.to)
     dest.mkdir(parents=True, exist_ok=True)
     written = 0
+    kind = "audio"
     for f in files:
         table = read_shard(f)
+        if "image" in table.column_names:  # image rows: the encoded file as it is
+            kind = "image"
+            written += export_image_rows(table, dest, args.n - written)
+            if written >= args.n:
+                break
+            continue
         if "audio" not in table.column_names:
-            raise ShardsmithError(f"{f}: has no audio column; export writes audio samples only")
+            raise ShardsmithError(f"{f}: has no audio or image column; nothing to export")
         for row in table.to_pylist():
             if written >= args.n:
                 break
@@ -102,15 +126,154 @@ def cmd_export(args: argparse.Namespace) -> int:
             written += 1
         if written >= args.n:
             break
-    print(f"wrote {written} sample(s) as .wav with .json provenance to {dest}")
+    what = "image files" if kind == "image" else ".wav"
+    print(f"wrote {written} sample(s) as {what} with .json provenance to {dest}")
     return 0
 
 
 # [coverage commands]
 
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from .coverage import describe_coverage, load_coverage_stats, report_json, write_coverage_html
+
+    report, merged = load_coverage_stats(args.out)
+    if args.json:
+        print(report_json(report))
+    else:
+        print(describe_coverage(report))
+    if args.html:
+        path = write_coverage_html(args.html, report, merged)
+        print(f"wrote {path}", file=sys.stderr)
+    return 0 if report["passed"] else 3
+
+
 # [mismatch commands]
 
+
+def _print_json(data) -> None:
+    import math
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None  # NaN / Inf are not JSON
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    print(json.dumps(clean(data), indent=1, default=str))
+
+
+def cmd_mismatch_errors(args: argparse.Namespace) -> int:
+    from .mismatch import decompose_errors, decompose_table, read_general_table
+
+    levels = {"human": args.human, "train": args.train, "train_dev": args.train_dev,
+              "dev": args.dev, "test": args.test}
+    given = {k: v for k, v in levels.items() if v is not None}
+    if args.table:
+        if given:
+            raise ShardsmithError("give either --table or the error rates (--human, --train, ...), not both")
+        result = decompose_table(read_general_table(args.table), confidence=args.confidence)
+    else:
+        result = decompose_errors(given, confidence=args.confidence)
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(result.describe())
+    return 0
+
+
+def _named_path(value: str) -> tuple[str, str] | str:
+    """``NAME=PATH`` -> (NAME, PATH); a bare path (or one that exists as written) stays."""
+    name, sep, path = value.partition("=")
+    if sep and name and path and not Path(value).exists() and all(c.isalnum() or c in "_.-" for c in name):
+        return (name, path)
+    return value
+
+
+def cmd_mismatch_data(args: argparse.Namespace) -> int:
+    from .mismatch import compare_data, data_report_html
+    from .report import write_report
+
+    result = compare_data(
+        [_named_path(t) for t in args.train],
+        args.dev,
+        train_split=args.train_split,
+        dev_split=args.dev_split,
+        seed=args.seed,
+        max_n=args.max_n,
+        k=args.k,
+        n_permutations=args.permutations,
+        folds=args.folds,
+        path_column=args.path_column,
+    )
+    if args.html:
+        write_report(args.html, data_report_html(result))
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(result.describe())
+        if args.html:
+            print(f"report: {args.html}")
+    return 0
+
+
+def cmd_mismatch_slices(args: argparse.Namespace) -> int:
+    from .mismatch import slice_errors
+
+    report = slice_errors(
+        args.shards, args.predictions, split=args.split, label_column=args.label_column, by=args.by or []
+    )
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(report.describe(top=args.top))
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from .splits import plan_splits, write_splits
+
+    sources: dict[str, str] = {}
+    for s in args.source:
+        origin, sep, path = s.partition("=")
+        if not sep or not origin or not path:
+            raise ShardsmithError(f"--source {s!r}: expected ORIGIN=PATH, e.g. --source app=data/app.csv")
+        if origin in sources:
+            raise ShardsmithError(f"--source {origin}: given twice")
+        sources[origin] = path
+    plan = plan_splits(
+        sources, args.target, dev=args.dev, test=args.test, train_dev=args.train_dev, seed=args.seed,
+        group_column=args.group_column, path_column=args.path_column,
+    )
+    files = write_splits(plan, args.out, relative_paths=not args.absolute_paths, fmt=args.format,
+                         overwrite=args.overwrite)
+    print(plan.describe())
+    print(f"wrote {', '.join(f.name for f in files.values())} and split_summary.json to {args.out}")
+    return 0
+
+
 # [image commands]
+
+
+def export_image_rows(table, dest: Path, limit: int) -> int:
+    """Write up to ``limit`` image rows as their encoded image file plus a .json beside it
+    (provenance; composite objects without their mask bytes). Returns how many."""
+    written = 0
+    for row in table.to_pylist():
+        if written >= limit:
+            break
+        name = row["image"]["path"] or f"{row['sample_id']}.png"
+        (dest / name).write_bytes(row["image"]["bytes"])
+        side = {k: v for k, v in row.items() if k not in ("image", "embedding")}
+        side["params"] = json.loads(side["params"])
+        if side.get("objects"):
+            side["objects"] = [{k: v for k, v in o.items() if k != "mask"} for o in side["objects"]]
+        (dest / f"{row['sample_id']}.json").write_text(json.dumps(side, indent=1) + "\n")
+        written += 1
+    return written
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_demo_corpus)
 
-    e = sub.add_parser("export", help="write samples as .wav files with JSON provenance, to listen")
+    e = sub.add_parser("export", help="write samples as .wav (audio) or image files with JSON provenance")
     e.add_argument("out", help="a run's output folder")
     e.add_argument("--split", required=True)
     e.add_argument("--n", type=int, default=20)
@@ -156,8 +319,77 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_export)
 
     # [coverage parsers]
+    narrow_help = ("go ahead although the coverage forecast fails the recipe's guards "
+                   "(the report still shows the figures)")
+    r.add_argument("--allow-narrow", action="store_true", help=narrow_help)
+    pl.add_argument("--allow-narrow", action="store_true", help=narrow_help)
+    cv = sub.add_parser("coverage", help="how varied a run's data is: reuse, sources, parameters, "
+                        "embedding diversity; exit 3 if a guard fails")
+    cv.add_argument("out", help="a run's output folder")
+    cv.add_argument("--json", action="store_true", help="print the report as JSON (stable keys)")
+    cv.add_argument("--html", metavar="FILE", help="also write an HTML report with plots")
+    cv.set_defaults(func=cmd_coverage)
 
     # [mismatch parsers]
+    mm = sub.add_parser("mismatch", help="which gap to work on: from error rates, from data, from predictions")
+    msub = mm.add_subparsers(dest="mismatch_command", required=True)
+    rate_help = "error rate: 0.12, 12%%, 12/1000 (errors/examples) or 12%%@1000 (rate@examples)"
+    me = msub.add_parser("errors", help="avoidable bias, variance, data mismatch, dev overfitting from error rates")
+    me.add_argument("--human", help=f"human-level (Bayes proxy) {rate_help}")
+    me.add_argument("--train", help=f"training {rate_help}")
+    me.add_argument("--train-dev", help=f"training-dev {rate_help}")
+    me.add_argument("--dev", help=f"dev {rate_help}")
+    me.add_argument("--test", help=f"test {rate_help}")
+    me.add_argument("--table", metavar="FILE",
+                    help="the general table instead (CSV or JSON: rows human-level / trained on / "
+                         "not trained on; columns general data, then target data)")
+    me.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals")
+    me.add_argument("--json", action="store_true", help="print JSON")
+    me.set_defaults(func=cmd_mismatch_errors)
+
+    md = msub.add_parser("data", help="how far each training set is from the dev data (embeddings)")
+    md.add_argument("--train", action="append", required=True, metavar="[NAME=]OUT",
+                    help="a shardsmith output folder (repeatable: compared side by side)")
+    md.add_argument("--dev", required=True,
+                    help="a shardsmith output folder, a folder of audio/image files, or a manifest of them")
+    md.add_argument("--train-split", help="split of the --train folders (default: train, else all)")
+    md.add_argument("--dev-split", help="split of a --dev output folder (default: dev, else all)")
+    md.add_argument("--max-n", type=int, default=2000, help="items per side, seeded sub-sample (default 2000)")
+    md.add_argument("--k", type=int, default=5, help="neighbours of the k-NN manifolds (default 5)")
+    md.add_argument("--permutations", type=int, default=200, help="MMD permutations (default 200)")
+    md.add_argument("--folds", type=int, default=5, help="domain-classifier cross-validation folds")
+    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--path-column", default="path", help="path column of a --dev manifest")
+    md.add_argument("--json", action="store_true", help="print JSON")
+    md.add_argument("--html", metavar="FILE", help="also write an HTML report with plots")
+    md.set_defaults(func=cmd_mismatch_data)
+
+    ms = msub.add_parser("slices", help="error rate per noise source, SNR band, transform, seen vs held-out")
+    ms.add_argument("--shards", required=True, help="the shardsmith output folder the predictions are for")
+    ms.add_argument("--predictions", required=True,
+                    help="CSV/JSONL/Parquet with sample_id and correct, or sample_id and prediction (+ label)")
+    ms.add_argument("--split", help="only this split's rows")
+    ms.add_argument("--label-column", help="row column a prediction is compared with (default: label, else text)")
+    ms.add_argument("--by", action="append", metavar="COLUMN", help="also slice by this row column (repeatable)")
+    ms.add_argument("--top", type=int, default=20, help="rows of the error-analysis table to print")
+    ms.add_argument("--json", action="store_true", help="print JSON")
+    ms.set_defaults(func=cmd_mismatch_slices)
+
+    sp = sub.add_parser("split", help="train / train-dev / dev / test manifests, dev and test from the target only")
+    sp.add_argument("--source", action="append", required=True, metavar="ORIGIN=PATH",
+                    help="a manifest (CSV/TSV/JSONL/Parquet with path) or folder, tagged by origin (repeatable)")
+    sp.add_argument("--target", required=True, help="the origin dev and test come from")
+    sp.add_argument("--dev", required=True, help="dev size: a count (500) or a fraction of the target (0.1, 10%%)")
+    sp.add_argument("--test", required=True, help="test size: a count or a fraction of the target")
+    sp.add_argument("--train-dev", required=True, help="train-dev size: a count or a fraction of the training pool")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", required=True, help="folder for train/train_dev/dev/test manifests")
+    sp.add_argument("--group-column", help="keep groups (e.g. speaker) whole, and out of training when in dev/test")
+    sp.add_argument("--path-column", default="path", help="path column of the source manifests")
+    sp.add_argument("--format", default="csv", choices=["csv", "jsonl", "parquet"])
+    sp.add_argument("--absolute-paths", action="store_true", help="write absolute paths (default: relative to --out)")
+    sp.add_argument("--overwrite", action="store_true", help="replace split files already in --out")
+    sp.set_defaults(func=cmd_split)
 
     # [image parsers]
     return p

@@ -49,6 +49,9 @@ class PoolItems:
     holdout: np.ndarray
     label_schema: pa.Schema = field(default_factory=lambda: pa.schema([]))
     labels: list[dict[str, Any]] = field(default_factory=list)
+    # Image pools: pixel size of each item after EXIF orientation (None for audio pools).
+    width: np.ndarray | None = None
+    height: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -80,8 +83,13 @@ class PoolIndex:
         lines = []
         for name, p in self.pools.items():
             held = int(p.holdout.sum())
+            size = (
+                f"{float((p.width.astype(np.float64) * p.height).mean()) / 1e6 if len(p) else 0.0:7.2f} MP mean"
+                if p.kind == "image" and p.width is not None
+                else f"{p.seconds_available / 3600:9.3f} h"
+            )
             lines.append(
-                f"  pool {name:<12} {len(p):>7} items  {p.seconds_available / 3600:9.3f} h"
+                f"  pool {name:<12} {len(p):>7} items  {size}"
                 + (f"  ({held} held out)" if held else "")
             )
         if self.rejects:
@@ -101,7 +109,14 @@ def _read_manifest(path: Path) -> pa.Table:
             from pyarrow import csv as pacsv
 
             opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
-            return pacsv.read_csv(path, parse_options=opts)
+            table = pacsv.read_csv(path, parse_options=opts)
+            # pyarrow reads invalid UTF-8 as a binary column rather than failing.
+            binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
+            if binary:
+                raise InputError(
+                    f"{path}: manifest is not valid UTF-8 text (column {binary[0]!r}); re-save it as UTF-8"
+                )
+            return table
         if suffix in (".jsonl", ".json", ".ndjson"):
             from pyarrow import json as pajson
 
@@ -215,7 +230,12 @@ def index_pool(
     for i, (status, value) in enumerate(results):
         reason = value if status == "bad" else None
         if reason is None:
-            if value.duration_s < pool.min_duration_s:
+            if value.channels > pool.max_channels:
+                reason = (
+                    f"{value.channels} channels; pool {name!r} takes at most {pool.max_channels} "
+                    f"(raise pools.{name}.max_channels to downmix such files)"
+                )
+            elif value.duration_s < pool.min_duration_s:
                 reason = f"{value.duration_s:.3f} s is shorter than pools.{name}.min_duration_s ({pool.min_duration_s} s)"
             elif pool.max_duration_s is not None and value.duration_s > pool.max_duration_s:
                 reason = f"{value.duration_s:.1f} s is longer than pools.{name}.max_duration_s ({pool.max_duration_s} s)"
@@ -254,9 +274,148 @@ def index_pool(
     return pool_items, rejects
 
 
+def _probe_image(path: str, max_pixels: int, mode: str) -> tuple[str, Any]:
+    from .image import io as image_io
+
+    try:
+        return ("ok", image_io.probe(path, max_pixels=max_pixels, mode=mode))
+    except BadSourceError as exc:
+        return ("bad", exc.reason)
+    except Exception as exc:  # a probe must never take the indexer down
+        return ("bad", f"cannot be read ({type(exc).__name__}: {exc})")
+
+
+def index_image_pool(
+    name: str, pool: Any, base_dir: Path, mapper: Mapper | None = None
+) -> tuple[PoolItems, list[dict[str, Any]]]:
+    """Probe one image pool: every file decoded once (oversized ones refused unread).
+
+    Image items have no duration: ``duration_s`` and ``sample_rate`` are 0, ``frames`` 1,
+    ``channels`` the colour channels stored in the file, ``width``/``height`` in pixels.
+    With ``mask_column`` each item's mask file (resolved against the manifest's folder and
+    stored back in that column as an absolute path) is probed too and must match in size.
+
+    Example: ``items, rejects = index_image_pool("photos", recipe.pools["photos"], recipe.base_dir)``
+    """
+    import functools
+
+    files, labels, rejects = _resolve_files(name, pool, base_dir)
+    probe = functools.partial(_probe_image, max_pixels=pool.max_pixels, mode=pool.mode)
+    results = (mapper or thread_mapper)(probe, [str(f) for f in files])
+    label_rows = labels.to_pylist() if labels is not None and labels.num_columns else []
+    masks: dict[int, str] = {}
+    if pool.mask_column is not None:
+        if labels is None or pool.mask_column not in labels.column_names:
+            raise InputError(
+                f"pools.{name}.mask_column: {pool.mask_column!r} is not a column of the pool's manifest "
+                f"(columns: {', '.join(labels.column_names) if labels is not None else 'none: the pool has no manifest'})"
+            )
+        manifest_dir = Path(pool.manifest if os.path.isabs(pool.manifest) else base_dir / pool.manifest).parent
+        for i, row in enumerate(label_rows):
+            raw = row.get(pool.mask_column)
+            if isinstance(raw, str) and raw.strip():
+                p = Path(raw)
+                masks[i] = os.path.abspath(p if p.is_absolute() else manifest_dir / p)
+        order = sorted(masks)
+        mask_probe = functools.partial(_probe_image, max_pixels=pool.max_pixels, mode="gray")
+        mask_results = dict(zip(order, (mapper or thread_mapper)(mask_probe, [masks[i] for i in order])))
+    keep: list[int] = []
+    infos: list[Any] = []
+    for i, (status, value) in enumerate(results):
+        reason = value if status == "bad" else None
+        if reason is None and pool.mask_column is not None:
+            if i not in masks:
+                reason = f"no mask: the {pool.mask_column!r} column is empty for this item"
+            else:
+                m_status, m_value = mask_results[i]
+                if m_status == "bad":
+                    reason = f"mask {masks[i]}: {m_value}"
+                elif (m_value.width, m_value.height) != (value.width, value.height):
+                    reason = (f"mask {masks[i]} is {m_value.width}×{m_value.height} but the image is "
+                              f"{value.width}×{value.height}")
+        if reason is not None:
+            rejects.append({"pool": name, "path": str(files[i]), "reason": reason})
+            continue
+        keep.append(i)
+        infos.append(value)
+    items = [_item_id(files[i], base_dir) for i in keep]
+    holdout = np.zeros(len(items), dtype=bool)
+    if pool.holdout > 0 and len(items) >= 2:
+        n_hold = min(len(items) - 1, max(1, int(round(pool.holdout * len(items)))))
+        keys = np.array([stable_unit("holdout", name, it) for it in items])
+        holdout[np.argsort(keys, kind="stable")[:n_hold]] = True
+    kept_labels: list[dict[str, Any]] = []
+    schema = pa.schema([])
+    if label_rows:
+        schema = labels.schema
+        for i in keep:
+            row = dict(label_rows[i])
+            if pool.mask_column is not None:
+                row[pool.mask_column] = masks[i]
+            kept_labels.append(row)
+    n = len(items)
+    pool_items = PoolItems(
+        name=name,
+        kind=pool.kind,
+        items=items,
+        paths=[str(files[i]) for i in keep],
+        duration_s=np.zeros(n, dtype=np.float64),
+        sample_rate=np.zeros(n, dtype=np.int32),
+        channels=np.array([x.channels for x in infos], dtype=np.int16),
+        frames=np.ones(n, dtype=np.int64),
+        holdout=holdout,
+        label_schema=schema,
+        labels=kept_labels,
+        width=np.array([x.width for x in infos], dtype=np.int32),
+        height=np.array([x.height for x in infos], dtype=np.int32),
+    )
+    return pool_items, rejects
+
+
+def index_generator_pool(
+    name: str, pool: Any, base_dir: Path, mapper: Mapper | None = None
+) -> tuple[PoolItems, list[dict[str, Any]]]:
+    """Virtual items of a ``noise_generator`` / ``rir_generator`` pool (no files, no rejects).
+
+    Item ids look like ``gen:pink/0003``; the path of an item is its id. The values that
+    define each item (colour and slope, or RT60 and DRR) are its labels.
+
+    Example: ``items, _ = index_generator_pool("hum", recipe.pools["hum"], recipe.base_dir)``
+    """
+    from .audio.generators import virtual_items
+
+    virtual = virtual_items(name, pool)
+    items = [v.item for v in virtual]
+    holdout = np.zeros(len(items), dtype=bool)
+    if pool.holdout > 0 and len(items) >= 2:
+        n_hold = min(len(items) - 1, max(1, int(round(pool.holdout * len(items)))))
+        keys = np.array([stable_unit("holdout", name, it) for it in items])
+        holdout[np.argsort(keys, kind="stable")[:n_hold]] = True
+    labels = [dict(v.labels) for v in virtual]
+    pool_items = PoolItems(
+        name=name,
+        kind=pool.kind,
+        items=items,
+        paths=list(items),
+        duration_s=np.array([v.duration_s for v in virtual], dtype=np.float64),
+        sample_rate=np.array([v.sample_rate for v in virtual], dtype=np.int32),
+        channels=np.ones(len(items), dtype=np.int16),
+        frames=np.array([v.frames for v in virtual], dtype=np.int64),
+        holdout=holdout,
+        label_schema=pa.Table.from_pylist(labels).schema if labels else pa.schema([]),
+        labels=labels,
+    )
+    return pool_items, []
+
+
 # Pool kind -> indexer(name, config, base_dir, mapper) -> (PoolItems, rejects). A new kind
 # of pool registers its indexer here.
-INDEXERS: dict[str, Callable[..., tuple[PoolItems, list[dict[str, Any]]]]] = {"audio": index_pool}
+INDEXERS: dict[str, Callable[..., tuple[PoolItems, list[dict[str, Any]]]]] = {
+    "audio": index_pool,
+    "image": index_image_pool,
+    "noise_generator": index_generator_pool,
+    "rir_generator": index_generator_pool,
+}
 
 
 def index_pools(recipe: Recipe, mapper: Mapper | None = None) -> PoolIndex:

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -24,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import ShardError, ShardsmithError
+from .errors import GuardError, ShardError, ShardsmithError
 from .manifest import (
     build_manifest,
     clean_temporary,
@@ -43,6 +44,7 @@ from .recipe import Recipe, recipe_hash, recipe_to_dict
 RAY_PROBE_MIN_FILES = 2000
 PROBE_CHUNK = 500
 POOL_INDEX_FILE = "pool_index.parquet"
+COVERAGE_FILE = "coverage.json"  # written by engine.coverage at the end of a complete run
 
 
 @dataclass
@@ -57,6 +59,15 @@ class RunSummary:
     rejects: int = 0
     status: str = "partial"
     splits: dict[str, int] = field(default_factory=dict)
+    node_ids: set[str] = field(default_factory=set)
+    # Coverage of a complete run (OUT/coverage.json): None when not analyzed.
+    coverage_passed: bool | None = None
+    coverage_guards: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def nodes(self) -> int:
+        """How many Ray nodes wrote shards in this run."""
+        return len(self.node_ids)
 
     @property
     def realtime_factor(self) -> float:
@@ -67,11 +78,23 @@ class RunSummary:
             f"shardsmith: {self.status}: {self.samples} samples in {self.shards} shards "
             f"({self.shards_written} written, {self.shards_skipped} already done)",
             f"  audio: {self.seconds_audio:.1f} s written in {self.wall_s:.1f} s "
-            f"= {self.realtime_factor:.0f}x realtime",
+            f"= {self.realtime_factor:.0f}x realtime"
+            if self.seconds_audio > 0 or self.samples == 0  # image recipes write no seconds
+            else f"  shards written in {self.wall_s:.1f} s"
+            + (f" = {self.samples / self.wall_s:.1f} samples/s" if self.wall_s > 0 and not self.shards_skipped else ""),
             "  splits: " + ", ".join(f"{k} {v}" for k, v in self.splits.items()),
             f"  rejected source files: {self.rejects} (rejects.jsonl)",
-            f"  output: {self.out}",
+            f"  ran on {self.nodes} Ray node(s); output: {self.out}",
         ]
+        if self.coverage_passed is not None:
+            failed = [g for g in self.coverage_guards if not g["passed"]]
+            lines.append(
+                f"  coverage guards: {'passed' if self.coverage_passed else 'FAILED'} "
+                f"({len(self.coverage_guards) - len(failed)}/{len(self.coverage_guards)}); "
+                f"coverage.json, `shardsmith coverage {self.out} --html report.html`"
+            )
+            for g in failed:
+                lines.append(f"    {g['name']} for pool {g['pool']!r}: {g['value']} (limit {g['limit']:g})")
         return "\n".join(lines)
 
 
@@ -141,7 +164,11 @@ def _shard_task(recipe_data: dict, base_dir: str, index: PoolIndex, spec: Any, o
     from .worker import make_shard
 
     recipe = parse_recipe(recipe_data, base_dir=base_dir)
-    return make_shard(recipe, index, spec, out)
+    import ray
+
+    record = make_shard(recipe, index, spec, out)
+    record["node_id"] = ray.get_runtime_context().get_node_id()
+    return record
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -182,8 +209,8 @@ class Progress:
 # --------------------------------------------------------------------------- run
 
 
-def write_pool_index(out: Path, index: PoolIndex) -> None:
-    """``OUT/pool_index.parquet``: every usable item (coverage needs what was available)."""
+def pool_index_table(index: PoolIndex) -> pa.Table:
+    """Every usable item of every pool, one row each (what the shards are drawn from)."""
     rows: dict[str, list] = {k: [] for k in ("pool", "item", "duration_s", "sample_rate", "channels", "holdout")}
     for name, pool in index.pools.items():
         n = len(pool)
@@ -193,7 +220,41 @@ def write_pool_index(out: Path, index: PoolIndex) -> None:
         rows["sample_rate"] += pool.sample_rate.tolist()
         rows["channels"] += pool.channels.tolist()
         rows["holdout"] += pool.holdout.tolist()
-    table = pa.table(rows)
+    return pa.table(rows)
+
+
+def check_pools_unchanged(out: Path, table: pa.Table) -> None:
+    """Refuse to resume when the pools differ from those the finished shards were drawn from.
+
+    Sampling picks items by position in each pool, so a file added to or removed from a
+    glob between a run and its resume would change every sample still to be written.
+    """
+    path = out / POOL_INDEX_FILE
+    if not path.exists() or not any(out.glob("*/*.stats.json")):
+        return
+    try:
+        old = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid):
+        return  # unreadable: it is rewritten; the shards' own checks still apply
+    if old.equals(table):
+        return
+    changes = []
+    for pool in sorted(set(old.column("pool").to_pylist()) | set(table.column("pool").to_pylist())):
+        before = {i for p, i in zip(old.column("pool").to_pylist(), old.column("item").to_pylist()) if p == pool}
+        after = {i for p, i in zip(table.column("pool").to_pylist(), table.column("item").to_pylist()) if p == pool}
+        added, removed = len(after - before), len(before - after)
+        if added or removed:
+            changes.append(f"pool {pool!r}: {added} item(s) added, {removed} removed")
+    detail = "; ".join(changes) or "item durations, rates or channels changed"
+    raise ShardError(
+        f"{out}: the source pools changed since this output was started ({detail}); its finished "
+        "shards were drawn from the old pools, so resuming would mix two datasets. Restore the "
+        "files, or use --overwrite to start again, or choose a new --out"
+    )
+
+
+def write_pool_index(out: Path, table: pa.Table) -> None:
+    """``OUT/pool_index.parquet``: every usable item (coverage needs what was available)."""
     tmp = out / f".{POOL_INDEX_FILE}.tmp-w"
     try:
         pq.write_table(table, tmp)
@@ -204,8 +265,11 @@ def write_pool_index(out: Path, index: PoolIndex) -> None:
 
 
 def _finish(out: Path, recipe: Recipe, plan: Plan, index: PoolIndex) -> dict[str, Any]:
+    # Every task has ended or been cancelled: a temporary file now is one a killed worker
+    # left behind (its shard was retried under another temporary name).
+    clean_temporary(out)
     manifest = build_manifest(out, recipe, plan)
-    manifest["extra_files"] = [POOL_INDEX_FILE]
+    manifest["extra_files"] = [POOL_INDEX_FILE, COVERAGE_FILE]
     decode_rejects = []
     for split in manifest["splits"].values():
         for shard in split["shards"]:
@@ -227,11 +291,20 @@ def run(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    allow_narrow: bool = False,
 ) -> RunSummary:
     """Synthesize every planned shard that is not already done into ``out``.
 
+    Before any shard, the coverage guards are forecast from the plan and the pool index
+    and a run bound to be narrow is refused with :class:`GuardError` (exit code 3) unless
+    ``allow_narrow``; a complete run ends with ``OUT/coverage.json`` and the guards
+    checked on the real stats (``summary.coverage_passed``).
+
     Example: ``run(load_recipe("recipes/demo_in_car.yaml"), "out/demo", workers=2)``
     """
+    from .coverage import check_forecast, describe_forecast, write_coverage
+    from .manifest import MANIFEST, remove_listed
+
     say = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out).absolute()
     plan = make_plan(recipe)
@@ -239,9 +312,11 @@ def run(
     if workers is not None and workers < 1:
         raise ShardsmithError(f"--workers must be at least 1, got {workers}")
     prepare_out(out, recipe, plan, overwrite=overwrite)
+    fresh = not (out / MANIFEST).exists()
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     # Record which recipe owns OUT before any shard exists, so a killed run is resumable.
-    write_manifest(out, build_manifest(out, recipe, plan) | {"extra_files": [POOL_INDEX_FILE]})
+    write_manifest(out, build_manifest(out, recipe, plan) | {"extra_files": [POOL_INDEX_FILE, COVERAGE_FILE]})
     removed = clean_temporary(out)
     if removed:
         say(f"removed {removed} temporary file(s) left by an interrupted run")
@@ -251,7 +326,21 @@ def run(
         t_index = time.perf_counter()
         index = index_pools(recipe, mapper=_ray_mapper(ray))
         say(f"indexed pools in {time.perf_counter() - t_index:.1f} s:\n{index.summary()}")
-        write_pool_index(out, index)
+        try:
+            forecast = check_forecast(recipe, index, allow_narrow=allow_narrow)
+        except GuardError:
+            if fresh:  # a refused run leaves no claim on the folder (nor the folder it made)
+                remove_listed(out, {"extra_files": [POOL_INDEX_FILE, COVERAGE_FILE]})
+                if created:
+                    with contextlib.suppress(OSError):
+                        out.rmdir()
+            raise
+        say(describe_forecast(forecast))
+        if not forecast["passed"]:
+            say("going ahead although the forecast fails the guards (--allow-narrow)")
+        index_table = pool_index_table(index)
+        check_pools_unchanged(out, index_table)
+        write_pool_index(out, index_table)
         if index.rejects:
             write_rejects(out, index.rejects)
 
@@ -293,6 +382,7 @@ def run(
                         raise ShardError(f"{spec.name}: worker failed: {str(err).splitlines()[-1][:500]}") from None
                     summary.shards_written += 1
                     summary.seconds_audio += record["stats"]["seconds"]
+                    summary.node_ids.add(record.get("node_id", ""))
                     bar.update(record["rows"])
         finally:
             bar.close()
@@ -303,6 +393,10 @@ def run(
     summary.samples = manifest["total_rows"]
     summary.status = manifest["status"]
     summary.rejects = manifest["rejected_files"]
+    if summary.status == "complete":
+        report = write_coverage(out, recipe)
+        summary.coverage_passed = report["passed"]
+        summary.coverage_guards = report["guards"]
     return summary
 
 

@@ -38,12 +38,43 @@ def _pool_of_path(index: PoolIndex) -> dict[str, str]:
     return {path: name for name, pool in index.pools.items() for path in pool.paths}
 
 
+_ALLOCATOR_TUNED = False
+
+
+def tune_allocator() -> None:
+    """Keep freed memory in the worker process instead of handing it back to the OS.
+
+    Every sample allocates and frees the same few-MB buffers; by default glibc serves
+    such sizes with fresh mmap()s and unmaps them on free, so each sample pays page faults
+    for every buffer again (measured: a float64 copy of 10 s of audio costs 3 ms faulting
+    vs 0.13 ms on reused pages). Raising the mmap and trim thresholds makes the heap reuse
+    its pages. glibc (Linux) only; a no-op elsewhere. Called once per process.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return
+    _ALLOCATOR_TUNED = True
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    mallopt(m_mmap_threshold, 64 * 2**20)
+    mallopt(m_trim_threshold, 256 * 2**20)
+    mallopt(m_top_pad, 16 * 2**20)
+
+
 def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Path) -> dict[str, Any]:
     """Write one shard and its stats file; returns the stats record.
 
     Example: ``make_shard(recipe, index, plan.shards[0], "out")["rows"]``
     """
     t0 = time.perf_counter()
+    tune_allocator()
     out = Path(out)
     rhash = recipe_hash(recipe)
     synth = build_synthesizer(recipe, index)
@@ -54,7 +85,8 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
     )
     shard_path, stats_path = shard_paths(out, spec, recipe.output.format)
     ext = recipe.output.audio_codec
-    stats = ShardStats()
+    image_ext = {"png": "png", "jpeg": "jpg", "webp": "webp"}[recipe.output.image_format]
+    stats = ShardStats.for_shard(recipe, index, spec)
     rejects: dict[str, dict[str, Any]] = {}
     bad_paths: dict[str, str] = {}
     path_pool: dict[str, str] | None = None
@@ -94,6 +126,10 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
                 row = {"sample_id": sid, "split": spec.split, **sample.columns, **sample.labels}
                 if "audio" in row:
                     row["audio"] = {"bytes": row["audio"]["bytes"], "path": f"{sid}.{ext}"}
+                if "image" in row:
+                    row["image"] = {"bytes": row["image"]["bytes"], "path": f"{sid}.{image_ext}"}
+                if sample.applied is not None:
+                    params = {**params, "applied": sample.applied}
                 row["sources"] = sample.sources
                 row["params"] = json.dumps(params, sort_keys=True, separators=(",", ":"))
                 row["embedding"] = sample.embedding
@@ -117,6 +153,6 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
         "stats": stats.to_json(),
     }
     # Written after the shard is in place: a stats file vouches for a complete shard.
-    write_json_atomic(stats_path, record)
+    write_json_atomic(stats_path, record, compact=True)  # machine-read; the C encoder is ~10x faster
     record["elapsed_s"] = time.perf_counter() - t0
     return record

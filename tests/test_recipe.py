@@ -687,3 +687,16 @@ def test_deeply_nested_yaml_is_a_recipe_error(tmp_path):
 def test_override_with_an_impossible_date_is_a_recipe_error(recipe_file):
     with pytest.raises(RecipeError, match="--set seed"):
         load_recipe(recipe_file, overrides=["seed=2020-13-45"])
+
+
+def test_changing_a_guard_keeps_the_recipe_hash_so_finished_shards_stay_valid(base):
+    looser = copy.deepcopy(base)
+    looser["guards"] = {"max_reuse_factor": 500.0, "min_effective_sources": 3}
+    assert recipe_hash(parse_recipe(looser)) == recipe_hash(parse_recipe(base))
+
+
+def test_an_unhashable_yaml_key_is_a_recipe_error_not_a_crash(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: x\n? [[1], 2]\n: 3\n")
+    with pytest.raises(RecipeError):
+        load_recipe(path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "probe",
     "read_segment",
     "read_all",
+    "read_mono",
     "HandleCache",
     "encode",
     "decode",
@@ -118,6 +120,9 @@ def _check_readable(path: str) -> int:
         raise BadSourceError(path, f"not readable: {exc.strerror or exc}") from None
     if os.path.isdir(path):
         raise BadSourceError(path, "is a directory, not an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        # Opening a FIFO would block forever: take regular files only.
+        raise BadSourceError(path, "not a regular file (a FIFO, socket or device); pools take regular files only")
     try:
         with open(path, "rb"):
             pass
@@ -129,10 +134,11 @@ def _check_readable(path: str) -> int:
 
 
 def _open(path: str) -> sf.SoundFile:
-    _check_readable(path)
     try:
         return sf.SoundFile(path)
     except (sf.SoundFileError, RuntimeError) as exc:
+        # Only a failure pays for the diagnosis: missing, unreadable, a folder, not audio.
+        _check_readable(path)
         header = _read_wav_header(path, os.path.getsize(path))
         if header is not None and header.sample_rate is not None and header.channels is not None:
             _check_rate_and_channels(path, header.sample_rate, header.channels)
@@ -405,6 +411,54 @@ def read_segment(
             handle.close()
 
 
+_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+
+
+def read_mono(
+    path: str, start_frame: int, frames: int, *, cache: HandleCache | None = None
+) -> np.ndarray:
+    """Like :func:`read_segment`, but mono float32 ``(frames_read,)``: a mono file is read
+    straight into a 1-D array (no copy), a multichannel one is averaged over channels.
+    Integer PCM and FLAC cannot hold NaN/Inf, so only float files are checked for them.
+
+    Example: ``read_mono("noise/one_hour.flac", 16000 * 600, 160000, cache=cache).shape  # (160000,)``
+    """
+    path = os.fspath(path)
+    start_frame, frames = int(start_frame), int(frames)
+    if start_frame < 0 or frames < 0:
+        raise ValueError(f"start_frame and frames must be >= 0, got {start_frame}, {frames}")
+    handle = cache.get(path) if cache is not None else _open(path)
+    try:
+        if start_frame >= handle.frames or frames == 0:
+            return np.zeros(0, dtype=np.float32)
+        if handle.channels != 1:
+            block = _read_at(handle, path, start_frame, frames)
+            _check_block(path, block, start_frame)
+            return block.mean(axis=1, dtype=np.float64).astype(np.float32)
+        try:
+            handle.seek(start_frame)
+            block = handle.read(frames, dtype="float32", always_2d=False)
+        except (sf.SoundFileError, RuntimeError):
+            block = _read_at(handle, path, start_frame, frames)[:, 0]  # raises the clear reason
+        expected = max(0, min(frames, handle.frames - start_frame))
+        if block.shape[0] < expected:
+            raise BadSourceError(
+                path,
+                f"truncated: the header declares {handle.frames} frames but decoding stops at frame "
+                f"{start_frame + block.shape[0]}",
+            )
+        if handle.subtype in _FLOAT_SUBTYPES:
+            _check_block(path, block[:, None], start_frame)
+        return block
+    except BadSourceError:
+        if cache is not None:
+            cache.discard(path)
+        raise
+    finally:
+        if cache is None:
+            handle.close()
+
+
 def read_all(path: str, *, cache: HandleCache | None = None) -> np.ndarray:
     """Read a whole (short) file: float32 ``(frames, channels)``. Use read_segment for long ones.
 
@@ -420,11 +474,13 @@ def read_all(path: str, *, cache: HandleCache | None = None) -> np.ndarray:
     return read_segment(path, 0, frames, cache=cache)
 
 
-def encode(x: np.ndarray, sample_rate: int, codec: str = "flac") -> bytes:
+def encode(x: np.ndarray, sample_rate: int, codec: str = "flac", *, checked: bool = False) -> bytes:
     """Encode mono ``(frames,)`` or ``(frames, channels)`` float audio as PCM_16 FLAC or WAV bytes.
 
-    Samples are clipped to [-1, 1]; NaN/Inf is a ValueError. The bytes are deterministic:
-    the same samples and rate always give the same bytes.
+    Samples are clipped to [-1, 1]; NaN/Inf is a ValueError. With ``checked=True`` the
+    caller guarantees finite samples within [-1, 1] (e.g. after peak control) and both
+    passes over the signal are skipped. The bytes are deterministic: the same samples
+    and rate always give the same bytes.
 
     Example: ``decode(encode(np.zeros(160, np.float32), 16000))[1] == 16000``
     """
@@ -434,9 +490,10 @@ def encode(x: np.ndarray, sample_rate: int, codec: str = "flac") -> bytes:
     a = np.asarray(x, dtype=np.float32)
     if a.ndim not in (1, 2):
         raise ValueError(f"expected (frames,) or (frames, channels), got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise ValueError("cannot encode NaN/Inf samples")
-    a = np.clip(a, -1.0, 1.0)
+    if not checked:
+        if not np.isfinite(a).all():
+            raise ValueError("cannot encode NaN/Inf samples")
+        a = np.clip(a, -1.0, 1.0)
     buf = io.BytesIO()
     sf.write(buf, a, int(sample_rate), format=_CODECS[key], subtype="PCM_16")
     return buf.getvalue()

@@ -1,0 +1,212 @@
+"""The bad-input corpus: every kind of broken source file or manifest gives a reject with a
+reason or a clear InputError; no traceback, no worker crash, nothing already written damaged."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from engine.errors import InputError, ShardError
+from engine.manifest import shard_files
+from engine.pools import index_pool
+from engine.recipe import AudioPool, load_recipe
+from engine.runtime import run
+from engine.shards import read_shard
+
+from .conftest import small_recipe, write_recipe
+
+SR = 16000
+
+
+def _tone(seconds: float = 1.0, level: float = 0.1) -> np.ndarray:
+    t = np.arange(int(SR * seconds)) / SR
+    return (level * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+def _bytes(x: np.ndarray, fmt: str, subtype: str | None = None, sr: int = SR) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, x, sr, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def make_bad_audio(folder: Path) -> dict[str, str]:
+    """Write one file of each bad kind; returns {file name: a word its reason must contain}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wav, flac = _bytes(_tone(), "WAV"), _bytes(_tone(), "FLAC")
+    expected: dict[str, str] = {}
+
+    def put(name: str, data: bytes, word: str) -> None:
+        (folder / name).write_bytes(data)
+        expected[name] = word
+
+    put("zero_length.wav", b"", "empty")
+    put("header_only.wav", wav[:44], "0 frames")
+    put("truncated.wav", wav[: len(wav) // 2], "truncated")
+    put("truncated.flac", flac[: len(flac) // 2], "truncated")
+    put("text_named.wav", b"just some words\n" * 50, "not an audio file")
+    put("png_named.flac", b"\x89PNG\r\n\x1a\n" + bytes(300), "not an audio file")
+    put("random_bytes.wav", np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes(),
+        "not an audio file")
+    nan, inf = _tone(), _tone()
+    nan[50], inf[70] = np.nan, np.inf
+    put("nan_samples.wav", _bytes(nan, "WAV", "FLOAT"), "nan")
+    put("inf_samples.wav", _bytes(inf, "WAV", "FLOAT"), "inf")
+    put("silent.wav", _bytes(np.zeros(SR, np.float32), "WAV"), "silent")
+    rate0 = bytearray(wav)
+    rate0[24:28] = struct.pack("<I", 0)
+    put("rate_0hz.wav", bytes(rate0), "0 hz")
+    absurd = bytearray(wav)
+    absurd[24:28] = struct.pack("<I", 10_000_000)
+    absurd[28:32] = struct.pack("<I", 20_000_000)
+    put("rate_absurd.wav", bytes(absurd), "sample rate")
+    put("eight_channels.wav", _bytes(np.tile(_tone()[:, None], (1, 8)), "WAV"), "channels")
+    os.symlink(folder / "does_not_exist.wav", folder / "dangling_link.wav")
+    expected["dangling_link.wav"] = "not found"
+    os.symlink(folder / "loop_b.wav", folder / "loop_a.wav")
+    os.symlink(folder / "loop_a.wav", folder / "loop_b.wav")
+    expected["loop_a.wav"] = expected["loop_b.wav"] = "symbolic links"
+    os.mkfifo(folder / "fifo.wav")
+    expected["fifo.wav"] = "regular file"
+    return expected
+
+
+def _reasons(rejects: list[dict]) -> dict[str, str]:
+    return {Path(r["path"]).name: r["reason"].lower() for r in rejects}
+
+
+def test_every_bad_audio_kind_is_rejected_with_its_reason(tmp_path):
+    expected = make_bad_audio(tmp_path / "pool")
+    (tmp_path / "pool" / "good.wav").write_bytes(_bytes(_tone(), "WAV"))
+    assert len(expected) >= 17
+    started = time.perf_counter()
+    items, rejects = index_pool("noise", AudioPool(paths=["pool/*"]), tmp_path)
+    assert time.perf_counter() - started < 30  # nothing hangs (the FIFO above would block a naive open)
+    assert items.items == ["pool/good.wav"]
+    reasons = _reasons(rejects)
+    assert set(reasons) == set(expected)
+    for name, word in expected.items():
+        assert word in reasons[name], (name, reasons[name])
+
+
+def test_an_hours_long_file_is_probed_without_reading_it_and_can_be_limited(tmp_path):
+    # Two hours at 1 kHz: probed by spot checks, never read whole.
+    n = 1000 * 7200
+    x = (0.05 * np.sin(np.arange(n, dtype=np.float32) * 0.3)).astype(np.float32)
+    sf.write(tmp_path / "long.wav", x, 1000, subtype="PCM_16")
+    started = time.perf_counter()
+    items, rejects = index_pool("noise", AudioPool(paths=["long.wav"]), tmp_path)
+    assert time.perf_counter() - started < 5
+    assert not rejects and abs(items.duration_s[0] - 7200) < 1e-6
+    items, rejects = index_pool("noise", AudioPool(paths=["long.wav"], max_duration_s=600), tmp_path)
+    assert not items.items and "longer than pools.noise.max_duration_s" in rejects[0]["reason"]
+
+
+def _good_files(folder: Path, n: int = 3) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(n):
+        (folder / f"ok{i}.wav").write_bytes(_bytes(_tone(1 + i), "WAV"))
+        names.append(f"ok{i}.wav")
+    return names
+
+
+@pytest.mark.parametrize(
+    "kind, write, message",
+    [
+        ("non_utf8", lambda p: p.write_bytes(b"path,text\nok0.wav,caf\xe9\xff\n"), "utf-8"),
+        ("missing_path_column", lambda p: p.write_text("file,text\nok0.wav,x\n"), "no 'path' column"),
+        ("empty", lambda p: p.write_text("path,text\n"), "lists no files"),
+        ("ragged_csv", lambda p: p.write_text('path,text\nok0.wav,a,b,c\n"unterminated\n'), "cannot read manifest"),
+        ("wrong_extension", lambda p: p.with_suffix(".xlsx").write_text("x"), "manifest must be"),
+    ],
+)
+def test_a_broken_manifest_is_a_clear_input_error(tmp_path, kind, write, message):
+    _good_files(tmp_path)
+    manifest = tmp_path / "manifest.csv"
+    write(manifest)
+    name = "manifest.xlsx" if kind == "wrong_extension" else "manifest.csv"
+    with pytest.raises(InputError) as info:
+        index_pool("speech", AudioPool(manifest=name), tmp_path)
+    assert message in str(info.value).lower()
+    assert name in str(info.value)
+
+
+def test_manifest_rows_with_duplicate_missing_or_empty_paths_are_rejected(tmp_path):
+    _good_files(tmp_path)
+    (tmp_path / "m.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in [
+            {"path": "ok0.wav", "text": "a"}, {"path": "ok1.wav", "text": "b"},
+            {"path": "ok0.wav", "text": "again"}, {"path": "gone.wav", "text": "c"},
+            {"path": "", "text": "d"},
+        ]) + "\n"
+    )
+    items, rejects = index_pool("speech", AudioPool(manifest="m.jsonl"), tmp_path)
+    assert items.items == ["ok0.wav", "ok1.wav"]
+    assert [row["text"] for row in items.labels] == ["a", "b"]  # the first of a duplicate wins
+    reasons = sorted(r["reason"] for r in rejects)
+    assert any("listed twice" in r for r in reasons)
+    assert any("not found" in r for r in reasons)
+    assert any("empty path" in r for r in reasons)
+
+
+
+@pytest.mark.ray
+def test_a_run_over_a_pool_of_bad_files_completes_and_uses_none_of_them(ray_local, demo_corpus, tmp_path):
+    expected = make_bad_audio(tmp_path / "noise")
+    for src in sorted((demo_corpus / "noise" / "road").glob("*.wav")):
+        (tmp_path / "noise" / src.name).write_bytes(src.read_bytes())
+    data = small_recipe(demo_corpus, splits={"train": {"samples": 40}})
+    data["pools"]["cabin"] = {"paths": [str(tmp_path / "noise" / "*")]}
+    out = tmp_path / "out"
+    summary = run(load_recipe(write_recipe(tmp_path / "r.yaml", data)), out, progress=False)
+    assert summary.status == "complete" and summary.samples == 40
+    rejected = _reasons([json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()])
+    assert set(expected) <= set(rejected)
+    used = {Path(s["item"]).name for f in shard_files(out) for r in read_shard(f).to_pylist() for s in r["sources"]}
+    assert used and not used & set(expected)
+
+
+@pytest.mark.ray
+def test_new_files_in_a_pool_between_run_and_resume_are_refused_and_nothing_is_damaged(
+    ray_local, demo_corpus, tmp_path
+):
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    for src in sorted((demo_corpus / "noise" / "road").glob("*.wav")):
+        (noise / src.name).write_bytes(src.read_bytes())
+    data = small_recipe(demo_corpus, splits={"train": {"samples": 40}})
+    data["pools"]["cabin"] = {"paths": [str(noise / "*.wav")]}
+    recipe = write_recipe(tmp_path / "r.yaml", data)
+    out = tmp_path / "out"
+    run(load_recipe(recipe), out, progress=False)
+    shard_files(out)[0].unlink()  # an interrupted run: one shard still to write
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.rglob("*") if p.is_file()}
+    (noise / "extra.wav").write_bytes(_bytes(_tone(3), "WAV"))
+    with pytest.raises(ShardError, match=r"pools changed.*'cabin': 1 item\(s\) added"):
+        run(load_recipe(recipe), out, progress=False)
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.rglob("*") if p.is_file()
+             and p.name != "manifest.json"}
+    assert after == {p: h for p, h in before.items() if p.name != "manifest.json"}
+
+
+def test_fail_mode_names_the_bad_file_without_a_traceback(demo_corpus, tmp_path):
+    make_bad_audio(tmp_path / "noise")
+    data = small_recipe(demo_corpus, on_bad_input="fail", splits={"train": {"samples": 10}})
+    data["pools"]["cabin"] = {"paths": [str(tmp_path / "noise" / "*.wav")]}
+    recipe = write_recipe(tmp_path / "r.yaml", data)
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "plan", str(recipe)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "noise/" in proc.stderr and "on_bad_input" in proc.stderr
