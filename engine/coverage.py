@@ -157,12 +157,12 @@ def catalog_from_index(index: Any) -> dict[str, PoolCatalog]:
     return build_catalog(rows, {name: len(p.items) for name, p in index.pools.items()})
 
 
-def catalog_from_parquet(path: str | Path) -> dict[str, PoolCatalog]:
-    """Catalogs of ``OUT/pool_index.parquet``, read in batches (bounded memory)."""
+def catalog_from_parquet(path: Any) -> dict[str, PoolCatalog]:
+    """Catalogs of ``OUT/pool_index.parquet`` (a path or an open file), read in batches
+    (bounded memory)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    path = Path(path)
     try:
         f = pq.ParquetFile(path)
     except FileNotFoundError:
@@ -757,11 +757,12 @@ def analyze_coverage(out: str | Path, recipe: Any = None) -> dict[str, Any]:
 
 def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, Any], CoverageStats]:
     """The report and the merged :class:`CoverageStats` (for plots) of a run's output."""
-    from .manifest import read_manifest, read_stats
+    from .manifest import as_store, read_manifest, read_stats
     from .recipe import parse_recipe
 
-    out = Path(out)
-    manifest = read_manifest(out)
+    store = as_store(out)
+    out = store.display()
+    manifest = read_manifest(store)
     if manifest is None:
         raise ShardError(f"{out}: no manifest.json; is this a shardsmith output folder?")
     if recipe is None:
@@ -770,14 +771,17 @@ def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, 
                                   base_dir=manifest.get("recipe_dir") or out)
         except KeyError:
             raise ShardError(f"{out}/manifest.json: has no recipe; re-run the recipe into this folder") from None
-    catalog = catalog_from_parquet(out / POOL_INDEX_FILE)
+    if not store.exists(POOL_INDEX_FILE):
+        raise ShardError(f"{store.display(POOL_INDEX_FILE)}: pool index not found; it is written when a run starts")
+    with store.open_input(POOL_INDEX_FILE) as f:
+        catalog = catalog_from_parquet(f)
     split_holdout = {name: cfg.holdout for name, cfg in recipe.splits.items()}
     cs = CoverageStats(catalog, split_holdout)
     for split, entry in manifest.get("splits", {}).items():
         for shard in entry.get("shards", []):
-            record = read_stats(out / shard["stats"])
+            record = read_stats(store, shard["stats"])
             if record is None:
-                raise ShardError(f"{out / shard['stats']}: stats file missing or unreadable; re-run the recipe "
+                raise ShardError(f"{store.display(shard['stats'])}: stats file missing or unreadable; re-run the recipe "
                                  "into this folder to rewrite the shard")
             cs.add_shard(record, split)
     report = cs.report(recipe, recipe_hash=manifest.get("recipe_hash", ""),
@@ -787,10 +791,10 @@ def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, 
 
 def write_coverage(out: str | Path, recipe: Any = None) -> dict[str, Any]:
     """Analyze a run and write ``OUT/coverage.json``; returns the report."""
-    from .shards import write_json_atomic
+    from .manifest import write_json
 
     report = analyze_coverage(out, recipe)
-    write_json_atomic(Path(out) / COVERAGE_FILE, report)
+    write_json(out, COVERAGE_FILE, report)
     return report
 
 

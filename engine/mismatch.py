@@ -1768,9 +1768,9 @@ def slice_errors(
     """
     import pyarrow.parquet as pq
 
-    from .manifest import read_manifest, shard_files
+    from .manifest import as_store, read_manifest, shard_files
 
-    out = Path(shards)
+    out = as_store(shards)
     if read_manifest(out) is None:
         raise InputError(f"{out}: no manifest.json; --shards must be a shardsmith output folder")
     pred = _read_table_file(Path(predictions), "predictions file")
@@ -1821,15 +1821,15 @@ def slice_errors(
     label_col = pred.column("label").to_pylist() if (correct_col is None and not use_row_label) else None
 
     held: set[tuple[str, str]] = set()
-    pool_index = out / "pool_index.parquet"
     notes: list[str] = []
-    if pool_index.is_file():
-        t = pq.read_table(pool_index, columns=["pool", "item", "holdout"])
+    if out.exists("pool_index.parquet"):
+        with out.open_input("pool_index.parquet") as f:
+            t = pq.read_table(f, columns=["pool", "item", "holdout"])
         held = {(p, it) for p, it, h in zip(*(t.column(c).to_pylist() for c in ("pool", "item", "holdout"))) if h}
         if not held:
             notes.append("no pool holds held-out items, so seen vs held-out cannot be sliced")
     else:
-        notes.append(f"{pool_index} not found: seen vs held-out cannot be sliced")
+        notes.append(f"{out.display('pool_index.parquet')} not found: seen vs held-out cannot be sliced")
 
     not_joined: list[str] = []
     counts: dict[str, dict[str, list[int]]] = {}

@@ -27,11 +27,11 @@ import pyarrow.parquet as pq
 
 from .errors import GuardError, ShardError, ShardsmithError
 from .manifest import (
+    as_store,
     build_manifest,
     clean_temporary,
     prepare_out,
     read_stats,
-    shard_paths,
     shard_state,
     write_manifest,
     write_rejects,
@@ -39,6 +39,7 @@ from .manifest import (
 from .plan import Plan, make_plan
 from .pools import PoolIndex, index_pools, merge_rejects, thread_mapper
 from .recipe import Recipe, recipe_hash, recipe_to_dict
+from .storage import Store
 
 # Pools with more files than this are probed as Ray tasks rather than local threads.
 RAY_PROBE_MIN_FILES = 2000
@@ -49,7 +50,7 @@ COVERAGE_FILE = "coverage.json"  # written by engine.coverage at the end of a co
 
 @dataclass
 class RunSummary:
-    out: Path
+    out: str
     samples: int = 0
     shards: int = 0
     shards_written: int = 0
@@ -223,17 +224,17 @@ def pool_index_table(index: PoolIndex) -> pa.Table:
     return pa.table(rows)
 
 
-def check_pools_unchanged(out: Path, table: pa.Table) -> None:
+def check_pools_unchanged(store: Store, table: pa.Table) -> None:
     """Refuse to resume when the pools differ from those the finished shards were drawn from.
 
     Sampling picks items by position in each pool, so a file added to or removed from a
     glob between a run and its resume would change every sample still to be written.
     """
-    path = out / POOL_INDEX_FILE
-    if not path.exists() or not any(out.glob("*/*.stats.json")):
+    if not store.exists(POOL_INDEX_FILE) or not any(f.endswith(".stats.json") for f in store.list()):
         return
     try:
-        old = pq.read_table(path)
+        with store.open_input(POOL_INDEX_FILE) as f:
+            old = pq.read_table(f)
     except (OSError, pa.ArrowInvalid):
         return  # unreadable: it is rewritten; the shards' own checks still apply
     if old.equals(table):
@@ -247,24 +248,20 @@ def check_pools_unchanged(out: Path, table: pa.Table) -> None:
             changes.append(f"pool {pool!r}: {added} item(s) added, {removed} removed")
     detail = "; ".join(changes) or "item durations, rates or channels changed"
     raise ShardError(
-        f"{out}: the source pools changed since this output was started ({detail}); its finished "
+        f"{store.display()}: the source pools changed since this output was started ({detail}); its finished "
         "shards were drawn from the old pools, so resuming would mix two datasets. Restore the "
         "files, or use --overwrite to start again, or choose a new --out"
     )
 
 
-def write_pool_index(out: Path, table: pa.Table) -> None:
+def write_pool_index(store: Store, table: pa.Table) -> None:
     """``OUT/pool_index.parquet``: every usable item (coverage needs what was available)."""
-    tmp = out / f".{POOL_INDEX_FILE}.tmp-w"
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, out / POOL_INDEX_FILE)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ShardError(f"{out / POOL_INDEX_FILE}: cannot write ({exc.strerror or exc})") from None
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    store.write_bytes(POOL_INDEX_FILE, sink.getvalue().to_pybytes())
 
 
-def _finish(out: Path, recipe: Recipe, plan: Plan, index: PoolIndex) -> dict[str, Any]:
+def _finish(out: Store, recipe: Recipe, plan: Plan, index: PoolIndex) -> dict[str, Any]:
     # Every task has ended or been cancelled: a temporary file now is one a killed worker
     # left behind (its shard was retried under another temporary name).
     clean_temporary(out)
@@ -273,7 +270,7 @@ def _finish(out: Path, recipe: Recipe, plan: Plan, index: PoolIndex) -> dict[str
     decode_rejects = []
     for split in manifest["splits"].values():
         for shard in split["shards"]:
-            stats = read_stats(out / shard["stats"]) or {}
+            stats = read_stats(out, shard["stats"]) or {}
             decode_rejects.extend(stats.get("rejects", []))
     rejects = merge_rejects(index.rejects, decode_rejects)
     write_rejects(out, rejects)
@@ -306,22 +303,26 @@ def run(
     from .manifest import MANIFEST, remove_listed
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
-    out = Path(out).absolute()
+    out = as_store(out)
     plan = make_plan(recipe)
     rhash = recipe_hash(recipe)
     if workers is not None and workers < 1:
         raise ShardsmithError(f"--workers must be at least 1, got {workers}")
     prepare_out(out, recipe, plan, overwrite=overwrite)
-    fresh = not (out / MANIFEST).exists()
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    fresh = not out.exists(MANIFEST)
+    created = out.is_local and not out.local_path().exists()
+    if out.is_local:
+        try:
+            out.local_path().mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ShardError(f"{out.display()}: cannot create the output folder ({exc.strerror or exc})") from None
     # Record which recipe owns OUT before any shard exists, so a killed run is resumable.
     write_manifest(out, build_manifest(out, recipe, plan) | {"extra_files": [POOL_INDEX_FILE, COVERAGE_FILE]})
     removed = clean_temporary(out)
     if removed:
         say(f"removed {removed} temporary file(s) left by an interrupted run")
 
-    summary = RunSummary(out=out, shards=len(plan.shards), splits=dict(plan.splits))
+    summary = RunSummary(out=out.display(), shards=len(plan.shards), splits=dict(plan.splits))
     with ray_session(address, workers) as ray:
         t_index = time.perf_counter()
         index = index_pools(recipe, mapper=_ray_mapper(ray))
@@ -333,7 +334,7 @@ def run(
                 remove_listed(out, {"extra_files": [POOL_INDEX_FILE, COVERAGE_FILE]})
                 if created:
                     with contextlib.suppress(OSError):
-                        out.rmdir()
+                        out.local_path().rmdir()
             raise
         say(describe_forecast(forecast))
         if not forecast["passed"]:
@@ -368,7 +369,7 @@ def run(
             while queue or pending:
                 while queue and len(pending) < limit:
                     spec = queue.pop(0)
-                    ref = task.remote(recipe_data, str(recipe.base_dir), index_ref, spec, str(out))
+                    ref = task.remote(recipe_data, str(recipe.base_dir), index_ref, spec, out.uri)
                     pending[ref] = spec
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:

@@ -16,12 +16,13 @@ from typing import Any
 
 from . import __version__
 from .errors import BadSourceError, InputError, RejectSample, SynthesisError
-from .manifest import shard_paths
+from .manifest import shard_paths, write_json
 from .plan import ShardSpec
 from .pools import PoolIndex
 from .recipe import Recipe, recipe_hash
 from .rng import sample_rng
-from .shards import ShardWriter, shard_schema, write_json_atomic
+from .shards import ShardWriter, shard_schema
+from .storage import Store
 from .stats import ShardStats
 from .synth import build_synthesizer
 
@@ -68,14 +69,14 @@ def tune_allocator() -> None:
     mallopt(m_top_pad, 16 * 2**20)
 
 
-def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Path) -> dict[str, Any]:
+def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Path | Store) -> dict[str, Any]:
     """Write one shard and its stats file; returns the stats record.
 
     Example: ``make_shard(recipe, index, plan.shards[0], "out")["rows"]``
     """
     t0 = time.perf_counter()
     tune_allocator()
-    out = Path(out)
+    store = out if isinstance(out, Store) else Store.open(out)
     rhash = recipe_hash(recipe)
     synth = build_synthesizer(recipe, index)
     schema = shard_schema(
@@ -83,7 +84,7 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
         {"recipe_hash": rhash, "engine_version": __version__, "recipe_name": recipe.name,
          "split": spec.split, "shard": spec.name},
     )
-    shard_path, stats_path = shard_paths(out, spec, recipe.output.format)
+    shard_rel, stats_rel = shard_paths(spec, recipe.output.format)
     ext = recipe.output.audio_codec
     image_ext = {"png": "png", "jpeg": "jpg", "webp": "webp"}[recipe.output.image_format]
     stats = ShardStats.for_shard(recipe, index, spec)
@@ -92,7 +93,7 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
     path_pool: dict[str, str] | None = None
     redraws = 0
     try:
-        with ShardWriter(shard_path, schema, recipe.output.format) as writer:
+        with ShardWriter(store, shard_rel, schema, recipe.output.format) as writer:
             for i in range(spec.start, spec.stop):
                 rng = sample_rng(recipe.seed, spec.split, i)
                 last = ""
@@ -140,7 +141,7 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
     record = {
         "shard": spec.name,
         "split": spec.split,
-        "file": shard_path.name,
+        "file": shard_rel.rsplit("/", 1)[-1],
         "rows": writer.rows,
         "bytes": writer.bytes,
         "sha256": writer.sha256,
@@ -153,6 +154,6 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
         "stats": stats.to_json(),
     }
     # Written after the shard is in place: a stats file vouches for a complete shard.
-    write_json_atomic(stats_path, record, compact=True)  # machine-read; the C encoder is ~10x faster
+    write_json(store, stats_rel, record, compact=True)  # machine-read; the C encoder is ~10x faster
     record["elapsed_s"] = time.perf_counter() - t0
     return record
