@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from engine.localcluster import LoopbackCluster
 from engine.manifest import read_manifest, shard_files
 from engine.shards import read_shard
 
@@ -26,7 +23,6 @@ from .conftest import small_recipe, write_recipe
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-RAY = str(Path(sys.executable).with_name("ray"))
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -50,60 +46,6 @@ def test_a_broken_cluster_yaml_fails_rays_schema():
     config["head_node_typo"] = "head"
     with pytest.raises(jsonschema.ValidationError):
         validate_config(prepare_config(config))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cluster_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"  # allow several nodes (all on loopback)
-    env["RAY_AUTH_MODE"] = "token"  # every node and client uses ~/.ray/auth_token
-    env["NO_ALBUMENTATIONS_UPDATE"] = "1"
-    return env
-
-
-class LoopbackCluster:
-    """Ray nodes as separate process groups; ended by group id, never with `ray stop`."""
-
-    def __init__(self) -> None:
-        # Unix socket paths must stay short: no pytest tmp path here.
-        self.temp_dir = tempfile.mkdtemp(prefix="ssray-", dir="/tmp")
-        self.port = _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.groups: dict[str, int] = {}
-
-    def _start(self, ip: str, args: list[str]) -> None:
-        proc = subprocess.Popen(
-            [RAY, "start", "--node-ip-address", ip, "--num-cpus", "1", "--disable-usage-stats", *args],
-            env=_cluster_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
-        )
-        out, _ = proc.communicate(timeout=180)
-        self.groups[ip] = proc.pid  # the daemons it started stay in this process group
-        if proc.returncode != 0:
-            raise RuntimeError(f"ray start on {ip} failed:\n{out[-3000:]}")
-
-    def start_head(self) -> None:
-        self._start("127.0.0.1", ["--head", "--port", str(self.port), "--include-dashboard", "false",
-                                  "--temp-dir", self.temp_dir])
-
-    def add_node(self, ip: str) -> None:
-        self._start(ip, ["--address", self.address])
-
-    def kill_node(self, ip: str) -> None:
-        try:
-            os.killpg(self.groups.pop(ip), signal.SIGKILL)
-        except (ProcessLookupError, KeyError):
-            pass
-
-    def shutdown(self) -> None:
-        for ip in list(self.groups)[::-1]:
-            self.kill_node(ip)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
