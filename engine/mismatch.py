@@ -699,11 +699,15 @@ def _subsample(n: int, max_n: int, seed: int, stream: int) -> np.ndarray:
     return np.sort(rng.permutation(n)[:max_n])
 
 
-def _read_columns(shard: Path, columns: list[str]):
-    """Only the named columns of a shard (Parquet reads just those; Arrow is memory-mapped)."""
-    from .shards import read_shard
+def _read_columns(shard: Path | str, columns: list[str]):
+    """Only the named columns of a shard (Parquet reads just those; Arrow is memory-mapped).
 
-    if shard.suffix == ".parquet":
+    ``shard`` is a local path or an object-store URI (then read whole).
+    """
+    from .shards import read_shard
+    from .storage import is_uri
+
+    if not is_uri(shard) and str(shard).endswith(".parquet"):
         import pyarrow as pa
         import pyarrow.parquet as pq
 

@@ -82,3 +82,19 @@ def test_overwrite_on_s3_deletes_only_the_objects_the_manifest_lists(ray_s3, dem
     assert store.read_bytes("notes/keep.txt") == b"mine"
     assert not store.exists("train_dev/train_dev-00000-of-00001.arrow")
     assert read_manifest(uri)["recipe"]["seed"] == 99
+
+
+def test_slices_and_export_read_an_output_on_s3(ray_s3, recipe_path, tmp_path):
+    from engine.cli import main
+    from engine.mismatch import slice_errors
+
+    uri = "s3://shards/slices"
+    run(load_recipe(recipe_path), uri, progress=False)
+    ids = [r["sample_id"] for f in shard_files(uri, "train") for r in read_shard(f).select(["sample_id"]).to_pylist()]
+    preds = tmp_path / "p.csv"
+    preds.write_text("sample_id,correct\n" + "".join(f"{i},{k % 2}\n" for k, i in enumerate(ids)))
+    result = slice_errors(uri, str(preds))
+    assert (result.n_joined, result.errors) == (60, 30)
+    assert result.table and result.table[0]["errors"] > 0
+    assert main(["export", uri, "--split", "train", "--n", "2", "--to", str(tmp_path / "wav")]) == 0
+    assert len(list((tmp_path / "wav").glob("*.wav"))) == 2
