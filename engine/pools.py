@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import glob
 import os
+import posixpath
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ import pyarrow as pa
 from .audio import io as audio_io
 from .errors import BadSourceError, InputError
 from .recipe import AudioPool, Recipe
+from .storage import is_uri
 from .rng import stable_unit
 
 # Probing runs through a mapper so that runtime.py can spread it over Ray for big pools
@@ -97,13 +100,85 @@ class PoolIndex:
         return "\n".join(lines)
 
 
-def _item_id(path: Path, base_dir: Path) -> str:
+def _item_id(path: Path | str, base_dir: Path) -> str:
+    """A stable item id: the path relative to the recipe's folder, or the object's URI."""
+    if isinstance(path, str) and is_uri(path):
+        return path
     return Path(os.path.relpath(path, base_dir)).as_posix()
 
 
-def _read_manifest(path: Path) -> pa.Table:
-    """Read a CSV / JSONL / Parquet manifest with clear errors."""
-    suffix = path.suffix.lower()
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Glob semantics for object keys: ``*`` and ``?`` stay within one level, ``**/`` spans any."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def _glob_uri(pattern: str) -> list[str]:
+    """Objects matching an object-store glob such as ``s3://bucket/noise/**/*.wav``."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, key = pafs.FileSystem.from_uri(pattern)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types here
+        raise InputError(f"{pattern}: cannot open this location ({str(exc).splitlines()[0][:200]})") from None
+    scheme = pattern.split("://", 1)[0]
+    wild = [i for i in (key.find(c) for c in "*?[") if i >= 0]
+    if not wild:
+        info = fs.get_file_info(key)
+        return [pattern] if info.type == pafs.FileType.File else []
+    base = key[: min(wild)].rsplit("/", 1)[0]
+    regex = _glob_regex(key)
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    return sorted(f"{scheme}://{i.path}" for i in infos if i.type == pafs.FileType.File and regex.match(i.path))
+
+
+def _join_location(parent: str, child: str) -> str:
+    """``child`` resolved against the folder ``parent`` (a local path or a URI)."""
+    if is_uri(child) or (not is_uri(parent) and os.path.isabs(child)):
+        return child
+    if is_uri(parent):
+        scheme, rest = parent.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(rest, child))}"
+    return os.path.abspath(os.path.join(parent, child))
+
+
+def _read_manifest(path: Path | str) -> pa.Table:
+    """Read a CSV / JSONL / Parquet manifest (a local path or a URI) with clear errors."""
+    suffix = os.path.splitext(str(path))[1].lower()
+    if is_uri(str(path)):
+        import pyarrow.fs as pafs
+
+        try:
+            fs, key = pafs.FileSystem.from_uri(str(path))
+            if fs.get_file_info(key).type != pafs.FileType.File:
+                raise InputError(f"{path}: manifest file not found")
+            with fs.open_input_file(key) as f:
+                return _read_manifest_from(f, suffix, path)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one clear error for any unreadable manifest
+            raise InputError(f"{path}: cannot read manifest: {str(exc).splitlines()[0][:300]}") from None
+    return _read_manifest_from(path, suffix, path)
+
+
+def _read_manifest_from(path: Any, suffix: str, name: Path | str) -> pa.Table:
     try:
         if suffix == ".csv" or suffix == ".tsv":
             from pyarrow import csv as pacsv
@@ -114,7 +189,7 @@ def _read_manifest(path: Path) -> pa.Table:
             binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
             if binary:
                 raise InputError(
-                    f"{path}: manifest is not valid UTF-8 text (column {binary[0]!r}); re-save it as UTF-8"
+                    f"{name}: manifest is not valid UTF-8 text (column {binary[0]!r}); re-save it as UTF-8"
                 )
             return table
         if suffix in (".jsonl", ".json", ".ndjson"):
@@ -126,15 +201,15 @@ def _read_manifest(path: Path) -> pa.Table:
 
             return pq.read_table(path)
     except FileNotFoundError:
-        raise InputError(f"{path}: manifest file not found") from None
+        raise InputError(f"{name}: manifest file not found") from None
     except PermissionError:
-        raise InputError(f"{path}: manifest is not readable (permission denied)") from None
+        raise InputError(f"{name}: manifest is not readable (permission denied)") from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
         msg = str(exc).splitlines()[0][:300]
         if "UTF8" in msg or "utf-8" in msg.lower() or isinstance(exc, UnicodeDecodeError):
-            raise InputError(f"{path}: manifest is not valid UTF-8 text; re-save it as UTF-8 ({msg})") from None
-        raise InputError(f"{path}: cannot read manifest: {msg}") from None
-    raise InputError(f"{path}: manifest must be .csv, .tsv, .jsonl or .parquet, got {suffix or 'no extension'!r}")
+            raise InputError(f"{name}: manifest is not valid UTF-8 text; re-save it as UTF-8 ({msg})") from None
+        raise InputError(f"{name}: cannot read manifest: {msg}") from None
+    raise InputError(f"{name}: manifest must be .csv, .tsv, .jsonl or .parquet, got {suffix or 'no extension'!r}")
 
 
 def _resolve_files(
@@ -144,7 +219,17 @@ def _resolve_files(
     rejects: list[dict[str, Any]] = []
     if pool.paths is not None:
         found: set[Path] = set()
+        remote: set[str] = set()
         for i, pattern in enumerate(pool.paths):
+            if is_uri(pattern):
+                matches_uri = _glob_uri(pattern)
+                if not matches_uri:
+                    raise InputError(
+                        f"pools.{pool_name}.paths[{i}]: {pattern!r} matches no objects; fix the pattern, "
+                        "or check AWS_ENDPOINT_URL and the credentials"
+                    )
+                remote.update(matches_uri)
+                continue
             full = pattern if os.path.isabs(pattern) else str(base_dir / pattern)
             matches = [Path(m) for m in glob.glob(full, recursive=True)]
             matches = [m for m in matches if not m.is_dir()]
@@ -154,11 +239,19 @@ def _resolve_files(
                     f"(looked for {full}); fix the pattern or generate the data first"
                 )
             found.update(Path(os.path.abspath(m)) for m in matches)
-        return sorted(found), None, rejects
+        if found and remote:
+            raise InputError(
+                f"pools.{pool_name}.paths: mixes local files and object-store URIs; "
+                "keep each pool in one place (two pools can live in different places)"
+            )
+        return (sorted(remote) if remote else sorted(found)), None, rejects
 
-    manifest = Path(pool.manifest)  # type: ignore[arg-type]
-    if not manifest.is_absolute():
+    manifest_text = str(pool.manifest)
+    manifest: Any = manifest_text if is_uri(manifest_text) else Path(manifest_text)
+    if isinstance(manifest, Path) and not manifest.is_absolute():
         manifest = base_dir / manifest
+    manifest_dir = manifest_text.rsplit("/", 1)[0] if isinstance(manifest, str) else str(manifest.parent)
+    manifest_name = str(manifest).rsplit("/", 1)[-1]
     table = _read_manifest(manifest)
     if pool.path_column not in table.column_names:
         raise InputError(
@@ -178,14 +271,14 @@ def _resolve_files(
                 {"pool": pool_name, "path": f"{manifest}#row{row + 1}", "reason": "empty path in manifest"}
             )
             continue
-        p = Path(raw)
-        p = Path(os.path.abspath(p if p.is_absolute() else manifest.parent / p))
+        joined = _join_location(manifest_dir, raw.strip())
+        p: Any = joined if is_uri(joined) else Path(joined)
         if p in seen:
             rejects.append(
                 {
                     "pool": pool_name,
                     "path": str(p),
-                    "reason": f"listed twice in {manifest.name} (rows {seen[p] + 1} and {row + 1}); the first is kept",
+                    "reason": f"listed twice in {manifest_name} (rows {seen[p] + 1} and {row + 1}); the first is kept",
                 }
             )
             continue
@@ -193,6 +286,10 @@ def _resolve_files(
         keep_rows.append(row)
         files.append(p)
     label_table = label_table.take(pa.array(keep_rows, type=pa.int64()))
+    if any(isinstance(f, str) for f in files) and not all(isinstance(f, str) for f in files):
+        raise InputError(
+            f"{manifest}: lists both local files and object-store URIs; keep each pool in one place"
+        )
     order = sorted(range(len(files)), key=lambda i: files[i])
     files = [files[i] for i in order]
     label_table = label_table.take(pa.array(order, type=pa.int64()))

@@ -98,3 +98,39 @@ def test_slices_and_export_read_an_output_on_s3(ray_s3, recipe_path, tmp_path):
     assert result.table and result.table[0]["errors"] > 0
     assert main(["export", uri, "--split", "train", "--n", "2", "--to", str(tmp_path / "wav")]) == 0
     assert len(list((tmp_path / "wav").glob("*.wav"))) == 2
+
+
+def test_pools_can_be_read_from_an_object_store(ray_s3, demo_corpus, tmp_path):
+    """Speech through a manifest (relative paths) and noise through a ** glob, both on S3;
+    a bad object is rejected with its reason, like a bad local file."""
+    make_bucket("pools")
+    src = Store.open("s3://pools/corpus")
+    for f in sorted((demo_corpus / "speech").rglob("*")):
+        if f.is_file():
+            src.write_bytes(f.relative_to(demo_corpus).as_posix(), f.read_bytes())
+    for f in sorted((demo_corpus / "noise" / "road").glob("*.wav")):
+        src.write_bytes(f"noise/deep/road/{f.name}", f.read_bytes())
+    src.write_bytes("noise/deep/broken.wav", b"not audio at all")
+    data = small_recipe(demo_corpus, splits={"train": {"samples": 20}})
+    data["pools"]["speech"] = {"manifest": "s3://pools/corpus/speech/manifest.csv"}
+    data["pools"]["cabin"] = {"paths": ["s3://pools/corpus/noise/**/*.wav"]}
+    out = tmp_path / "out"
+    summary = run(load_recipe(write_recipe(tmp_path / "r.yaml", data)), out, progress=False)
+    assert summary.status == "complete" and summary.samples == 20
+    rows = [r for f in shard_files(out) for r in read_shard(f).to_pylist()]
+    items = {s["item"] for r in rows for s in r["sources"]}
+    assert all(i.startswith("s3://pools/corpus/") for i in items)
+    assert any("/noise/deep/road/" in i for i in items)
+    assert all(r["text"] and r["speaker"] for r in rows)  # labels carried from the S3 manifest
+    rejects = (out / "rejects.jsonl").read_text()
+    assert "s3://pools/corpus/noise/deep/broken.wav" in rejects and "not an audio file" in rejects
+
+
+def test_a_glob_on_an_object_store_that_matches_nothing_is_a_clear_error(s3_server):
+    from engine.errors import InputError
+    from engine.pools import index_pool
+    from engine.recipe import AudioPool
+
+    make_bucket("empty-pools")
+    with pytest.raises(InputError, match=r"pools\.noise\.paths\[0\]: 's3://empty-pools/x/\*\.wav' matches no objects"):
+        index_pool("noise", AudioPool(paths=["s3://empty-pools/x/*.wav"]), __import__("pathlib").Path("."))

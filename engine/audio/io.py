@@ -93,9 +93,9 @@ def _looks_like_text(head: bytes) -> bool:
 def _not_audio_reason(path: str, error: Exception) -> str:
     ext = os.path.splitext(path)[1].lower()
     try:
-        with open(path, "rb") as fh:
+        with _open_raw(path) as fh:
             head = fh.read(512)
-    except OSError:
+    except (OSError, BadSourceError):
         head = b""
     content = "the content looks like text and " if _looks_like_text(head) else ""
     detail = str(error).rsplit(":", 1)[-1].strip().rstrip(".") or type(error).__name__
@@ -108,8 +108,45 @@ def _not_audio_reason(path: str, error: Exception) -> str:
     return f"not an audio file: {promise} {content}it is not decodable audio (libsndfile: {detail})"
 
 
+def _remote(path: str):
+    """(filesystem, key) for an object-store URI such as ``s3://bucket/key``, else None."""
+    from ..storage import is_uri
+
+    if not is_uri(path):
+        return None
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types here
+        raise BadSourceError(path, f"cannot open this location ({str(exc).splitlines()[0][:200]})") from None
+
+
+def _open_raw(path: str):
+    """A binary file object for a local path or an object-store URI."""
+    remote = _remote(path)
+    if remote is None:
+        return open(path, "rb")
+    fs, key = remote
+    return fs.open_input_file(key)
+
+
 def _check_readable(path: str) -> int:
     """Return the size in bytes, or raise BadSourceError for missing/unreadable files."""
+    remote = _remote(path)
+    if remote is not None:
+        import pyarrow.fs as pafs
+
+        fs, key = remote
+        try:
+            info = fs.get_file_info(key)
+        except OSError as exc:
+            raise BadSourceError(path, f"not readable: {str(exc).splitlines()[0][:200]}") from None
+        if info.type == pafs.FileType.NotFound:
+            raise BadSourceError(path, "file not found")
+        if info.type != pafs.FileType.File:
+            raise BadSourceError(path, "is a directory, not an audio file")
+        return int(info.size or 0)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -135,11 +172,13 @@ def _check_readable(path: str) -> int:
 
 def _open(path: str) -> sf.SoundFile:
     try:
+        if _remote(path) is not None:
+            return sf.SoundFile(_open_raw(path))
         return sf.SoundFile(path)
-    except (sf.SoundFileError, RuntimeError) as exc:
+    except (sf.SoundFileError, RuntimeError, OSError) as exc:
         # Only a failure pays for the diagnosis: missing, unreadable, a folder, not audio.
-        _check_readable(path)
-        header = _read_wav_header(path, os.path.getsize(path))
+        size = _check_readable(path)
+        header = _read_wav_header(path, size)
         if header is not None and header.sample_rate is not None and header.channels is not None:
             _check_rate_and_channels(path, header.sample_rate, header.channels)
         raise BadSourceError(path, _not_audio_reason(path, exc)) from None
@@ -161,7 +200,7 @@ def _read_wav_header(path: str, size: int) -> _WavHeader | None:
     """
     sample_rate = channels = data_bytes = data_available = None
     try:
-        with open(path, "rb") as fh:
+        with _open_raw(path) as fh:
             riff = fh.read(12)
             if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
                 return None
