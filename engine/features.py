@@ -21,7 +21,11 @@ dims   name                  meaning
 ====== ===================== ==========================================================
 
 Framing: Hann windows of 32 ms (rounded to samples; FFT size the next power of two,
-512 at 16 kHz) every 10 ms, at the input's own sample rate. The band grid is the same
+512 at 16 kHz) every 10 ms, at the input's own sample rate; an input with more than
+``MAX_FRAMES`` (256) such frames (longer than ~2.6 s) is analysed on 256 frames spread
+evenly over it with a constant hop instead, so a row's embedding costs the same whatever
+its length (the frame statistics estimate the same quantities; the level uses every
+sample). The band grid is the same
 at every rate so that a dimension always means the same frequencies: bands above a
 low-rate file's Nyquist frequency hold no energy and read the floor value (-100 dB),
 which is itself a real difference between, say, 8 kHz telephone audio and 16 kHz
@@ -48,7 +52,11 @@ _WINDOW_S = 0.032
 _HOP_S = 0.010
 _POWER_FLOOR = 1e-10  # -100 dB: the floor of band powers and of the level
 _EPS = 1e-20
-_CHUNK_FRAMES = 128
+# Longer inputs are analysed on this many frames spread evenly over them (every sample
+# still counts in the level): the statistics over frames estimate the same quantities,
+# and the embedding's cost per row stays bounded (it is computed for every row written).
+MAX_FRAMES = 256
+_CHUNK_FRAMES = MAX_FRAMES  # one pass for a bounded input: each chunk costs ~15 calls
 _MAX_AMPLITUDE = 1e12  # float32 spectra of louder input overflow
 
 
@@ -128,10 +136,10 @@ def audio_embedding(x: np.ndarray, sample_rate: int) -> np.ndarray:
         a = a.mean(axis=1, dtype=np.float32)
     elif a.ndim != 1:
         raise ValueError(f"expected (frames,) or (frames, channels), got shape {a.shape}")
-    if not np.isfinite(a).all():
+    if a.size and not (np.isfinite(a.max()) and np.isfinite(a.min())):  # NaN and inf show in max/min
         a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
     # A pairwise sum, not a BLAS dot: the same samples give the same bits on any worker.
-    mean_square = float(np.square(a.astype(np.float64)).sum()) / a.size if a.size else 0.0
+    mean_square = float(np.square(a, dtype=np.float64).sum()) / a.size if a.size else 0.0
     level_dbfs = 10.0 * np.log10(max(mean_square, _POWER_FLOOR))
 
     win, hop, n_fft, window, n_flat_bins = _frame_setup(sample_rate)
@@ -143,10 +151,15 @@ def audio_embedding(x: np.ndarray, sample_rate: int) -> np.ndarray:
         a = np.clip(a, -_MAX_AMPLITUDE, _MAX_AMPLITUDE)
     frames = np.lib.stride_tricks.sliding_window_view(a, win)[::hop]
     n_frames = frames.shape[0]
+    if n_frames > MAX_FRAMES:
+        # A constant hop that spreads MAX_FRAMES frames over the input (a strided view,
+        # no copy; at most one hop of samples at the very end is left out).
+        spread = (a.shape[0] - win) // (MAX_FRAMES - 1)
+        frames = np.lib.stride_tricks.sliding_window_view(a, win)[::spread][:MAX_FRAMES]
+        n_frames = MAX_FRAMES
     filterbank_t = _sparse_filterbank_t(sample_rate, n_fft)
 
-    # Frames go through in small chunks so every temporary stays in cache: one pass over
-    # a 2 MB spectrogram costs more in page faults than the FFT itself.
+    # At most MAX_FRAMES frames go through at once: every temporary stays small (< 1 MB).
     mel_sum = np.zeros(N_MEL_BANDS, dtype=np.float64)
     mel_sq_sum = np.zeros(N_MEL_BANDS, dtype=np.float64)
     flatness_sum = 0.0
@@ -168,7 +181,8 @@ def audio_embedding(x: np.ndarray, sample_rate: int) -> np.ndarray:
 
         # Flatness per frame; float32 sums over a few hundred bins are precise enough.
         flat = bin_power[:, 1:n_flat_bins]
-        log_geometric = np.log(flat + np.float32(_EPS)).sum(axis=1) / flat.shape[1]
+        logs = np.add(flat, np.float32(_EPS))
+        log_geometric = np.log(logs, out=logs).sum(axis=1) / flat.shape[1]
         arithmetic = flat.sum(axis=1).astype(np.float64) / flat.shape[1] + _EPS
         flatness_sum += float(np.clip(np.exp(log_geometric) / arithmetic, 0.0, 1.0).sum())
 
@@ -181,4 +195,127 @@ def audio_embedding(x: np.ndarray, sample_rate: int) -> np.ndarray:
     out[N_MEL_BANDS : 2 * N_MEL_BANDS] = mel_std
     out[2 * N_MEL_BANDS] = flatness
     out[2 * N_MEL_BANDS + 1] = level_dbfs
+    return out
+
+
+# --------------------------------------------------------------------------- images
+#
+# Image embedding layout (``IMAGE_EMBED_DIM`` = 64 float32 values), in RGB (gray input
+# is replicated, alpha ignored); every value is finite. Colour and layout come from a
+# small working copy (longer side 64 px, bilinear: the "thumbnail"); sharpness and noise
+# come from a centre crop of up to 96x96 px at the native resolution, so blur and
+# sensor noise are measured where they live rather than averaged away by downscaling.
+#
+# ====== ====================== =========================================================
+# dims   name                   meaning
+# ====== ====================== =========================================================
+# 0-23   colour histograms      R, G, B of the thumbnail: 8 bins of 32 levels each,
+#                               fraction of pixels
+# 24-31  gradient orientations  8 bins centred on 0, 22.5, ..., 157.5 degrees (Sobel,
+#                               native crop) of the pixels whose |gradient| exceeds 32
+#                               levels, fraction of them (1/8 each when there is no edge)
+# 32     gradient RMS           root mean square |Sobel gradient| / 255 / 4 (sharpness:
+#                               blur spreads an edge's gradient and lowers it)
+# 33     laplacian log-var      log10(1 + variance of the 3x3 Laplacian) (detail, blur)
+# 34     noise sigma            Immerkaer's estimate of the noise standard deviation / 255
+# 35     edge density           fraction of crop pixels with |gradient| > 32 levels
+# 36-38  thumbnail means        per-channel mean of the thumbnail, / 255
+# 39-41  thumbnail stds         per-channel standard deviation of the thumbnail, / 255
+# 42-57  luminance layout       4x4 area-average of the thumbnail's luminance, / 255,
+#                               row-major
+# 58     saturation mean        mean HSV saturation of the thumbnail / 255 (colourfulness)
+# 59     saturation std         standard deviation of that saturation / 255
+# 60     dark clip              fraction of thumbnail luminance values <= 5 (under-exposure)
+# 61     bright clip            fraction of thumbnail luminance values >= 250 (over-exposure)
+# 62     log2 width             of the input (resolution)
+# 63     log2 height
+# ====== ====================== =========================================================
+
+IMAGE_EMBED_DIM = 64
+_IMAGE_WORK_PX = 64
+_IMAGE_CROP_PX = 96
+_EDGE_LEVELS = 32.0
+_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+
+__all__ += ["IMAGE_EMBED_DIM", "image_embedding"]
+
+
+def image_embedding(img: np.ndarray) -> np.ndarray:
+    """Fixed-size float32 embedding ``(IMAGE_EMBED_DIM,)`` of an image.
+
+    ``img`` is ``(H, W)`` gray, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, uint8 (or float
+    in 0..1). See the table above for the meaning of each dimension. Deterministic on a
+    machine: OpenCV filters, counts and sums, no BLAS. About 0.2 ms per image whatever
+    its size (it reads a 64 px copy and a 96 px crop).
+
+    Example: ``image_embedding(np.zeros((48, 64, 3), np.uint8)).shape == (64,)``
+    """
+    import cv2
+
+    a = np.asarray(img)
+    if a.dtype != np.uint8:
+        f = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+        a = np.clip(np.rint(f * 255.0), 0, 255).astype(np.uint8)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"expected (H, W), (H, W, 3) or (H, W, 4), got shape {a.shape}")
+    out = np.zeros(IMAGE_EMBED_DIM, dtype=np.float32)
+    h, w = a.shape[:2]
+    if h == 0 or w == 0:
+        return out
+    out[62] = np.log2(w)
+    out[63] = np.log2(h)
+
+    # Colour, layout and exposure: the thumbnail.
+    rgb = a[:, :, :3]
+    scale = _IMAGE_WORK_PX / max(h, w)
+    if scale < 1.0:
+        size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+        work = cv2.resize(rgb, size, interpolation=cv2.INTER_NEAREST)
+    else:
+        work = np.ascontiguousarray(rgb)
+    n = work.shape[0] * work.shape[1]
+    for c in range(3):
+        out[8 * c : 8 * c + 8] = cv2.calcHist([work], [c], None, [8], [0, 256]).reshape(-1) / n
+    mean, std = cv2.meanStdDev(work)
+    out[36:39] = mean.reshape(-1) / 255.0
+    out[39:42] = std.reshape(-1) / 255.0
+    work_gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
+    out[42:58] = cv2.resize(work_gray, (4, 4), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0
+    s_mean, s_std = cv2.meanStdDev(cv2.cvtColor(work, cv2.COLOR_RGB2HSV)[:, :, 1])
+    out[58] = s_mean[0, 0] / 255.0
+    out[59] = s_std[0, 0] / 255.0
+    out[60] = np.count_nonzero(work_gray <= 5) / n
+    out[61] = np.count_nonzero(work_gray >= 250) / n
+
+    # Sharpness and noise: a native-resolution centre crop, in exact integer arithmetic
+    # (int16 filter responses of the 8-bit gray crop) as far as it goes.
+    ch, cw = min(h, _IMAGE_CROP_PX), min(w, _IMAGE_CROP_PX)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    g = cv2.cvtColor(np.ascontiguousarray(rgb[y0 : y0 + ch, x0 : x0 + cw]), cv2.COLOR_RGB2GRAY)
+    m = ch * cw
+    dx, dy = cv2.spatialGradient(g)  # 3x3 Sobel, int16
+    mag, angle = cv2.cartToPolar(dx.astype(np.float32), dy.astype(np.float32))  # radians, 0..2pi
+    # Sobel 3x3 gains up to 4x a one-level step: /4 puts magnitudes on the level scale.
+    edges = (mag > np.float32(4 * _EDGE_LEVELS)).view(np.uint8)
+    n_edges = int(np.count_nonzero(edges))
+    if n_edges:
+        # 32 bins of 11.25 degrees; pairs of them make 16 bins centred on multiples of
+        # 22.5 degrees (a horizontal or vertical edge sits mid-bin, not on a boundary),
+        # folded to 8 over 0..180 degrees: orientation, not direction.
+        fine = cv2.calcHist([angle], [0], edges, [32], [0, float(2 * np.pi)]).reshape(-1)
+        sixteen = fine[0::2] + np.roll(fine, 1)[0::2]
+        out[24:32] = (sixteen[:8] + sixteen[8:]) / n_edges
+    else:
+        out[24:32] = 1.0 / 8
+    out[32] = cv2.norm(mag, cv2.NORM_L2) / np.sqrt(m) / 4.0 / 255.0
+    _, lap_std = cv2.meanStdDev(cv2.Laplacian(g, cv2.CV_16S, ksize=1))
+    out[33] = np.log10(1.0 + lap_std[0, 0] ** 2)
+    if ch >= 3 and cw >= 3:
+        resp = cv2.filter2D(g, cv2.CV_16S, _NOISE_KERNEL)[1:-1, 1:-1]
+        out[34] = np.sqrt(np.pi / 2.0) * cv2.norm(resp, cv2.NORM_L1) / ((ch - 2) * (cw - 2)) / 6.0 / 255.0
+    out[35] = n_edges / m
     return out

@@ -43,6 +43,9 @@ class Sample:
     embedding: np.ndarray
     labels: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0  # seconds of media produced (audio); 0 for images
+    # What apply() resolved beyond the sampled params (e.g. albumentations' applied
+    # transform parameters); the worker stores it in the row's params under "applied".
+    applied: Any = None
 
 
 class Synthesizer:
@@ -92,6 +95,9 @@ def build_synthesizer(recipe: Recipe, index: PoolIndex) -> Synthesizer:
     Example: ``build_synthesizer(recipe, index_pools(recipe))``
     """
     from .audio import mix  # noqa: F401  (registers speech_noise_mix)
+
+    if recipe.synth.type.startswith("image_"):  # albumentations loads only for image recipes
+        from .image import augment, composite  # noqa: F401  (register image_augment, image_composite)
 
     kind = recipe.synth.type
     cls = Synthesizer.registry.get(kind)
