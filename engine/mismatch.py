@@ -660,7 +660,7 @@ def embedding_names(dim: int) -> list[str]:
         return (
             [f"hist_{c}_{b}" for c in "rgb" for b in range(8)]
             + [f"grad_orient_{b}" for b in range(8)]
-            + ["grad_magnitude", "laplacian_logvar", "noise_sigma", "edge_density"]
+            + ["grad_rms", "laplacian_logvar", "noise_sigma", "edge_density"]
             + [f"thumb_mean_{c}" for c in "rgb"] + [f"thumb_std_{c}" for c in "rgb"]
             + [f"luma_{r}{c}" for r in range(4) for c in range(4)]
             + ["saturation_mean", "saturation_std", "dark_clip", "bright_clip", "log2_width", "log2_height"]

@@ -11,11 +11,13 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
 
 
+@functools.lru_cache(maxsize=1024)
 def split_id(split: str) -> int:
     """A stable 32-bit id for a split name (adding a split never reseeds the others).
 

@@ -53,7 +53,7 @@ EMBED_CLIP = 4096.0
 _EMBED_CHUNK = 64  # rows per int64 block: |q| < 2**28, q*q < 2**56, 64 of them < 2**62
 MAX_PARAMS = 256  # parameters histogrammed per shard (sorted names beyond this are dropped)
 _MAX_LIST = 8  # numeric lists up to this length are flattened element-wise
-SKIP_PARAM_KEYS = frozenset({"layer", "start_s"})  # indices and offsets, not sampled values
+SKIP_PARAM_KEYS = frozenset({"layer", "start_s", "seed"})  # indices, offsets and seeds, not sampled values
 
 
 def sample_key(sample_id: str) -> int:

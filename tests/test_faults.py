@@ -46,7 +46,22 @@ def reference(ray_local, recipe_path, tmp_path_factory) -> Path:
     return out
 
 
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            stat = (Path("/proc") / str(pid) / "stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # field 4: the parent's pid
+    return False
+
+
 def _shard_task_pids() -> list[int]:
+    """Workers running a shard task in *this* test's Ray instance (its processes descend
+    from this process); never anybody else's."""
+    me = os.getpid()
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -55,7 +70,7 @@ def _shard_task_pids() -> list[int]:
             cmd = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if cmd.startswith(b"ray::_shard_task"):
+        if cmd.startswith(b"ray::_shard_task") and _descends_from(int(entry.name), me):
             pids.append(int(entry.name))
     return pids
 
