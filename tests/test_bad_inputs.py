@@ -210,3 +210,50 @@ def test_fail_mode_names_the_bad_file_without_a_traceback(demo_corpus, tmp_path)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "noise/" in proc.stderr and "on_bad_input" in proc.stderr
+
+
+def make_bad_images(folder: Path) -> dict[str, str]:
+    """One file of each bad image kind; returns {file name: a word its reason must contain}."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    img = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+    png = cv2.imencode(".png", img)[1].tobytes()
+    jpg = cv2.imencode(".jpg", img)[1].tobytes()
+    huge = cv2.imencode(".png", np.zeros((2100, 2100, 3), np.uint8))[1].tobytes()
+    files = {
+        "zero_length.png": (b"", "empty"),
+        "text_named.png": (b"words, not pixels\n" * 20, "not an image"),
+        "audio_named.png": (_bytes(_tone(0.1), "WAV"), "not an image"),
+        "truncated.png": (png[: len(png) // 2], "truncated"),
+        "truncated.jpg": (jpg[: len(jpg) // 3], "truncated"),
+        "header_only.png": (png[:33], "truncated"),
+        "oversized.png": (huge, "oversized"),
+    }
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+    return {name: word for name, (_, word) in files.items()}
+
+
+def test_every_bad_image_kind_is_rejected_with_its_reason(tmp_path):
+    import cv2
+
+    from engine.pools import INDEXERS
+    from engine.recipe import ImagePool
+
+    expected = make_bad_images(tmp_path / "img")
+    (tmp_path / "img" / "good.png").write_bytes(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    pool = ImagePool(kind="image", paths=["img/*"], max_pixels=4_000_000)
+    items, rejects = INDEXERS["image"]("photos", pool, tmp_path, None)
+    assert items.items == ["img/good.png"]
+    reasons = _reasons(rejects)
+    assert set(reasons) == set(expected)
+    for name, word in expected.items():
+        assert word in reasons[name], (name, reasons[name])
+
+
+def test_the_bad_input_corpus_has_at_least_twenty_kinds(tmp_path):
+    audio = make_bad_audio(tmp_path / "a")
+    images = make_bad_images(tmp_path / "i")
+    manifest_kinds = 5 + 3  # the parametrized broken manifests and the bad manifest rows above
+    assert len(audio) + len(images) + manifest_kinds >= 20
