@@ -1,21 +1,40 @@
-"""The ``speech_noise_mix`` synthesizer: clean speech plus noise at an exact SNR.
+"""The ``speech_noise_mix`` synthesizer: clean speech, noise layers, short events, reverb
+and a target level, every choice recorded.
 
-Per sample: one clean utterance; for each noise layer (kept with probability ``p``) a
-noise segment at a random offset, read with seek, looped with a crossfade when the item is
-shorter than the speech; everything downmixed to mono and resampled to
-``synth.sample_rate``; noise scaled so that the SNR (ARCHITECTURE.md: active speech power
-over the power of the exact noise added) equals the sampled value; then peak control.
+Per sample (all draws in :meth:`SpeechNoiseMixSynth.sample_params`, from the sample's own
+generator; :meth:`~SpeechNoiseMixSynth.apply` is deterministic):
+
+1. one clean utterance, downmixed and resampled (polyphase) to ``synth.sample_rate``;
+2. with probability ``reverb.p``, a room impulse response: the speech is convolved with
+   it, aligned on the direct path (same length, no time shift) and scaled back to its dry
+   active power, so SNRs and levels mean the same with or without reverb;
+3. each noise layer (kept with probability ``p``): a segment at a random offset, read with
+   seek (looped with a crossfade when the item is shorter), perturbed (speed, reversal,
+   filter, level sweep), reverberated too with ``apply_to: speech_and_noise``, then scaled
+   so that its SNR against the speech is exact -- its own ``snr_db``, or, with
+   ``total_snr_db_range``, its ``share`` of a total SNR that is itself exact;
+4. short events placed at random times, each at an exact SNR against the active speech
+   around it;
+5. the whole mix scaled so the speech's active RMS is ``level_dbfs``, then peak control.
+
+SNR (ARCHITECTURE.md): speech power is the active power of the speech as it is in the
+mix (after reverb); noise power is the mean square of the exact noise signal added, after
+crop, loop, perturbation and reverb.
 
 Example::
 
     synth = SpeechNoiseMixSynth(recipe, index)
     params = synth.sample_params(rng, holdout_split=False)
     sample = synth.apply(params)      # same params -> same bytes
+    parts = synth.render(params)      # the mix and every component, for analysis
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -24,8 +43,24 @@ import pyarrow as pa
 from .. import features
 from ..errors import BadSourceError, RejectSample
 from ..synth import Sample, Synthesizer
+from . import generators
 from . import io as audio_io
 from . import ops
+
+# Source samples read on each side of a noise segment that is resampled, so that the
+# polyphase filter sees real signal at the edges instead of zeros.
+RESAMPLE_CONTEXT = 64
+# Two-stage resampling (rate, then speed) when one combined fraction would need a filter
+# longer than this many phases.
+MAX_COMBINED_PHASES = 1000
+GENERATED_CACHE_BYTES = 128 * 2**20  # per worker: generated noise items kept in memory
+RIR_CACHE_ITEMS = 512
+
+# Per worker process, across shards (a synthesizer is built per shard): generated items
+# and impulse responses, keyed by what defines them, so a worker makes each one once.
+_GENERATED: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_GENERATED_BYTES = [0]
+_RIRS: OrderedDict[tuple[Any, ...], tuple[np.ndarray, int, float | None, float | None]] = OrderedDict()
 
 
 def _label_column_names(index_pools: dict, speech_pool: str, noise_pools: list[str]) -> list[tuple[str, str, str, pa.DataType]]:
@@ -46,15 +81,58 @@ def _label_column_names(index_pools: dict, speech_pool: str, noise_pools: list[s
     return out
 
 
+def _finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: an unmeasurable value is recorded as null."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+@dataclass
+class Rendered:
+    """Everything :meth:`SpeechNoiseMixSynth.render` builds for one params object.
+
+    ``mix = (speech + sum(noise) + events placed at their offsets) * out_gain``, where
+    ``speech``, ``noise`` and ``events`` are the components exactly as added (after
+    reverb, perturbation and SNR scaling) and ``out_gain`` is the level gain times the
+    peak-control gain.
+    """
+
+    mix: np.ndarray
+    speech: np.ndarray
+    noise: list[np.ndarray] = field(default_factory=list)  # each layer as added
+    noise_sum: np.ndarray | None = None  # set when the layers were added as one sum
+    events: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (offset, signal)
+    level_gain: float = 1.0
+    peak_gain: float = 1.0
+    speech_gain: float = 1.0  # reverberant speech scaled back to the dry active power
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def out_gain(self) -> float:
+        return self.level_gain * self.peak_gain
+
+    @property
+    def noise_total(self) -> np.ndarray:
+        """The sum of the noise layers as added (zeros without noise)."""
+        if self.noise_sum is not None:
+            return self.noise_sum
+        total = np.zeros(len(self.speech), dtype=np.float32)
+        for layer in self.noise:
+            total += layer
+        return total
+
+
 class SpeechNoiseMixSynth(Synthesizer):
     type = "speech_noise_mix"
 
     def __init__(self, recipe, index):
         super().__init__(recipe, index)
         self._positions: dict[str, dict[str, int]] = {}
+        self._eligible: dict[tuple[str, bool], np.ndarray] = {}
         self._cache: audio_io.HandleCache | None = None
+        self._pool_keys: dict[str, str] = {}
+        cfg = self.config
         self._labels = _label_column_names(
-            index.pools, self.config.speech, [layer.pool for layer in self.config.noise]
+            index.pools, cfg.speech, [layer.pool for layer in cfg.noise] + [ev.pool for ev in cfg.events]
         )
 
     # ------------------------------------------------------------------ schema
@@ -85,32 +163,129 @@ class SpeechNoiseMixSynth(Synthesizer):
 
     # ------------------------------------------------------------------ sampling
 
+    def _candidates(self, pool: str, holdout_split: bool) -> np.ndarray:
+        key = (pool, holdout_split)
+        c = self._eligible.get(key)
+        if c is None:
+            c = self._eligible[key] = self.index.pools[pool].eligible(holdout_split)
+        return c
+
+    @staticmethod
+    def _draw_perturb(rng: np.random.Generator, cfg: Any) -> dict[str, Any] | None:
+        """Draw one perturbation; every configured value is drawn even when unused, so
+        that changing one probability does not reshuffle the others."""
+        if cfg is None:
+            return None
+        out: dict[str, Any] = {}
+        if cfg.speed_range is not None:
+            lo, hi = cfg.speed_range
+            u = float(rng.uniform(lo, hi))
+            speed = float(ops.speed_fraction(u, ops.SPEED_MAX_DENOMINATOR))
+            if not lo <= speed <= hi:  # a narrow range between small fractions
+                speed = min(max(float(ops.speed_fraction(u)), lo), hi)
+            out["speed"] = speed
+        if cfg.gain_db_range is not None:
+            out["gain_db"] = float(rng.uniform(*cfg.gain_db_range))
+        if cfg.filter is not None:
+            flt = cfg.filter
+            on = rng.random() < flt.p
+            kind = flt.types[int(rng.integers(len(flt.types)))]
+            lowpass_hz = float(rng.uniform(*flt.lowpass_hz_range))
+            highpass_hz = float(rng.uniform(*flt.highpass_hz_range))
+            if on:
+                entry: dict[str, Any] = {"type": kind}
+                if kind in ("lowpass", "bandpass"):
+                    entry["lowpass_hz"] = lowpass_hz
+                if kind in ("highpass", "bandpass"):
+                    entry["highpass_hz"] = highpass_hz
+                out["filter"] = entry
+        reverse = bool(rng.random() < cfg.reverse_p)
+        if cfg.reverse_p > 0:
+            out["reverse"] = reverse
+        return out
+
     def sample_params(self, rng: np.random.Generator, *, holdout_split: bool) -> dict[str, Any]:
         cfg = self.config
         speech = self.index.pools[cfg.speech]
-        cands = speech.eligible(holdout_split)
+        cands = self._candidates(cfg.speech, holdout_split)
         s = int(cands[rng.integers(len(cands))])
-        need_s = float(speech.duration_s[s])
+        speech_s = float(speech.duration_s[s])
+        params: dict[str, Any] = {"speech": {"pool": cfg.speech, "item": speech.items[s]}}
+
         layers = []
         for li, layer in enumerate(cfg.noise):
             pool = self.index.pools[layer.pool]
             # Draw every value even for a skipped layer: the stream stays aligned, so
             # changing one layer's p does not reshuffle the others.
             keep = rng.random() < layer.p
-            c = pool.eligible(holdout_split)
+            c = self._candidates(layer.pool, holdout_split)
             k = int(c[rng.integers(len(c))])
-            snr_db = float(rng.uniform(*layer.snr_db_range))
+            snr_db = float(rng.uniform(*layer.snr_db_range)) if layer.snr_db_range is not None else None
             u = float(rng.random())
+            perturb = self._draw_perturb(rng, layer.perturb)
             if not keep:
                 continue
+            need_s = speech_s * (perturb or {}).get("speed", 1.0)  # item seconds consumed
             dur = float(pool.duration_s[k])
             start_s = u * (dur - need_s) if dur > need_s else u * dur
-            layers.append(
-                {"layer": li, "pool": layer.pool, "item": pool.items[k], "start_s": start_s, "snr_db": snr_db}
-            )
-        return {"speech": {"pool": cfg.speech, "item": speech.items[s]}, "noise": layers}
+            entry: dict[str, Any] = {"layer": li, "pool": layer.pool, "item": pool.items[k], "start_s": start_s}
+            if snr_db is not None:
+                entry["snr_db"] = snr_db
+            else:
+                entry["share"] = float(layer.share)
+            if perturb is not None:
+                entry["perturb"] = perturb
+            layers.append(entry)
+        if cfg.total_snr_db_range is not None:
+            total = float(rng.uniform(*cfg.total_snr_db_range))
+            if layers:
+                params["total_snr_db"] = total
+                weight = sum(e["share"] for e in layers)
+                for e in layers:
+                    e["share"] = e["share"] / weight
+        params["noise"] = layers
 
-    # ------------------------------------------------------------------ applying
+        events = []
+        for ei, ev in enumerate(cfg.events):
+            pool = self.index.pools[ev.pool]
+            keep = rng.random() < ev.p
+            count = int(rng.integers(ev.count_range[0], ev.count_range[1] + 1))
+            c = self._candidates(ev.pool, holdout_split)
+            for j in range(ev.count_range[1]):
+                k = int(c[rng.integers(len(c))])
+                snr_db = float(rng.uniform(*ev.snr_db_range))
+                u_crop, u_at = float(rng.random()), float(rng.random())
+                perturb = self._draw_perturb(rng, ev.perturb)
+                if not (keep and j < count):
+                    continue
+                speed = (perturb or {}).get("speed", 1.0)
+                item_s = float(pool.duration_s[k])
+                out_s = min(item_s / speed, ev.max_duration_s, speech_s)
+                start_s = u_crop * (item_s - out_s * speed) if item_s > out_s * speed else 0.0
+                entry = {"layer": ei, "pool": ev.pool, "item": pool.items[k], "start_s": start_s,
+                         "at_s": u_at * max(0.0, speech_s - out_s), "snr_db": snr_db}
+                if perturb is not None:
+                    entry["perturb"] = perturb
+                events.append(entry)
+        if events:
+            params["events"] = events
+
+        if cfg.reverb is not None:
+            keep = rng.random() < cfg.reverb.p
+            c = self._candidates(cfg.reverb.pool, holdout_split)
+            k = int(c[rng.integers(len(c))])
+            if keep:
+                item = self.index.pools[cfg.reverb.pool].items[k]
+                try:
+                    _, _, rt60_s, drr_db = self._rir(cfg.reverb.pool, item)
+                except BadSourceError:  # apply() meets it again and the sample is redrawn
+                    rt60_s = drr_db = None
+                params["reverb"] = {"pool": cfg.reverb.pool, "item": item, "rt60_s": rt60_s, "drr_db": drr_db}
+        if cfg.level_dbfs_range is not None:
+            params["level_dbfs"] = float(rng.uniform(*cfg.level_dbfs_range))
+        return params
+
+    # ------------------------------------------------------------------ reading sources
 
     def _pos(self, pool: str, item: str) -> int:
         table = self._positions.get(pool)
@@ -127,84 +302,293 @@ class SpeechNoiseMixSynth(Synthesizer):
             self._cache = audio_io.HandleCache()
         return self._cache
 
+    def _pool_key(self, pool_name: str) -> str:
+        """What defines a pool's items (its validated config), for the per-worker caches."""
+        key = self._pool_keys.get(pool_name)
+        if key is None:
+            key = self._pool_keys[pool_name] = self.recipe.pools[pool_name].model_dump_json()
+        return key
+
+    def _generated_item(self, pool_name: str, i: int) -> np.ndarray:
+        """The whole signal of a generator pool's item (made once per worker, LRU-bounded)."""
+        item = self.index.pools[pool_name].items[i]
+        key = (self._pool_key(pool_name), item)
+        x = _GENERATED.get(key)
+        if x is not None:
+            _GENERATED.move_to_end(key)
+            return x
+        x = generators.render_item(self.recipe.pools[pool_name], item)
+        x.setflags(write=False)
+        _GENERATED[key] = x
+        _GENERATED_BYTES[0] += x.nbytes
+        while _GENERATED_BYTES[0] > GENERATED_CACHE_BYTES and len(_GENERATED) > 1:
+            _, old = _GENERATED.popitem(last=False)
+            _GENERATED_BYTES[0] -= old.nbytes
+        return x
+
+    def _frames(self, pool_name: str, i: int, start: int, count: int) -> np.ndarray:
+        """Mono float32 frames ``[start, start + count)`` of an item at its own rate
+        (fewer at the end of the item)."""
+        pool = self.index.pools[pool_name]
+        if pool.kind in generators.GENERATOR_KINDS:
+            return self._generated_item(pool_name, i)[start : start + count].copy()
+        return audio_io.read_mono(pool.paths[i], start, count, cache=self._handles())
+
     def _read_speech(self, pool_name: str, item: str) -> tuple[np.ndarray, str]:
         pool = self.index.pools[pool_name]
         i = self._pos(pool_name, item)
         path = pool.paths[i]
-        x = ops.downmix(audio_io.read_all(path, cache=self._handles()))
-        x = ops.resample(x, int(pool.sample_rate[i]), self.sample_rate)
-        if ops.is_silent(x):
-            raise BadSourceError(path, "silent: speech has no signal above -90 dBFS, so no SNR can be set")
-        return x, path
+        x = self._frames(pool_name, i, 0, int(pool.frames[i]))
+        # Silent files were rejected when the pool was indexed (peak below -90 dBFS);
+        # render() still refuses speech without active power.
+        return ops.resample(x, int(pool.sample_rate[i]), self.sample_rate), path
 
-    def _read_noise(self, pool_name: str, item: str, start_s: float, n: int) -> tuple[np.ndarray, bool]:
-        """Exactly ``n`` output-rate samples of noise from ``start_s`` (looped if too short)."""
+    def _resample_chain(self, x: np.ndarray, sr_in: int, speed: Fraction) -> np.ndarray:
+        sr = self.sample_rate
+        if speed == 1:
+            return ops.resample(x, sr_in, sr)
+        if sr_in == sr:
+            return ops.resample(x, speed.numerator, speed.denominator)
+        combined = Fraction(sr, sr_in) / speed  # output samples per input sample
+        if max(combined.numerator, combined.denominator) <= MAX_COMBINED_PHASES:
+            return ops.resample(x, combined.denominator, combined.numerator)
+        return ops.resample(ops.resample(x, sr_in, sr), speed.numerator, speed.denominator)
+
+    def _read_noise(
+        self, pool_name: str, item: str, start_s: float, n: int, *, speed: float = 1.0
+    ) -> tuple[np.ndarray, bool]:
+        """Exactly ``n`` output-rate samples of noise from ``start_s`` (item seconds),
+        played ``speed`` times faster; looped with a crossfade when the item is too short.
+        Returns ``(segment, looped)``."""
         pool = self.index.pools[pool_name]
         i = self._pos(pool_name, item)
-        path, sr, frames = pool.paths[i], int(pool.sample_rate[i]), int(pool.frames[i])
-        need = int(math.ceil(n * sr / self.sample_rate)) + 1
-        start = min(int(round(start_s * sr)), max(frames - 1, 0))
-        looped = frames < need
+        sr_in, frames = int(pool.sample_rate[i]), int(pool.frames[i])
+        frac = ops.speed_fraction(speed) if speed != 1.0 else Fraction(1)
+        resampling = sr_in != self.sample_rate or frac != 1
+        pad = RESAMPLE_CONTEXT if resampling else 0
+        core = int(math.ceil(n * frac * Fraction(sr_in, self.sample_rate))) + 1 if resampling else n
+        start = min(int(round(start_s * sr_in)), max(frames - 1, 0))
+        looped = frames < core
         if not looped:
-            start = min(start, frames - need)
-            seg = ops.downmix(audio_io.read_segment(path, start, need, cache=self._handles()))
+            start = min(start, frames - core)
+            lead, tail = min(pad, start), min(pad, frames - start - core)
+            seg = self._frames(pool_name, i, start - lead, lead + core + tail)
         else:
-            whole = ops.downmix(audio_io.read_all(path, cache=self._handles()))
-            fade = min(ops.crossfade_len(sr, self.config.crossfade_s), len(whole) // 2)
-            seg = ops.loop_to_length(whole, need, start=start, crossfade=fade)
-        seg = ops.resample(seg, sr, self.sample_rate)
+            whole = self._frames(pool_name, i, 0, frames)
+            fade = min(ops.crossfade_len(sr_in, self.config.crossfade_s), len(whole) // 2)
+            lead = pad
+            seg = ops.loop_to_length(whole, lead + core + pad, start=(start - lead) % frames, crossfade=fade)
+        if resampling:
+            seg = self._resample_chain(seg, sr_in, frac)
+            off = int(round(lead * Fraction(self.sample_rate, sr_in) / frac))
+            seg = seg[off : off + n]
+        else:
+            seg = seg[:n]
         if len(seg) < n:  # rounding at the end of a file: wrap the few missing samples
             seg = ops.loop_to_length(seg, n)
-        return np.ascontiguousarray(seg[:n], dtype=np.float32), looped
+        return np.ascontiguousarray(seg, dtype=np.float32), looped
 
-    def apply(self, params: dict[str, Any]) -> Sample:
+    def _rir(self, pool_name: str, item: str) -> tuple[np.ndarray, int, float | None, float | None]:
+        """``(h at the output rate, direct-path index, rt60_s, drr_db)`` of an RIR item,
+        cached per worker. Measured RIRs get estimated RT60 / DRR (None if not
+        measurable); generated ones their defining values."""
+        pool = self.index.pools[pool_name]
+        i = self._pos(pool_name, item)
+        key = (self._pool_key(pool_name), pool.paths[i], int(pool.frames[i]), self.sample_rate)
+        hit = _RIRS.get(key)
+        if hit is not None:
+            _RIRS.move_to_end(key)
+            return hit
+        sr_in = int(pool.sample_rate[i])
+        x = self._frames(pool_name, i, 0, int(pool.frames[i]))
+        if pool.kind == "rir_generator":
+            labels = pool.label_row(i)
+            rt60, drr = float(labels["rt60_s"]), float(labels["drr_db"])
+        else:
+            if not np.abs(x).max() > 0:
+                raise BadSourceError(pool.paths[i], "impulse response is all zeros")
+            rt60, drr = ops.rt60_estimate(x, sr_in), ops.drr_estimate_db(x, sr_in)
+        h = ops.resample(x, sr_in, self.sample_rate)
+        h.setflags(write=False)
+        hit = (h, ops.direct_path_index(h, self.sample_rate), _finite_or_none(rt60), _finite_or_none(drr))
+        _RIRS[key] = hit
+        if len(_RIRS) > RIR_CACHE_ITEMS:
+            _RIRS.popitem(last=False)
+        return hit
+
+    # ------------------------------------------------------------------ applying
+
+    def _layer_cfg(self, kind: str, index: int) -> Any:
+        layers = self.config.noise if kind == "noise" else self.config.events
+        return layers[index] if 0 <= index < len(layers) else None
+
+    def _noise_piece(
+        self, kind: str, entry: dict[str, Any], n: int, rir: tuple[np.ndarray, int] | None
+    ) -> np.ndarray:
+        """``n`` samples of the noise of a layer or event entry: read (at its speed),
+        reversed, filtered, swept, reverberated, in that order."""
+        perturb = entry.get("perturb") or {}
+        seg, _ = self._read_noise(entry["pool"], entry["item"], entry["start_s"], n,
+                                  speed=perturb.get("speed", 1.0))
+        if perturb.get("reverse"):
+            seg = ops.reverse(seg)
+        flt = perturb.get("filter")
+        if flt:
+            layer = self._layer_cfg(kind, int(entry.get("layer", -1)))
+            order = layer.perturb.filter.order if layer is not None and layer.perturb and layer.perturb.filter else 4
+            seg = ops.band_filter(seg, self.sample_rate, flt["type"], lowpass_hz=flt.get("lowpass_hz"),
+                                  highpass_hz=flt.get("highpass_hz"), order=order)
+        if perturb.get("gain_db"):
+            seg = ops.gain_sweep(seg, perturb["gain_db"])
+        if rir is not None:
+            seg = ops.convolve_aligned(seg, rir[0], direct=rir[1])
+        return seg
+
+    def render(self, params: dict[str, Any]) -> Rendered:
+        """Build the mix and its components from params (deterministic).
+
+        Example: ``parts = synth.render(params); parts.mix.shape == parts.speech.shape``
+        """
         cfg = self.config
         sr = self.sample_rate
+        thr = cfg.active_threshold_db
         sp = params["speech"]
-        speech, _ = self._read_speech(sp["pool"], sp["item"])
+        speech, path = self._read_speech(sp["pool"], sp["item"])
         n = len(speech)
-        p_speech = ops.active_power(speech, sr, threshold_db=cfg.active_threshold_db)
-        if not p_speech > 0:
-            raise BadSourceError(self.index.pools[sp["pool"]].paths[self._pos(sp["pool"], sp["item"])], "silent speech")
-        mix = speech.astype(np.float32, copy=True)
-        noise_gains: list[float] = []
+        p_speech = ops.active_power(speech, sr, threshold_db=thr)
+        if not p_speech > 1e-18:  # -180 dB: nothing to set an SNR against
+            raise BadSourceError(path, "silent: speech has no signal, so no SNR can be set")
+
+        rev = params.get("reverb")
+        rir = None
+        speech_gain = 1.0
+        if rev:
+            h, direct, _, _ = self._rir(rev["pool"], rev["item"])
+            rir = (h, direct)
+            wet = ops.convolve_aligned(speech, h, direct=direct)
+            p_wet = ops.active_power(wet, sr, threshold_db=thr)
+            if not p_wet > 0:
+                raise RejectSample(f"reverberant speech is silent (RIR {rev['item']})")
+            speech_gain = math.sqrt(p_speech / p_wet)
+            speech = wet * np.float32(speech_gain)
+            p_speech = ops.active_power(speech, sr, threshold_db=thr)
+        noise_rir = rir if (rir is not None and cfg.reverb is not None and cfg.reverb.apply_to == "speech_and_noise") else None
+
+        out = Rendered(mix=speech, speech=speech, speech_gain=speech_gain)
+        # ---- continuous noise layers
+        segs, powers = [], []
         for layer in params["noise"]:
-            seg, _ = self._read_noise(layer["pool"], layer["item"], layer["start_s"], n)
+            seg = self._noise_piece("noise", layer, n, noise_rir)
             p_noise = ops.power(seg)
             if not p_noise > 1e-20:
                 raise RejectSample(f"noise segment of {layer['item']} at {layer['start_s']:.2f} s is silent")
-            g = ops.snr_gain(p_speech, p_noise, layer["snr_db"])
-            mix += (seg * np.float32(g)).astype(np.float32)
-            noise_gains.append(g)
-        limit = ops.db_to_gain(cfg.peak_dbfs)
-        g_peak = 1.0
-        if cfg.clipping == "rescale":
-            mix, g_peak = ops.peak_limit(mix, limit)
-        elif cfg.clipping == "reject" and ops.peak(mix) > limit:
-            raise RejectSample(f"peak {ops.gain_to_db(ops.peak(mix)):.2f} dBFS is over synth.peak_dbfs")
-        if not ops.is_finite(mix):
+            segs.append(seg)
+            powers.append(p_noise)
+        gains: list[float] = []
+        mix = speech.copy()
+        if "total_snr_db" in params and segs:
+            # Each layer at its share of the total noise power, then one common factor so
+            # that the power of the sum (cross terms included) gives the total SNR exactly.
+            total_snr = float(params["total_snr_db"])
+            base = [ops.snr_gain(p_speech, p, total_snr - 10.0 * math.log10(layer["share"]))
+                    for layer, p in zip(params["noise"], powers)]
+            total = np.zeros(n, dtype=np.float32)
+            for seg, g in zip(segs, base):
+                total += seg * np.float32(g)
+            common = ops.snr_gain(p_speech, ops.power(total), total_snr)
+            gains = [g * common for g in base]
+            for seg, g in zip(segs, gains):
+                out.noise.append(seg * np.float32(g))
+            out.noise_sum = total * np.float32(common)
+            mix += out.noise_sum
+        else:
+            for layer, seg, p in zip(params["noise"], segs, powers):
+                g = ops.snr_gain(p_speech, p, float(layer["snr_db"]))
+                scaled = np.multiply(seg, np.float32(g), out=seg)  # seg is a fresh array
+                mix += scaled
+                out.noise.append(scaled)
+                gains.append(g)
+
+        # ---- short events
+        event_gains: list[float] = []
+        event_lengths: list[int] = []
+        for ev in params.get("events", []):
+            layer = self._layer_cfg("events", int(ev.get("layer", -1)))
+            max_s = layer.max_duration_s if layer is not None else 2.0
+            context = layer.context_s if layer is not None else 0.5
+            perturb = ev.get("perturb") or {}
+            speed = perturb.get("speed", 1.0)
+            pool = self.index.pools[ev["pool"]]
+            item_s = float(pool.duration_s[self._pos(ev["pool"], ev["item"])])
+            m = max(1, min(int(round(min(item_s / speed, max_s) * sr)), n))
+            at = min(max(0, int(round(float(ev["at_s"]) * sr))), n - m)
+            event_lengths.append(m)
+            piece = self._noise_piece("events", ev, m, None)
+            if noise_rir is not None:  # keep the tail of the room's response, up to the end
+                room = min(n - at, m + len(noise_rir[0]))
+                piece = ops.convolve_aligned(np.pad(piece, (0, room - m)), noise_rir[0], direct=noise_rir[1])
+            p_event = ops.power(piece)
+            if not p_event > 1e-20:
+                raise RejectSample(f"event {ev['item']} at {ev['start_s']:.2f} s is silent")
+            ctx = int(round(context * sr))
+            p_local = ops.local_active_power(speech, sr, max(0, at - ctx), at + len(piece) + ctx, threshold_db=thr)
+            g = ops.snr_gain(p_local, p_event, float(ev["snr_db"]))
+            scaled = piece * np.float32(g)
+            mix[at : at + len(scaled)] += scaled
+            out.events.append((at, scaled))
+            event_gains.append(g)
+
+        # ---- level, then peak control (one gain for everything: SNRs are kept)
+        if "level_dbfs" in params:
+            out.level_gain = ops.level_gain(p_speech, float(params["level_dbfs"]))
+            mix *= np.float32(out.level_gain)
+        top = ops.peak(mix)  # NaN or inf anywhere shows here too
+        if not math.isfinite(top):
             raise RejectSample("mix is not finite")
+        limit = ops.db_to_gain(cfg.peak_dbfs)
+        if cfg.clipping == "rescale":
+            mix, out.peak_gain = ops.peak_limit(mix, limit, known_peak=top)
+        elif cfg.clipping == "reject" and top > limit:
+            raise RejectSample(f"peak {ops.gain_to_db(top):.2f} dBFS is over synth.peak_dbfs")
+        out.mix = mix
+
+        # ---- provenance: every piece, in its item's own timeline, with its final gain
+        g_out = out.out_gain
         duration_s = n / sr
-        sources = [
-            {"pool": sp["pool"], "item": sp["item"], "start_s": 0.0, "duration_s": duration_s,
-             "gain_db": ops.gain_to_db(g_peak)}
-        ]
-        for layer, g in zip(params["noise"], noise_gains):
-            sources.append(
-                {"pool": layer["pool"], "item": layer["item"], "start_s": float(layer["start_s"]),
-                 "duration_s": duration_s, "gain_db": ops.gain_to_db(g * g_peak)}
-            )
-        labels = self._labels_for(params)
-        audio_bytes = audio_io.encode(mix, sr, self.recipe.output.audio_codec)
+        sources = [{"pool": sp["pool"], "item": sp["item"], "start_s": 0.0, "duration_s": duration_s,
+                    "gain_db": ops.gain_to_db(speech_gain * g_out)}]
+        for layer, g in zip(params["noise"], gains):
+            speed = (layer.get("perturb") or {}).get("speed", 1.0)
+            sources.append({"pool": layer["pool"], "item": layer["item"], "start_s": float(layer["start_s"]),
+                            "duration_s": duration_s * speed, "gain_db": ops.gain_to_db(g * g_out)})
+        for ev, g, m in zip(params.get("events", []), event_gains, event_lengths):
+            speed = (ev.get("perturb") or {}).get("speed", 1.0)
+            sources.append({"pool": ev["pool"], "item": ev["item"], "start_s": float(ev["start_s"]),
+                            "duration_s": m / sr * speed, "gain_db": ops.gain_to_db(g * g_out)})
+        if rev:
+            pool = self.index.pools[rev["pool"]]
+            i = self._pos(rev["pool"], rev["item"])
+            sources.append({"pool": rev["pool"], "item": rev["item"], "start_s": 0.0,
+                            "duration_s": float(pool.duration_s[i]), "gain_db": 0.0})
+        out.sources = sources
+        return out
+
+    def apply(self, params: dict[str, Any]) -> Sample:
+        sr = self.sample_rate
+        out = self.render(params)
+        duration_s = len(out.mix) / sr
+        embedding = features.audio_embedding(out.mix, sr)  # before encoding: the mix is still in cache
         return Sample(
             columns={
-                "audio": {"bytes": audio_bytes, "path": None},
+                # After rescale or reject the mix is finite and within the peak limit (<= 0 dBFS).
+                "audio": {"bytes": audio_io.encode(out.mix, sr, self.recipe.output.audio_codec,
+                                                   checked=self.config.clipping != "allow"), "path": None},
                 "sampling_rate": sr,
                 "duration_s": duration_s,
             },
-            sources=sources,
-            embedding=features.audio_embedding(mix, sr),
-            labels=labels,
+            sources=out.sources,
+            embedding=embedding,
+            labels=self._labels_for(params),
             seconds=duration_s,
         )
 
@@ -212,8 +596,8 @@ class SpeechNoiseMixSynth(Synthesizer):
         if not self._labels:
             return {}
         used: dict[str, str] = {params["speech"]["pool"]: params["speech"]["item"]}
-        for layer in params["noise"]:
-            used.setdefault(layer["pool"], layer["item"])
+        for entry in list(params["noise"]) + list(params.get("events", [])):
+            used.setdefault(entry["pool"], entry["item"])
         out: dict[str, Any] = {}
         for pool, col, name, _ in self._labels:
             item = used.get(pool)

@@ -1,0 +1,398 @@
+"""Specification of the speech_noise_mix synthesizer in depth: exact layer, total and
+event SNRs, level, reverb alignment, perturbation, provenance, the params conventions the
+coverage analyzer relies on, replay, and recipe validation of all of it."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.audio import io as audio_io
+from engine.audio import ops
+from engine.errors import RecipeError
+from engine.plan import make_plan
+from engine.pools import index_pools
+from engine.recipe import parse_recipe
+from engine.rng import sample_rng
+from engine.shards import read_shard
+from engine.stats import flatten_params, param_range
+from engine.synth import build_synthesizer
+from engine.worker import make_shard
+
+from .conftest import small_recipe, write_recipe
+
+SR = 16000
+
+
+def full_data(corpus: Path, **synth) -> dict:
+    """Every feature at once: perturbed layers, a generator layer, events, reverb, level."""
+    data = small_recipe(corpus, splits={"train": {"samples": 24}, "train_dev_unseen": {"samples": 8, "holdout": True}})
+    data["output"]["samples_per_shard"] = 8
+    data["pools"].update(
+        weather={"paths": [str(corpus / "noise" / "rain" / "*.wav"), str(corpus / "noise" / "wind" / "*.wav")]},
+        clatter={"paths": [str(corpus / "noise" / "clatter" / "*.wav")]},
+        hum={"kind": "noise_generator", "count": 2, "duration_s": 8.0, "colours": ["pink", "brown"]},
+        rirs={"paths": [str(corpus / "rir" / "*.wav")], "holdout": 0.3},
+        rooms={"kind": "rir_generator", "count": 12, "rt60_s_range": [0.2, 0.7]},
+    )
+    data["synth"] = {
+        "type": "speech_noise_mix",
+        "speech": "speech",
+        "noise": [
+            {"pool": "cabin", "snr_db_range": [0, 15], "perturb": {
+                "speed_range": [0.9, 1.1], "gain_db_range": [-6, 6],
+                "filter": {"p": 0.7, "lowpass_hz_range": [2000, 5000], "highpass_hz_range": [80, 400]},
+                "reverse_p": 0.5}},
+            {"pool": "hum", "snr_db_range": [10, 25], "p": 0.7},
+            {"pool": "weather", "snr_db_range": [5, 20], "p": 0.6, "perturb": {"speed_range": [0.8, 1.25]}},
+        ],
+        "events": [{"pool": "clatter", "p": 0.8, "count_range": [1, 3], "snr_db_range": [-5, 10],
+                    "max_duration_s": 0.8, "perturb": {"speed_range": [0.9, 1.1], "reverse_p": 0.3}}],
+        "reverb": {"pool": "rirs", "p": 0.7},
+        "level_dbfs_range": [-32, -20],
+        **synth,
+    }
+    return data
+
+
+def synth_for(data: dict, corpus: Path):
+    recipe = parse_recipe(copy.deepcopy(data), base_dir=corpus)
+    return recipe, build_synthesizer(recipe, index_pools(recipe))
+
+
+def draws(synth, n: int, split: str = "train", holdout: bool = False):
+    for i in range(n):
+        yield synth.sample_params(sample_rng(synth.recipe.seed, split, i), holdout_split=holdout)
+
+
+def db(x: float) -> float:
+    return 10.0 * math.log10(x)
+
+
+@pytest.fixture(scope="module")
+def full(demo_corpus):
+    return synth_for(full_data(demo_corpus), demo_corpus)
+
+
+# --------------------------------------------------------------------------- exact levels
+
+
+def test_every_noise_layer_is_at_its_own_snr_within_a_hundredth_of_a_db(full):
+    _, synth = full
+    seen = 0
+    for params in draws(synth, 30):
+        parts = synth.render(params)
+        p_speech = ops.active_power(parts.speech, SR)
+        for layer, noise in zip(params["noise"], parts.noise):
+            assert abs(db(p_speech / ops.power(noise)) - layer["snr_db"]) < 0.01
+            seen += 1
+    assert seen > 40
+
+
+def test_shares_of_a_total_snr_make_the_total_exact(demo_corpus):
+    data = full_data(demo_corpus, total_snr_db_range=[-5, 20])
+    for layer, share in zip(data["synth"]["noise"], (3, 1, 1)):
+        del layer["snr_db_range"]
+        layer["share"] = share
+    _, synth = synth_for(data, demo_corpus)
+    multi = 0
+    for params in draws(synth, 30):
+        if not params["noise"]:
+            continue
+        parts = synth.render(params)
+        p_speech = ops.active_power(parts.speech, SR)
+        assert abs(db(p_speech / ops.power(parts.noise_total)) - params["total_snr_db"]) < 0.01
+        shares = [layer["share"] for layer in params["noise"]]
+        assert sum(shares) == pytest.approx(1.0)
+        if len(shares) > 1:
+            multi += 1
+            # Each layer is near its share of the noise power (independent noises).
+            powers = np.array([ops.power(n) for n in parts.noise])
+            np.testing.assert_allclose(powers / powers.sum(), shares, atol=0.05)
+    assert multi >= 5
+
+
+def test_events_are_at_their_snr_against_the_speech_around_them(full):
+    recipe, synth = full
+    context = int(round(recipe.synth.events[0].context_s * SR))
+    seen = 0
+    for params in draws(synth, 30):
+        parts = synth.render(params)
+        assert len(parts.events) == len(params.get("events", []))
+        for (at, sig), ev in zip(parts.events, params.get("events", [])):
+            assert at == min(int(round(ev["at_s"] * SR)), len(parts.speech) - len(sig))
+            local = ops.local_active_power(parts.speech, SR, max(0, at - context), at + len(sig) + context)
+            assert abs(db(local / ops.power(sig)) - ev["snr_db"]) < 0.01
+            assert len(sig) <= 0.8 * SR + 1
+            seen += 1
+    assert seen >= 10
+
+
+def test_output_level_is_met_within_0_05_db_then_peak_control(full):
+    _, synth = full
+    limited = 0
+    for params in draws(synth, 30):
+        parts = synth.render(params)
+        level = db(ops.active_power(parts.speech * np.float32(parts.level_gain), SR))
+        assert abs(level - params["level_dbfs"]) < 0.05
+        # Peak control scales everything by one gain after the level is set.
+        assert ops.peak(parts.mix) <= ops.db_to_gain(-1.0)
+        limited += parts.peak_gain < 1.0
+        out = db(ops.active_power(parts.speech * np.float32(parts.out_gain), SR))
+        assert abs(out - (params["level_dbfs"] + 20 * math.log10(parts.peak_gain))) < 0.05
+
+
+# --------------------------------------------------------------------------- reverb and perturbation
+
+
+def test_reverb_keeps_the_speech_in_place_and_at_its_level(full, demo_corpus):
+    _, synth = full
+    reverberated = 0
+    for params in draws(synth, 30):
+        if "reverb" not in params:
+            continue
+        parts = synth.render(params)
+        dry, _ = synth._read_speech(params["speech"]["pool"], params["speech"]["item"])
+        assert parts.speech.shape == dry.shape
+        # Cross-correlation of dry and reverberant speech peaks at lag 0: no shift.
+        n = len(dry)
+        xc = np.fft.irfft(np.fft.rfft(parts.speech, 2 * n) * np.conj(np.fft.rfft(dry, 2 * n)))
+        lag = int(np.argmax(np.concatenate([xc[-200:], xc[:201]]))) - 200
+        assert lag == 0
+        assert ops.active_power(parts.speech, SR) == pytest.approx(ops.active_power(dry, SR), rel=1e-4)
+        rev = params["reverb"]
+        assert rev["pool"] == "rirs" and rev["rt60_s"] > 0.1
+        reverberated += 1
+    assert reverberated >= 10
+
+
+def test_speech_and_noise_reverb_uses_a_generated_room(demo_corpus):
+    data = full_data(demo_corpus)
+    data["synth"]["reverb"] = {"pool": "rooms", "p": 1.0, "apply_to": "speech_and_noise"}
+    recipe, synth = synth_for(data, demo_corpus)
+    labels = {it: synth.index.pools["rooms"].label_row(i) for i, it in enumerate(synth.index.pools["rooms"].items)}
+    for params in draws(synth, 6):
+        rev = params["reverb"]
+        assert rev["item"].startswith("gen:rir/")
+        assert (rev["rt60_s"], rev["drr_db"]) == (labels[rev["item"]]["rt60_s"], labels[rev["item"]]["drr_db"])
+        parts = synth.render(params)
+        for layer, noise in zip(params["noise"], parts.noise):
+            assert abs(db(ops.active_power(parts.speech, SR) / ops.power(noise)) - layer["snr_db"]) < 0.01
+
+
+def test_speed_perturbed_noise_consumes_speed_times_the_duration(full):
+    _, synth = full
+    checked = 0
+    for params in draws(synth, 20):
+        parts = synth.render(params)
+        duration_s = len(parts.mix) / SR
+        by_item = [s for s in parts.sources if s["pool"] in ("cabin", "weather")]
+        layers = [layer for layer in params["noise"] if layer["pool"] in ("cabin", "weather")]
+        for src, layer in zip(by_item, layers):
+            speed = layer["perturb"]["speed"]
+            assert src["duration_s"] == pytest.approx(duration_s * speed)
+            assert src["start_s"] == layer["start_s"]
+            checked += 1
+    assert checked >= 20
+
+
+def test_perturbed_noise_differs_from_the_plain_segment(full):
+    _, synth = full
+    for params in draws(synth, 10):
+        layer = params["noise"][0] if params["noise"] and params["noise"][0]["pool"] == "cabin" else None
+        if layer is None or layer["perturb"]["speed"] == 1.0:
+            continue
+        plain, _ = synth._read_noise("cabin", layer["item"], layer["start_s"], 16000)
+        fast, _ = synth._read_noise("cabin", layer["item"], layer["start_s"], 16000, speed=layer["perturb"]["speed"])
+        assert plain.shape == fast.shape == (16000,)
+        assert not np.allclose(plain, fast)
+        return
+    pytest.fail("no perturbed cabin layer drawn")
+
+
+# --------------------------------------------------------------------------- params and provenance
+
+
+def test_every_sampled_value_has_its_range_in_the_recipe(full):
+    """The coverage analyzer's convention: a value named X has X_range at the same path."""
+    recipe, synth = full
+    config = recipe.synth.model_dump(mode="json")
+    names = set()
+    for params in draws(synth, 40):
+        for name, _ in flatten_params(params):
+            names.add(name)
+            if name.endswith(("at_s", "rt60_s", "drr_db")):  # placement and room: recorded, not ranged
+                continue
+            assert param_range(config, name) is not None, name
+    for expected in ("noise[0].snr_db", "noise[0].perturb.speed", "noise[0].perturb.gain_db",
+                     "noise[0].perturb.filter.lowpass_hz", "noise[2].perturb.speed", "events[0].snr_db",
+                     "level_dbfs", "reverb.rt60_s"):
+        assert expected in names, expected
+    lo, hi = param_range(config, "noise[0].perturb.speed")
+    assert (lo, hi) == (0.9, 1.1)
+
+
+def test_params_are_json_and_skipped_draws_keep_the_stream_aligned(demo_corpus):
+    data = full_data(demo_corpus)
+    _, synth = synth_for(data, demo_corpus)
+    data["synth"]["noise"][1]["p"] = 0.0  # drop the hum layer everywhere
+    _, synth_without = synth_for(data, demo_corpus)
+    for a, b in zip(draws(synth, 10), draws(synth_without, 10)):
+        assert json.loads(json.dumps(a)) == a
+        assert [layer for layer in a["noise"] if layer["layer"] != 1] == b["noise"]
+        assert a.get("events") == b.get("events") and a.get("reverb") == b.get("reverb")
+
+
+def test_every_source_piece_is_listed_in_its_own_timeline(full):
+    _, synth = full
+    for params in draws(synth, 20):
+        parts = synth.render(params)
+        pools = [s["pool"] for s in parts.sources]
+        expected = ["speech"] + [layer["pool"] for layer in params["noise"]]
+        expected += [ev["pool"] for ev in params.get("events", [])]
+        expected += [params["reverb"]["pool"]] if "reverb" in params else []
+        assert pools == expected
+        for src in parts.sources:
+            assert set(src) == {"pool", "item", "start_s", "duration_s", "gain_db"}
+            assert math.isfinite(src["gain_db"]) and src["duration_s"] > 0
+        speech_src = parts.sources[0]
+        # The speech's gain: reverb normalization, level and peak control together.
+        assert ops.db_to_gain(speech_src["gain_db"]) == pytest.approx(parts.speech_gain * parts.out_gain, rel=1e-9)
+
+
+def test_holdout_splits_draw_only_held_out_rooms(full):
+    _, synth = full
+    rirs = synth.index.pools["rirs"]
+    held = {it for it, h in zip(rirs.items, rirs.holdout) if h}
+    assert held
+    for params in draws(synth, 30, split="train_dev_unseen", holdout=True):
+        if "reverb" in params:
+            assert params["reverb"]["item"] in held
+    for params in draws(synth, 30):
+        if "reverb" in params:
+            assert params["reverb"]["item"] not in held
+
+
+# --------------------------------------------------------------------------- replay
+
+
+@pytest.fixture(scope="module")
+def written(demo_corpus, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mix")
+    path = write_recipe(folder / "full.yaml", full_data(demo_corpus))
+    from engine.recipe import load_recipe
+
+    recipe = load_recipe(path)
+    index = index_pools(recipe)
+    out = folder / "out"
+    for spec in make_plan(recipe).shards[:2]:
+        make_shard(recipe, index, spec, out)
+    return recipe, index, out
+
+
+def test_replaying_a_rows_params_reproduces_its_audio_bytes(written):
+    recipe, index, out = written
+    synth = build_synthesizer(recipe, index)
+    rows = [r for f in sorted(out.glob("train/*.arrow")) for r in read_shard(f).to_pylist()]
+    assert len(rows) == 16
+    features = set()
+    for row in rows:
+        params = json.loads(row["params"])
+        features |= {k for k in ("events", "reverb", "level_dbfs") if k in params}
+        features |= {k for layer in params["noise"] for k in layer.get("perturb", {})}
+        sample = synth.apply(params)
+        assert sample.columns["audio"]["bytes"] == row["audio"]["bytes"]
+        assert sample.sources == row["sources"]
+        assert np.array_equal(sample.embedding, np.asarray(row["embedding"], dtype=np.float32))
+    assert features >= {"events", "reverb", "level_dbfs", "speed", "gain_db", "filter", "reverse"}
+
+
+def test_the_same_shard_is_the_same_bytes_in_a_fresh_worker(written, tmp_path):
+    from engine.audio import mix
+
+    recipe, index, out = written
+    mix._GENERATED.clear()  # a worker whose caches saw no earlier shard
+    mix._GENERATED_BYTES[0] = 0
+    mix._RIRS.clear()
+    spec = make_plan(recipe).shards[1]
+    make_shard(recipe, index, spec, tmp_path)
+    name = f"train/{spec.name}.arrow"
+    assert hashlib.sha256((tmp_path / name).read_bytes()).digest() == hashlib.sha256((out / name).read_bytes()).digest()
+
+
+def test_rows_carry_speech_and_noise_labels(written):
+    _, _, out = written
+    rows = read_shard(sorted(out.glob("train/*.arrow"))[0]).to_pylist()
+    assert all(r["text"] and r["speaker"] for r in rows)
+    hum_rows = [r for r in rows if any(s["pool"] == "hum" for s in r["sources"])]
+    assert hum_rows and all(r["hum_colour"] in ("pink", "brown") for r in hum_rows)
+    for r in rows:
+        x, sr = audio_io.decode(r["audio"]["bytes"])
+        assert sr == SR and len(x) == round(r["duration_s"] * SR)
+
+
+# --------------------------------------------------------------------------- recipe validation
+
+
+def _error(data: dict) -> str:
+    with pytest.raises(RecipeError) as info:
+        parse_recipe(data)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    "mutate, fragments",
+    [
+        (lambda s: s["noise"][0].update(share=1.0),
+         ["synth.noise[0].snr_db_range", "either snr_db_range or share"]),
+        (lambda s: s["noise"][0].pop("snr_db_range"), ["synth.noise[0].snr_db_range", "required", "share"]),
+        (lambda s: (s["noise"][0].pop("snr_db_range"), s["noise"][0].update(share=2)),
+         ["synth.noise[0].share", "total_snr_db_range"]),
+        (lambda s: s.update(total_snr_db_range=[0, 10]), ["synth.noise[0].snr_db_range", "share"]),
+        (lambda s: s["noise"][0]["perturb"]["filter"].update(lowpass_hz_range=[2000, 9000]),
+         ["synth.noise[0].perturb.filter.lowpass_hz_range", "Nyquist"]),
+        (lambda s: s["noise"][0]["perturb"]["filter"].update(highpass_hz_range=[100, 3000]),
+         ["synth.noise[0].perturb.filter", "bandpass", "below"]),
+        (lambda s: s["noise"][0]["perturb"].update(speed_range=[0.2, 1.0]),
+         ["synth.noise[0].perturb.speed_range", "[0.5, 2]"]),
+        (lambda s: s["noise"][0]["perturb"].update(sped_range=[0.9, 1.1]),
+         ["synth.noise[0].perturb.sped_range", "did you mean 'speed_range'"]),
+        (lambda s: s["events"][0].update(count_range=[1, 2.5]), ["synth.events[0].count_range", "whole numbers"]),
+        (lambda s: s["reverb"].update(pool="hum"), ["synth.reverb.pool", "'hum'", "rir_generator"]),
+        (lambda s: s["noise"][1].update(pool="rooms"), ["synth.noise[1].pool", "'rooms'", "noise_generator"]),
+        (lambda s: s["reverb"].update(apply_to="noise"), ["synth.reverb.apply_to", "speech_and_noise"]),
+        (lambda s: s.update(level_dbfs_range=[-20, 3]), ["synth.level_dbfs_range", "[-80, 0]"]),
+    ],
+    ids=["snr_and_share", "neither", "share_without_total", "total_with_own_snr", "cutoff_over_nyquist",
+         "bandpass_edges_cross", "speed_out_of_bounds", "typo_in_perturb", "fractional_count",
+         "reverb_from_a_noise_pool", "noise_from_a_rir_pool", "unknown_apply_to", "level_above_full_scale"],
+)
+def test_bad_synth_settings_are_named_with_the_fix(demo_corpus, mutate, fragments):
+    data = full_data(demo_corpus)
+    mutate(data["synth"])
+    message = _error(data)
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
+def test_generator_pool_settings_are_checked(demo_corpus):
+    data = full_data(demo_corpus)
+    data["pools"]["rooms"]["rt60_s_range"] = [0.5, 9.0]
+    assert "pools.rooms.rt60_s_range" in _error(data)
+    data = full_data(demo_corpus)
+    data["pools"]["hum"]["colours"] = ["pink", "grey"]
+    assert "pools.hum.colours" in _error(data)
+
+
+@pytest.mark.parametrize("name", ["demo_in_car.yaml", "in_car_template.yaml"])
+def test_the_shipped_in_car_recipes_are_valid(name):
+    from engine.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).parent.parent / "recipes" / name)
+    assert recipe.synth.reverb is not None and recipe.synth.noise[0].perturb is not None
