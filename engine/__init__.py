@@ -37,8 +37,52 @@ def run(recipe, out, **kwargs):
     return _run(recipe, out, **kwargs)
 
 
+def analyze_coverage(out, recipe=None):
+    """The coverage report (a dict with stable keys) of a run's output.
+
+    Example: ``analyze_coverage("out/demo_in_car")["passed"]``
+    """
+    from .coverage import analyze_coverage as _analyze
+
+    return _analyze(out, recipe)
+
+
+def evaluate_errors(rates, counts=None, **kwargs):
+    """Split a model's errors into avoidable bias, variance, data mismatch, dev overfitting.
+
+    Example: ``evaluate_errors({"human": 0.0, "train": 0.10, "train_dev": 0.11, "dev": 0.20}).dominant``
+    """
+    from .mismatch import decompose_errors
+
+    return decompose_errors(rates, counts, **kwargs)
+
+
+def evaluate_data(train, dev, **kwargs):
+    """Compare synthesized training data with real dev data (AUC, MMD, Fréchet, PRDC...).
+
+    Example: ``evaluate_data([("synth", "out/demo_in_car")], "dev_audio/")``
+    """
+    from .mismatch import compare_data
+
+    return compare_data(train, dev, **kwargs)
+
+
+def evaluate_slices(shards, predictions, **kwargs):
+    """Error rates of a model's predictions per provenance category (noise item, SNR band...).
+
+    Example: ``evaluate_slices("out/demo_in_car", "predictions.csv").table[0]``
+    """
+    from .mismatch import slice_errors
+
+    return slice_errors(shards, predictions, **kwargs)
+
+
 __all__ = [
     "__version__",
+    "analyze_coverage",
+    "evaluate_errors",
+    "evaluate_data",
+    "evaluate_slices",
     "load_recipe",
     "parse_recipe",
     "recipe_hash",
