@@ -305,6 +305,21 @@ def _probe_one(path: str) -> tuple[str, Any]:
         return ("bad", f"cannot be read ({type(exc).__name__}: {exc})")
 
 
+def select_holdout(pool: str, items: list[str], fraction: float) -> np.ndarray:
+    """Which items a pool keeps for holdout splits: ``round(fraction * n)`` of them (at
+    least one, never all), chosen by a hash of the pool and item.
+
+    The choice depends on the pool and item only, not the seed: the unseen set stays the
+    same when a recipe is re-run with another seed.
+    """
+    holdout = np.zeros(len(items), dtype=bool)
+    if fraction > 0 and len(items) >= 2:
+        n_hold = min(len(items) - 1, max(1, int(round(fraction * len(items)))))
+        keys = np.array([stable_unit("holdout", pool, it) for it in items])
+        holdout[np.argsort(keys, kind="stable")[:n_hold]] = True
+    return holdout
+
+
 def thread_mapper(fn: Callable[[str], Any], items: Sequence[str]) -> list[Any]:
     """Default mapper: a small thread pool (libsndfile releases the GIL while decoding)."""
     if len(items) < 16:
@@ -342,13 +357,7 @@ def index_pool(
         keep.append(i)
         infos.append(value)
     items = [_item_id(files[i], base_dir) for i in keep]
-    holdout = np.zeros(len(items), dtype=bool)
-    if pool.holdout > 0 and len(items) >= 2:
-        n_hold = min(len(items) - 1, max(1, int(round(pool.holdout * len(items)))))
-        # Holdout depends on the pool and item only (not the seed): the unseen set stays
-        # the same when a recipe is re-run with another seed.
-        keys = np.array([stable_unit("holdout", name, it) for it in items])
-        holdout[np.argsort(keys, kind="stable")[:n_hold]] = True
+    holdout = select_holdout(name, items, pool.holdout)
     label_rows: list[dict[str, Any]] = []
     schema = pa.schema([])
     if labels is not None and labels.num_columns:
@@ -436,11 +445,7 @@ def index_image_pool(
         keep.append(i)
         infos.append(value)
     items = [_item_id(files[i], base_dir) for i in keep]
-    holdout = np.zeros(len(items), dtype=bool)
-    if pool.holdout > 0 and len(items) >= 2:
-        n_hold = min(len(items) - 1, max(1, int(round(pool.holdout * len(items)))))
-        keys = np.array([stable_unit("holdout", name, it) for it in items])
-        holdout[np.argsort(keys, kind="stable")[:n_hold]] = True
+    holdout = select_holdout(name, items, pool.holdout)
     kept_labels: list[dict[str, Any]] = []
     schema = pa.schema([])
     if label_rows:
@@ -483,11 +488,7 @@ def index_generator_pool(
 
     virtual = virtual_items(name, pool)
     items = [v.item for v in virtual]
-    holdout = np.zeros(len(items), dtype=bool)
-    if pool.holdout > 0 and len(items) >= 2:
-        n_hold = min(len(items) - 1, max(1, int(round(pool.holdout * len(items)))))
-        keys = np.array([stable_unit("holdout", name, it) for it in items])
-        holdout[np.argsort(keys, kind="stable")[:n_hold]] = True
+    holdout = select_holdout(name, items, pool.holdout)
     labels = [dict(v.labels) for v in virtual]
     pool_items = PoolItems(
         name=name,

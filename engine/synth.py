@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from .errors import RecipeError
+from .errors import BadSourceError, RecipeError
 from .pools import PoolIndex
 from .recipe import Recipe
 
@@ -64,6 +64,18 @@ class Synthesizer:
         self.recipe = recipe
         self.config = recipe.synth
         self.index = index
+        self._positions: dict[str, dict[str, int]] = {}
+
+    def _pos(self, pool: str, item: str) -> int:
+        """The position of an item id in its pool (params name items by id)."""
+        table = self._positions.get(pool)
+        if table is None:
+            table = {it: i for i, it in enumerate(self.index.pools[pool].items)}
+            self._positions[pool] = table
+        try:
+            return table[item]
+        except KeyError:
+            raise BadSourceError(item, f"item is not in pool {pool!r} (params from another index?)") from None
 
     def sample_params(self, rng: np.random.Generator, *, holdout_split: bool) -> dict[str, Any]:
         raise NotImplementedError

@@ -126,7 +126,6 @@ class SpeechNoiseMixSynth(Synthesizer):
 
     def __init__(self, recipe, index):
         super().__init__(recipe, index)
-        self._positions: dict[str, dict[str, int]] = {}
         self._eligible: dict[tuple[str, bool], np.ndarray] = {}
         self._cache: audio_io.HandleCache | None = None
         self._pool_keys: dict[str, str] = {}
@@ -286,16 +285,6 @@ class SpeechNoiseMixSynth(Synthesizer):
         return params
 
     # ------------------------------------------------------------------ reading sources
-
-    def _pos(self, pool: str, item: str) -> int:
-        table = self._positions.get(pool)
-        if table is None:
-            table = {it: i for i, it in enumerate(self.index.pools[pool].items)}
-            self._positions[pool] = table
-        try:
-            return table[item]
-        except KeyError:
-            raise BadSourceError(item, f"item is not in pool {pool!r} (params from another index?)") from None
 
     def _handles(self) -> audio_io.HandleCache:
         if self._cache is None:

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import features
-from ..errors import BadSourceError, SynthesisError
+from ..errors import SynthesisError
 from ..synth import Sample, Synthesizer
 from . import io as image_io
 from . import pipeline
@@ -46,7 +46,6 @@ class ImageSynthBase(Synthesizer):
 
     def __init__(self, recipe, index):
         super().__init__(recipe, index)
-        self._positions: dict[str, dict[str, int]] = {}
         self._compose: Any = None
         self._saved_threads: int | None = None
 
@@ -82,16 +81,6 @@ class ImageSynthBase(Synthesizer):
         return out
 
     # ------------------------------------------------------------------ helpers
-
-    def _pos(self, pool: str, item: str) -> int:
-        table = self._positions.get(pool)
-        if table is None:
-            table = {it: i for i, it in enumerate(self.index.pools[pool].items)}
-            self._positions[pool] = table
-        try:
-            return table[item]
-        except KeyError:
-            raise BadSourceError(item, f"item is not in pool {pool!r} (params from another index?)") from None
 
     def _choose(self, rng: np.random.Generator, pool: str, holdout_split: bool) -> int:
         cands = self.index.pools[pool].eligible(holdout_split)
