@@ -148,13 +148,20 @@ def ray_session(address: str | None = None, workers: int | None = None) -> Itera
             ray.shutdown()
 
 
+def _probe_chunk(fn: Callable[[str], Any], chunk: list[str]) -> list[Any]:
+    # A module-level function: Ray pickles it by reference, not with the driver's globals.
+    from .pools import thread_mapper as local_threads
+
+    return local_threads(fn, chunk)
+
+
 def _ray_mapper(ray: Any) -> Callable:
     def mapper(fn: Callable[[str], Any], items: Sequence[str]) -> list[Any]:
         if len(items) < RAY_PROBE_MIN_FILES:
             return thread_mapper(fn, items)
-        remote = ray.remote(num_cpus=1)(lambda chunk: thread_mapper(fn, chunk))
+        remote = ray.remote(num_cpus=1)(_probe_chunk)
         chunks = [list(items[i : i + PROBE_CHUNK]) for i in range(0, len(items), PROBE_CHUNK)]
-        return [r for part in ray.get([remote.remote(c) for c in chunks]) for r in part]
+        return [r for part in ray.get([remote.remote(fn, c) for c in chunks]) for r in part]
 
     return mapper
 

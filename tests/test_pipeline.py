@@ -265,3 +265,18 @@ def test_parse_recipe_rejects_a_missing_pool_reference_before_any_work(demo_corp
     data["synth"]["noise"][0]["pool"] = "cabn"
     with pytest.raises(Exception, match=r"synth\.noise\[0\]\.pool.*'cabin'"):
         parse_recipe(data)
+
+
+def test_large_pools_are_probed_on_ray_with_the_same_result(ray_local, recipe_path, reference_run, tmp_path, monkeypatch):
+    """Pools above a size are probed as Ray tasks in chunks; the index, and so every byte
+    written, is the same as when probed by local threads."""
+    import engine.runtime as runtime
+
+    monkeypatch.setattr(runtime, "RAY_PROBE_MIN_FILES", 1)
+    monkeypatch.setattr(runtime, "PROBE_CHUNK", 16)
+    local_calls = []
+    monkeypatch.setattr(runtime, "thread_mapper", lambda fn, items: local_calls.append(len(items)))
+    out = tmp_path / "probed"
+    run(load_recipe(recipe_path), out, progress=False)
+    assert local_calls == []  # every pool was probed by Ray tasks, none by the driver
+    assert output_digests(out) == output_digests(reference_run)
