@@ -74,18 +74,25 @@ class RunSummary:
     def realtime_factor(self) -> float:
         return self.seconds_audio / self.wall_s if self.wall_s > 0 else 0.0
 
+    def _work_line(self) -> str:
+        if not self.shards_written:
+            return "  nothing to write: every shard was already done"
+        if self.seconds_audio > 0:
+            return (f"  audio: {self.seconds_audio:.1f} s written in {self.wall_s:.1f} s "
+                    f"= {self.realtime_factor:.0f}x realtime")
+        # Image recipes write no seconds of audio: samples per second instead.
+        rate = f" = {self.samples / self.wall_s:.1f} samples/s" if self.wall_s > 0 and not self.shards_skipped else ""
+        return f"  shards written in {self.wall_s:.1f} s{rate}"
+
     def describe(self) -> str:
         lines = [
             f"shardsmith: {self.status}: {self.samples} samples in {self.shards} shards "
             f"({self.shards_written} written, {self.shards_skipped} already done)",
-            f"  audio: {self.seconds_audio:.1f} s written in {self.wall_s:.1f} s "
-            f"= {self.realtime_factor:.0f}x realtime"
-            if self.seconds_audio > 0 or self.samples == 0  # image recipes write no seconds
-            else f"  shards written in {self.wall_s:.1f} s"
-            + (f" = {self.samples / self.wall_s:.1f} samples/s" if self.wall_s > 0 and not self.shards_skipped else ""),
+            self._work_line(),
             "  splits: " + ", ".join(f"{k} {v}" for k, v in self.splits.items()),
             f"  rejected source files: {self.rejects} (rejects.jsonl)",
-            f"  ran on {self.nodes} Ray node(s); output: {self.out}",
+            (f"  ran on {self.nodes} Ray node(s); " if self.shards_written else "  ")
+            + f"output: {self.out}",
         ]
         if self.coverage_passed is not None:
             failed = [g for g in self.coverage_guards if not g["passed"]]
@@ -220,7 +227,9 @@ class Progress:
 def pool_index_table(index: PoolIndex) -> pa.Table:
     """Every usable item of every pool, one row each (what the shards are drawn from)."""
     rows: dict[str, list] = {k: [] for k in ("pool", "item", "duration_s", "sample_rate", "channels", "holdout")}
-    for name, pool in index.pools.items():
+    # Pools in name order: the same pools listed in another order in the recipe give the
+    # same table (sampling looks pools up by name, so their order changes nothing written).
+    for name, pool in sorted(index.pools.items()):
         n = len(pool)
         rows["pool"] += [name] * n
         rows["item"] += pool.items

@@ -133,3 +133,13 @@ def test_a_recipe_error_exits_2_with_the_field_named(tmp_path, capsys):
                  "synth: {type: speech_noise_mix, speech: a, noise: [{pool: a, snr_db_range: [20, 5]}]}\n")
     assert main(["plan", str(r)]) == 2
     assert "synth.noise[0].snr_db_range" in capsys.readouterr().err
+
+
+def test_a_rerun_with_nothing_to_do_says_so(ray_local, arrow_out, demo_corpus, tmp_path):
+    from engine.manifest import read_manifest
+
+    data = read_manifest(arrow_out)["recipe"]
+    recipe = load_recipe(write_recipe(tmp_path / "same.yaml", data))
+    summary = run(recipe, arrow_out, progress=False)
+    assert (summary.shards_written, summary.status) == (0, "complete")
+    assert "nothing to write: every shard was already done" in summary.describe()
