@@ -18,7 +18,9 @@ import os
 import stat
 import struct
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -419,6 +421,37 @@ class HandleCache:
         self.close()
 
 
+@contextmanager
+def _reading(path: str, cache: HandleCache | None) -> Iterator[sf.SoundFile]:
+    """An open handle for one read: from the cache (kept open, dropped if the file turns
+    out bad, so a broken handle is not reused) or opened and closed here."""
+    handle = cache.get(path) if cache is not None else _open(path)
+    try:
+        yield handle
+    except BadSourceError:
+        if cache is not None:
+            cache.discard(path)
+        raise
+    finally:
+        if cache is None:
+            handle.close()
+
+
+def _check_range(start_frame: int, frames: int) -> tuple[int, int]:
+    start_frame, frames = int(start_frame), int(frames)
+    if start_frame < 0 or frames < 0:
+        raise ValueError(f"start_frame and frames must be >= 0, got {start_frame}, {frames}")
+    return start_frame, frames
+
+
+def _segment(handle: sf.SoundFile, path: str, start_frame: int, frames: int) -> np.ndarray:
+    if start_frame >= handle.frames or frames == 0:
+        return np.zeros((0, handle.channels), dtype=np.float32)
+    block = _read_at(handle, path, start_frame, frames)
+    _check_block(path, block, start_frame)
+    return block
+
+
 def read_segment(
     path: str, start_frame: int, frames: int, *, cache: HandleCache | None = None
 ) -> np.ndarray:
@@ -431,23 +464,9 @@ def read_segment(
     Example: ``read_segment("speech.flac", 16000, 8000).shape  # (8000, 1)``
     """
     path = os.fspath(path)
-    start_frame, frames = int(start_frame), int(frames)
-    if start_frame < 0 or frames < 0:
-        raise ValueError(f"start_frame and frames must be >= 0, got {start_frame}, {frames}")
-    handle = cache.get(path) if cache is not None else _open(path)
-    try:
-        if start_frame >= handle.frames or frames == 0:
-            return np.zeros((0, handle.channels), dtype=np.float32)
-        block = _read_at(handle, path, start_frame, frames)
-        _check_block(path, block, start_frame)
-        return block
-    except BadSourceError:
-        if cache is not None:
-            cache.discard(path)
-        raise
-    finally:
-        if cache is None:
-            handle.close()
+    start_frame, frames = _check_range(start_frame, frames)
+    with _reading(path, cache) as handle:
+        return _segment(handle, path, start_frame, frames)
 
 
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
@@ -463,16 +482,12 @@ def read_mono(
     Example: ``read_mono("noise/one_hour.flac", 16000 * 600, 160000, cache=cache).shape  # (160000,)``
     """
     path = os.fspath(path)
-    start_frame, frames = int(start_frame), int(frames)
-    if start_frame < 0 or frames < 0:
-        raise ValueError(f"start_frame and frames must be >= 0, got {start_frame}, {frames}")
-    handle = cache.get(path) if cache is not None else _open(path)
-    try:
+    start_frame, frames = _check_range(start_frame, frames)
+    with _reading(path, cache) as handle:
         if start_frame >= handle.frames or frames == 0:
             return np.zeros(0, dtype=np.float32)
         if handle.channels != 1:
-            block = _read_at(handle, path, start_frame, frames)
-            _check_block(path, block, start_frame)
+            block = _segment(handle, path, start_frame, frames)
             return block.mean(axis=1, dtype=np.float64).astype(np.float32)
         try:
             handle.seek(start_frame)
@@ -489,13 +504,6 @@ def read_mono(
         if handle.subtype in _FLOAT_SUBTYPES:
             _check_block(path, block[:, None], start_frame)
         return block
-    except BadSourceError:
-        if cache is not None:
-            cache.discard(path)
-        raise
-    finally:
-        if cache is None:
-            handle.close()
 
 
 def read_all(path: str, *, cache: HandleCache | None = None) -> np.ndarray:
@@ -504,13 +512,8 @@ def read_all(path: str, *, cache: HandleCache | None = None) -> np.ndarray:
     Example: ``read_all("rir/room1.wav").shape  # (8000, 1)``
     """
     path = os.fspath(path)
-    handle = cache.get(path) if cache is not None else _open(path)
-    try:
-        frames = int(handle.frames)
-    finally:
-        if cache is None:
-            handle.close()
-    return read_segment(path, 0, frames, cache=cache)
+    with _reading(path, cache) as handle:  # one open for the length and the read
+        return _segment(handle, path, 0, int(handle.frames))
 
 
 def encode(x: np.ndarray, sample_rate: int, codec: str = "flac", *, checked: bool = False) -> bytes:
