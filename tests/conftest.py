@@ -68,6 +68,17 @@ def small_recipe(corpus: Path, **overrides) -> dict:
     return data
 
 
+def digests(out: Path, suffixes: tuple[str, ...] = (".arrow",)) -> dict[str, str]:
+    """sha256 of every shard (files ending in ``suffixes``) and stats file below ``out``."""
+    import hashlib
+
+    return {
+        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and (p.suffix in suffixes or p.name.endswith(".stats.json"))
+    }
+
+
 def write_recipe(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -19,7 +19,7 @@ from engine.localcluster import LoopbackCluster
 from engine.manifest import read_manifest, shard_files
 from engine.shards import read_shard
 
-from .conftest import small_recipe, write_recipe
+from .conftest import digests, small_recipe, write_recipe
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -70,14 +70,6 @@ def run_driver(recipe: Path, out: Path, address: str) -> subprocess.Popen:
          "--address", address, "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
     )
-
-
-def digests(out: Path) -> dict[str, str]:
-    return {
-        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and (p.suffix == ".arrow" or p.name.endswith(".stats.json"))
-    }
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ nothing is duplicated, nothing already written is damaged."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -20,17 +19,9 @@ from engine.recipe import load_recipe
 from engine.runtime import run
 from engine.shards import read_shard
 
-from .conftest import small_recipe, write_recipe
+from .conftest import digests, small_recipe, write_recipe
 
 pytestmark = pytest.mark.ray
-
-
-def digests(out: Path) -> dict[str, str]:
-    return {
-        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and (p.suffix == ".arrow" or p.name.endswith(".stats.json"))
-    }
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ the shards load in Hugging Face ``datasets`` with a real ``Image`` column."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -20,17 +19,9 @@ from engine.runtime import run
 from engine.shards import read_shard
 from engine.synth import build_synthesizer
 
-from .conftest import write_recipe
+from .conftest import digests, write_recipe
 
 pytestmark = pytest.mark.ray
-
-
-def digests(out: Path) -> dict[str, str]:
-    return {
-        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and (p.suffix == ".arrow" or p.name.endswith(".stats.json"))
-    }
 
 
 def rows(out: Path, split: str | None = None) -> list[dict]:

@@ -27,7 +27,7 @@ from engine.runtime import run
 from engine.shards import read_shard
 from engine.synth import build_synthesizer
 
-from .conftest import small_recipe, write_recipe
+from .conftest import digests, small_recipe, write_recipe
 
 pytestmark = pytest.mark.ray
 
@@ -37,11 +37,7 @@ def sha(path: Path) -> str:
 
 
 def output_digests(out: Path) -> dict[str, str]:
-    return {
-        p.relative_to(out).as_posix(): sha(p)
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and (p.suffix in (".arrow", ".parquet") or p.name.endswith(".stats.json"))
-    }
+    return digests(out, (".arrow", ".parquet"))
 
 
 def all_rows(out: Path, split: str | None = None) -> list[dict]:
