@@ -121,6 +121,24 @@ class ImageSynthBase(Synthesizer):
             )
         return result, pipeline.applied_params(result.get("applied_transforms", []))
 
+    def _sample(self, img: np.ndarray, sources: list[dict[str, Any]], label_row: dict[str, Any],
+                applied: Any, **columns: Any) -> Sample:
+        """The row of one finished image: encoded pixels, size, labels, provenance."""
+        embedding = features.image_embedding(img)  # first, while the pixels are in cache
+        return Sample(
+            columns={
+                "image": {"bytes": self._encode(img), "path": None},
+                "width": int(img.shape[1]),
+                "height": int(img.shape[0]),
+                **columns,
+            },
+            sources=sources,
+            embedding=embedding,
+            labels={name: label_row.get(col) for col, name, _ in self._labels},
+            seconds=0.0,
+            applied=applied,
+        )
+
     def _encode(self, img: np.ndarray) -> bytes:
         out = self.recipe.output
         try:
@@ -165,17 +183,4 @@ class ImageAugmentSynth(ImageSynthBase):
             img = result["image"]
         if img.ndim == 3 and img.shape[2] == 1:
             img = img[:, :, 0]
-        row = pool.label_row(i)
-        embedding = features.image_embedding(img)  # first, while the pixels are in cache
-        return Sample(
-            columns={
-                "image": {"bytes": self._encode(img), "path": None},
-                "width": int(img.shape[1]),
-                "height": int(img.shape[0]),
-            },
-            sources=[image_source(pool_name, item)],
-            embedding=embedding,
-            labels={name: row.get(col) for col, name, _ in self._labels},
-            seconds=0.0,
-            applied=applied,
-        )
+        return self._sample(img, [image_source(pool_name, item)], pool.label_row(i), applied)

@@ -38,7 +38,6 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from .. import features
 from ..synth import Sample
 from . import io as image_io
 from .augment import ImageSynthBase, image_source
@@ -252,18 +251,4 @@ class ImageCompositeSynth(ImageSynthBase):
 
         sources = [image_source(bg_ref["pool"], bg_ref["item"])]
         sources += [image_source(o["pool"], o["item"]) for o in params["objects"]]
-        row = bg_pool.label_row(b)
-        embedding = features.image_embedding(img)  # first, while the pixels are in cache
-        return Sample(
-            columns={
-                "image": {"bytes": self._encode(img), "path": None},
-                "width": int(img.shape[1]),
-                "height": int(img.shape[0]),
-                "objects": objects,
-            },
-            sources=sources,
-            embedding=embedding,
-            labels={name: row.get(col) for col, name, _ in self._labels},
-            seconds=0.0,
-            applied=applied,
-        )
+        return self._sample(img, sources, bg_pool.label_row(b), applied, objects=objects)
