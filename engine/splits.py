@@ -367,9 +367,9 @@ def write_splits(
     summary["paths"] = "relative to this folder" if relative_paths else "absolute"
     summary["files"] = {name: f.name for name, f in written.items()}
     summary["notes"] = list(plan.notes)
-    from .shards import write_json_atomic
+    from .manifest import write_json
 
-    write_json_atomic(out / SUMMARY_FILE, summary)
+    write_json(out, SUMMARY_FILE, summary)
     return written
 
 
