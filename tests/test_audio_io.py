@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import time
 from pathlib import Path
 
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
 
 from engine.audio import io as audio_io
 from engine.audio.io import AudioInfo, HandleCache, decode, encode, probe, read_all, read_segment
@@ -250,3 +254,28 @@ def test_decode_rejects_garbage():
 
 def test_module_limits():
     assert (audio_io.MIN_SAMPLE_RATE, audio_io.MAX_SAMPLE_RATE, audio_io.MAX_CHANNELS) == (1000, 384000, 8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    samples=hnp.arrays(
+        np.float32,
+        st.integers(1, 3000),
+        elements=st.one_of(
+            st.floats(-1.5, 1.5, width=32),
+            # exact half steps of the int16 grid (rounding ties) and the clipping edges
+            st.integers(-65540, 65540).map(lambda k: np.float32(k / 65536.0)),
+            st.sampled_from([np.float32(v) for v in (1.0, -1.0, 32767.5 / 32768, -32768.5 / 32768)]),
+        ),
+    ),
+    stereo=st.booleans(),
+)
+def test_flac_encode_gives_the_bytes_of_libsndfiles_own_float_conversion(samples, stereo):
+    # encode() converts to int16 itself before libFLAC (faster); the bytes must be those
+    # libsndfile makes from the float samples, or a shard's bytes would change.
+    x = np.stack([samples, samples[::-1]], axis=1) if stereo else samples
+    expected = io.BytesIO()
+    sf.write(expected, np.clip(x, -1.0, 1.0), 16000, format="FLAC", subtype="PCM_16")
+    assert encode(x, 16000, "flac") == expected.getvalue()
+    clipped = np.clip(x, -1.0, 1.0)
+    assert encode(clipped, 16000, "flac", checked=True) == expected.getvalue()
