@@ -114,3 +114,30 @@ def test_filterbank_is_cached_and_every_band_below_nyquist_has_weight(sample_rat
     np.testing.assert_allclose(sums[live], 1.0, rtol=1e-5)
     if sample_rate >= 2 * MEL_FMAX_HZ:
         assert live.all()
+
+
+def test_checked_input_skips_only_the_guards():
+    # checked=True (a mix after peak control) must give the embedding of the plain call:
+    # only the NaN and overflow passes are skipped, and the level is summed from float32
+    # squares (relative error ~1e-7).
+    rng = np.random.default_rng(7)
+    for n in (1, 700, 16000, 160000):
+        x = np.clip(rng.standard_normal(n).astype(np.float32) * 0.2, -1, 1)
+        plain, checked = audio_embedding(x, 16000), audio_embedding(x, 16000, checked=True)
+        np.testing.assert_array_equal(plain[:LEVEL], checked[:LEVEL])
+        assert checked[LEVEL] == pytest.approx(plain[LEVEL], abs=1e-4)
+
+
+def test_long_input_is_analysed_on_max_frames_spread_over_all_of_it():
+    # A long input is framed on MAX_FRAMES frames spread over all of it: a loud burst in
+    # its last second shows in the band means (it would not if only the start were read).
+    from engine.features import MAX_FRAMES
+
+    quiet = np.full(16000 * 30, 1e-3, np.float32)
+    loud = quiet.copy()
+    loud[-16000:] = _tone(1000.0, amplitude=0.5)
+    e_quiet, e_loud = audio_embedding(quiet, 16000), audio_embedding(loud, 16000)
+    assert e_loud[_band_of(1000.0)] > e_quiet[_band_of(1000.0)] + 1  # equal if the end went unread
+    # ~1/30 of the frames hold the tone: the band std reflects a rare loud event
+    assert e_loud[STDS][_band_of(1000.0)] > 10
+    assert MAX_FRAMES * 0.010 * 16000 < quiet.size  # the input is longer than MAX_FRAMES hops

@@ -474,7 +474,7 @@ class SpeechNoiseMixSynth(Synthesizer):
             segs.append(seg)
             powers.append(p_noise)
         gains: list[float] = []
-        mix = speech.copy()
+        mix = None  # speech + the noise, made by the first addition (no copy of the speech)
         if "total_snr_db" in params and segs:
             # Each layer at its share of the total noise power, then one common factor so
             # that the power of the sum (cross terms included) gives the total SNR exactly.
@@ -489,14 +489,20 @@ class SpeechNoiseMixSynth(Synthesizer):
             for seg, g in zip(segs, gains):
                 out.noise.append(seg * np.float32(g))
             out.noise_sum = total * np.float32(common)
-            mix += out.noise_sum
+            mix = np.add(speech, out.noise_sum)
         else:
             for layer, seg, p in zip(params["noise"], segs, powers):
                 g = ops.snr_gain(p_speech, p, float(layer["snr_db"]))
                 scaled = np.multiply(seg, np.float32(g), out=seg)  # seg is a fresh array
-                mix += scaled
+                if mix is None:
+                    mix = np.add(speech, scaled)
+                else:
+                    mix += scaled
                 out.noise.append(scaled)
                 gains.append(g)
+
+        if mix is None:  # no noise layer drawn
+            mix = speech.copy()
 
         # ---- short events
         event_gains: list[float] = []
@@ -566,12 +572,13 @@ class SpeechNoiseMixSynth(Synthesizer):
         sr = self.sample_rate
         out = self.render(params)
         duration_s = len(out.mix) / sr
-        embedding = features.audio_embedding(out.mix, sr)  # before encoding: the mix is still in cache
+        # After rescale or reject the mix is finite and within the peak limit (<= 0 dBFS).
+        checked = self.config.clipping != "allow"
+        embedding = features.audio_embedding(out.mix, sr, checked=checked)  # before encoding: still in cache
         return Sample(
             columns={
-                # After rescale or reject the mix is finite and within the peak limit (<= 0 dBFS).
-                "audio": {"bytes": audio_io.encode(out.mix, sr, self.recipe.output.audio_codec,
-                                                   checked=self.config.clipping != "allow"), "path": None},
+                "audio": {"bytes": audio_io.encode(out.mix, sr, self.recipe.output.audio_codec, checked=checked),
+                          "path": None},
                 "sampling_rate": sr,
                 "duration_s": duration_s,
             },
