@@ -416,12 +416,15 @@ def index_image_pool(
                 f"pools.{name}.mask_column: {pool.mask_column!r} is not a column of the pool's manifest "
                 f"(columns: {', '.join(labels.column_names) if labels is not None else 'none: the pool has no manifest'})"
             )
-        manifest_dir = Path(pool.manifest if os.path.isabs(pool.manifest) else base_dir / pool.manifest).parent
+        manifest = str(pool.manifest)
+        if is_uri(manifest):
+            manifest_dir = manifest.rsplit("/", 1)[0]
+        else:
+            manifest_dir = str(Path(manifest if os.path.isabs(manifest) else base_dir / manifest).parent)
         for i, row in enumerate(label_rows):
             raw = row.get(pool.mask_column)
             if isinstance(raw, str) and raw.strip():
-                p = Path(raw)
-                masks[i] = os.path.abspath(p if p.is_absolute() else manifest_dir / p)
+                masks[i] = _join_location(manifest_dir, raw.strip())
         order = sorted(masks)
         mask_probe = functools.partial(_probe_image, max_pixels=pool.max_pixels, mode="gray")
         mask_results = dict(zip(order, (mapper or thread_mapper)(mask_probe, [masks[i] for i in order])))

@@ -159,15 +159,44 @@ def decode(data: bytes, mode: str = "rgb", *, path: str = "<bytes>") -> np.ndarr
     return _normalize(arr, mode, path)
 
 
+def _read_object(path: str, missing: str) -> bytes:
+    """The bytes of an object-store URI such as ``s3://bucket/photos/a.jpg``."""
+    import pyarrow.fs as pafs
+
+    def first_line(exc: Exception) -> str:
+        return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+    try:
+        fs, key = pafs.FileSystem.from_uri(path)
+        info = fs.get_file_info(key)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types here
+        raise BadSourceError(path, f"cannot open this location ({first_line(exc)})") from None
+    if info.type == pafs.FileType.NotFound:
+        raise BadSourceError(path, missing)
+    if info.type != pafs.FileType.File:
+        raise BadSourceError(path, "is a directory, not an image file")
+    try:
+        with fs.open_input_file(key) as f:
+            return f.read()
+    except OSError as exc:
+        raise BadSourceError(path, f"cannot be read ({first_line(exc)})") from None
+
+
 def read_image(path: str, mode: str = "rgb") -> np.ndarray:
-    """Read and decode one image file (see :func:`decode`).
+    """Read and decode one image file, local or on an object store (see :func:`decode`).
 
     Example: ``read_image("demo_data/images/photos/photo-000.png", "rgb")``
     """
+    from ..storage import is_uri
+
+    missing = "file not found (deleted or moved after indexing?)"
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        if is_uri(path):
+            data = np.frombuffer(_read_object(path, missing), dtype=np.uint8)
+        else:
+            data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
-        raise BadSourceError(path, "file not found (deleted or moved after indexing?)") from None
+        raise BadSourceError(path, missing) from None
     except PermissionError:
         raise BadSourceError(path, "not readable (permission denied)") from None
     except OSError as exc:
@@ -259,16 +288,23 @@ def probe(path: str, max_pixels: int = 40_000_000, mode: str = "rgb") -> ImageIn
 
     Raises :class:`BadSourceError` with a reason for: missing, unreadable, empty, not an
     image, oversized (more than ``max_pixels``; refused before decoding), truncated and
-    corrupt files. Decodes the pixels once, as a worker will (with ``mode``).
+    corrupt files. Decodes the pixels once, as a worker will (with ``mode``). ``path``
+    is a local file or an object-store URI (``s3://bucket/key``).
 
     Example: ``probe("photos/a.png").width``
     """
+    from ..storage import is_uri
+
     try:
-        size = os.path.getsize(path)
-        if size == 0:
+        if is_uri(path):
+            data = _read_object(path, "file not found")
+        else:
+            if os.path.getsize(path) == 0:
+                raise BadSourceError(path, "empty file (0 bytes)")
+            with open(path, "rb") as f:
+                data = f.read()
+        if not data:
             raise BadSourceError(path, "empty file (0 bytes)")
-        with open(path, "rb") as f:
-            data = f.read()
     except FileNotFoundError:
         raise BadSourceError(path, "file not found") from None
     except IsADirectoryError:
