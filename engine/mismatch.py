@@ -628,23 +628,13 @@ MIN_N = 10
 
 
 def embedding_names(dim: int) -> list[str]:
-    """A readable name for each embedding dimension (``dim_17`` when the layout is unknown).
-
-    Uses ``engine.features.embedding_names(dim)`` when the featurizer provides it;
-    otherwise names the audio layout of :func:`engine.features.audio_embedding`.
+    """A readable name for each embedding dimension: the layouts of
+    :func:`engine.features.audio_embedding` (66) and ``image_embedding`` (64), else ``dim_17``.
 
     Example: ``embedding_names(66)[-1] == 'level_dbfs'``
     """
     from . import features
 
-    named = getattr(features, "embedding_names", None)
-    if callable(named):
-        try:
-            names = list(named(dim))
-            if len(names) == dim:
-                return [str(n) for n in names]
-        except Exception:  # a featurizer that does not know this dim: fall back below
-            pass
     if dim == features.AUDIO_EMBED_DIM:
         bands = features.N_MEL_BANDS
         top = 2595.0 * math.log10(1.0 + features.MEL_FMAX_HZ / 700.0)
@@ -655,7 +645,7 @@ def embedding_names(dim: int) -> list[str]:
             + [f"mel_std_{i:02d} ({span[i]})" for i in range(bands)]
             + ["spectral_flatness", "level_dbfs"]
         )
-    if dim == getattr(features, "IMAGE_EMBED_DIM", None) == 64:
+    if dim == features.IMAGE_EMBED_DIM:
         # The layout documented beside engine.features.image_embedding.
         return (
             [f"hist_{c}_{b}" for c in "rgb" for b in range(8)]
@@ -790,26 +780,9 @@ def featurize_file(path: str) -> np.ndarray:
         x = ops.downmix(audio_io.read_all(path))
         return features.audio_embedding(x, info.sample_rate).astype(np.float64)
     if kind == "image":
-        fn = getattr(features, "image_embedding", None)
-        if fn is None:
-            raise InputError(
-                f"{path}: is an image, but this shardsmith has no image featurizer "
-                "(engine.features.image_embedding); compare audio data, or update shardsmith"
-            )
-        try:
-            from .image.io import read_image  # the reader the image synthesizers use
-        except ImportError:
-            read_image = None
-        if read_image is not None:
-            img = read_image(path, "rgb")
-        else:
-            import cv2
+        from .image.io import read_image  # the reader the image synthesizers use
 
-            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise BadSourceError(path, "cannot be decoded as an image")
-            img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        return np.asarray(fn(img), dtype=np.float64)
+        return features.image_embedding(read_image(path, "rgb")).astype(np.float64)
     raise BadSourceError(path, f"unknown media type {os.path.splitext(path)[1]!r} (not audio or an image)")
 
 
