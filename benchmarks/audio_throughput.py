@@ -326,7 +326,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="200 utterances and a ten-minute noise file")
     ap.add_argument("--samples", type=int, help="utterances (default 2000, --quick 200)")
-    ap.add_argument("--repeats", type=int, default=2, help="best of this many runs per timing")
+    ap.add_argument("--repeats", type=int, default=3, help="best of this many runs per timing")
     ap.add_argument("--data", type=Path, help="keep the generated data here (reused when present)")
     ap.add_argument("--no-ray", action="store_true", help="skip the 1 vs 2 workers runs")
     ap.add_argument("--no-full", action="store_true", help="skip the full-recipe reference figure")
