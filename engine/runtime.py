@@ -32,6 +32,7 @@ from .manifest import (
     clean_temporary,
     prepare_out,
     read_stats,
+    shard_paths,
     shard_state,
     write_manifest,
     write_rejects,
@@ -184,6 +185,49 @@ def _shard_task(recipe_data: dict, base_dir: str, index: PoolIndex, spec: Any, o
     record = make_shard(recipe, index, spec, out)
     record["node_id"] = ray.get_runtime_context().get_node_id()
     return record
+
+
+# Finished shards are hashed again at resume. Up to this many bytes in all the driver does
+# it itself (no Ray tasks to start for a small output); beyond it the workers hash their
+# shares in parallel, each reading straight from the output location (so an output on an
+# object store is not funnelled through the driver).
+VERIFY_ON_DRIVER_MAX_BYTES = 256 * 2**20
+
+
+def _verify_task(out: str, spec: Any, fmt: str, rhash: str) -> tuple[str, str]:
+    """Runs in a Ray worker (or the driver): the full check of one finished shard."""
+    try:
+        return shard_state(out, spec, fmt, rhash)
+    except OSError as exc:
+        return ("damaged", f"cannot be read back ({str(exc).splitlines()[0][:200]})")
+
+
+def _shard_states(out: Store, plan: Plan, fmt: str, rhash: str, limit: int,
+                  say: Callable[[str], None]) -> dict[str, tuple[str, str]]:
+    """``{shard name: (state, reason)}``: the cheap checks (stats, recipe, rows, size) for
+    every planned shard here, then the sha256 of each shard that passed them."""
+    import ray
+
+    states = {spec.name: shard_state(out, spec, fmt, rhash, verify=False) for spec in plan.shards}
+    finished = [spec for spec in plan.shards if states[spec.name][0] == "done"]
+    total = sum(out.size(shard_paths(spec, fmt)[0]) or 0 for spec in finished)
+    if total <= VERIFY_ON_DRIVER_MAX_BYTES:
+        for spec in finished:
+            states[spec.name] = _verify_task(out.uri, spec, fmt, rhash)
+        return states
+    t0 = time.perf_counter()
+    task = ray.remote(num_cpus=1, max_retries=3)(_verify_task)
+    queue, pending = list(finished), {}
+    while queue or pending:
+        while queue and len(pending) < limit:
+            spec = queue.pop(0)
+            pending[task.remote(out.uri, spec, fmt, rhash)] = spec
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            states[pending.pop(ref).name] = ray.get(ref)
+    say(f"verified {len(finished)} finished shard(s) ({total / 2**20:,.0f} MiB, sha256) on "
+        f"{limit} worker(s) in {time.perf_counter() - t0:.1f} s")
+    return states
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -361,9 +405,11 @@ def run(
         if index.rejects:
             write_rejects(out, index.rejects)
 
+        limit = workers or max(1, int(ray.available_resources().get("CPU", 1)))
+        states = _shard_states(out, plan, recipe.output.format, rhash, limit, say)
         todo = []
         for spec in plan.shards:
-            state, reason = shard_state(out, spec, recipe.output.format, rhash)
+            state, reason = states[spec.name]
             if state == "done":
                 summary.shards_skipped += 1
                 continue
@@ -373,7 +419,6 @@ def run(
         if summary.shards_skipped:
             say(f"resuming: {summary.shards_skipped} shard(s) already done, {len(todo)} to write")
 
-        limit = workers or max(1, int(ray.available_resources().get("CPU", 1)))
         task = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(_shard_task)
         recipe_data = recipe_to_dict(recipe)
         index_ref = ray.put(index)

@@ -103,6 +103,34 @@ def test_a_truncated_shard_is_found_at_resume_and_rewritten(ray_local, recipe_pa
     assert digests(out) == digests(reference)
 
 
+def test_a_large_output_is_verified_by_the_workers_not_the_driver(ray_local, recipe_path, reference, tmp_path,
+                                                                  monkeypatch):
+    """Above VERIFY_ON_DRIVER_MAX_BYTES the finished shards are hashed by Ray workers: with
+    hashing forbidden in the driver, a same-size corruption is still found and rewritten."""
+    from engine import runtime
+    from engine.storage import Store
+
+    out = tmp_path / "out"
+    run(load_recipe(recipe_path), out, progress=False)
+    victim = shard_files(out)[1]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x5A  # same size: only the checksum can tell
+    victim.write_bytes(bytes(data))
+
+    def no_hashing_here(self, rel):
+        raise AssertionError(f"the driver hashed {rel}")
+
+    monkeypatch.setattr(runtime, "VERIFY_ON_DRIVER_MAX_BYTES", 0)
+    monkeypatch.setattr(Store, "sha256", no_hashing_here)
+    messages: list[str] = []
+    summary = run(load_recipe(recipe_path), out, workers=2, progress=False, log=messages.append)
+    n = len(shard_files(out))
+    assert any(f"verified {n} finished shard(s)" in m and "on 2 worker(s)" in m for m in messages)
+    assert any(victim.stem in m and "sha256" in m for m in messages)
+    assert (summary.shards_written, summary.shards_skipped) == (1, n - 1)
+    assert digests(out) == digests(reference)
+
+
 def test_a_missing_stats_file_makes_its_shard_rewritten(ray_local, recipe_path, reference, tmp_path):
     out = tmp_path / "out"
     run(load_recipe(recipe_path), out, progress=False)
