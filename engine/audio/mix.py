@@ -344,10 +344,11 @@ class SpeechNoiseMixSynth(Synthesizer):
         return ops.resample(ops.resample(x, sr_in, sr), speed.numerator, speed.denominator)
 
     def _read_noise(
-        self, pool_name: str, item: str, start_s: float, n: int, *, speed: float = 1.0
+        self, pool_name: str, item: str, start_s: float, n: int, *, speed: float = 1.0, loop: bool = True
     ) -> tuple[np.ndarray, bool]:
         """Exactly ``n`` output-rate samples of noise from ``start_s`` (item seconds),
-        played ``speed`` times faster; looped with a crossfade when the item is too short.
+        played ``speed`` times faster; looped with a crossfade when the item is too short
+        (``loop=False``, for events: silence after the item's end instead).
         Returns ``(segment, looped)``."""
         pool = self.index.pools[pool_name]
         i = self._pos(pool_name, item)
@@ -357,16 +358,21 @@ class SpeechNoiseMixSynth(Synthesizer):
         pad = RESAMPLE_CONTEXT if resampling else 0
         core = int(math.ceil(n * frac * Fraction(sr_in, self.sample_rate))) + 1 if resampling else n
         start = min(int(round(start_s * sr_in)), max(frames - 1, 0))
-        looped = frames < core
+        looped = loop and frames < core
         if not looped:
-            start = min(start, frames - core)
-            lead, tail = min(pad, start), min(pad, frames - start - core)
+            start = max(0, min(start, frames - core))
+            lead, tail = min(pad, start), max(0, min(pad, frames - start - core))
             seg = self._frames(pool_name, i, start - lead, lead + core + tail)
+            if len(seg) < lead + core:  # an event item shorter than the read margin: it ends
+                seg = np.pad(seg, (0, lead + core - len(seg)))
         else:
             whole = self._frames(pool_name, i, 0, frames)
             fade = min(ops.crossfade_len(sr_in, self.config.crossfade_s), len(whole) // 2)
-            lead = pad
-            seg = ops.loop_to_length(whole, lead + core + pad, start=(start - lead) % frames, crossfade=fade)
+            # Context before the start only from the item itself (as without a loop): the
+            # loop's stream begins at the item's first sample, and taking the context from
+            # its wrap would move the segment into the item by the crossfade.
+            lead = min(pad, start)
+            seg = ops.loop_to_length(whole, lead + core + pad, start=start - lead, crossfade=fade)
         if resampling:
             seg = self._resample_chain(seg, sr_in, frac)
             off = int(round(lead * Fraction(self.sample_rate, sr_in) / frac))
@@ -417,8 +423,10 @@ class SpeechNoiseMixSynth(Synthesizer):
         """``n`` samples of the noise of a layer or event entry: read (at its speed),
         reversed, filtered, swept, reverberated, in that order."""
         perturb = entry.get("perturb") or {}
+        # An event is played once: its piece is never longer than the item at its speed
+        # (but for a sample of rounding), so it is not looped.
         seg, _ = self._read_noise(entry["pool"], entry["item"], entry["start_s"], n,
-                                  speed=perturb.get("speed", 1.0))
+                                  speed=perturb.get("speed", 1.0), loop=kind == "noise")
         if perturb.get("reverse"):
             seg = ops.reverse(seg)
         flt = perturb.get("filter")
