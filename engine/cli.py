@@ -30,7 +30,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runtime import run
 
     recipe = _recipe(args)
-    out = Path(args.out) if args.out else Path("out") / recipe.name
+    # Kept as text: Path("s3://b/p") would fold the '//' into a local folder "s3:/b/p".
+    out = args.out if args.out else Path("out") / recipe.name
     summary = run(
         recipe,
         out,
@@ -102,7 +103,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     files = shard_files(args.out, args.split)
     dest = Path(args.to)
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ShardsmithError(f"{dest}: cannot create the --to folder ({exc.strerror or exc})") from None
     written = 0
     kind = "audio"
     for f in files:

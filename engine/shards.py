@@ -25,7 +25,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from .errors import ShardError
-from .storage import Store, is_uri
+from .storage import Store, is_uri, write_hint
 from .synth import SOURCE_TYPE, Synthesizer
 
 # Rows are written in fixed-size batches: bounded worker memory, and batch boundaries
@@ -151,7 +151,7 @@ class ShardWriter:
                 self._writer.write_table(pa.Table.from_batches([batch]))
         except OSError as exc:
             raise ShardError(
-                f"{self.store.display(self.rel)}: write failed ({_reason(exc)}); is the disk full?"
+                f"{self.store.display(self.rel)}: write failed ({_reason(exc)}){write_hint(exc)}"
             ) from None
         self.rows += len(self._pending)
         self._pending = []
@@ -171,7 +171,7 @@ class ShardWriter:
                 self._stack.__exit__(type(err), err, None)
             if isinstance(err, OSError):
                 raise ShardError(
-                    f"{self.store.display(self.rel)}: write failed ({_reason(err)}); is the disk full?"
+                    f"{self.store.display(self.rel)}: write failed ({_reason(err)}){write_hint(err)}"
                 ) from None
             raise
         assert self._sink is not None
@@ -181,7 +181,7 @@ class ShardWriter:
             self._stack.__exit__(None, None, None)  # commit: rename or upload
         except OSError as err:
             raise ShardError(
-                f"{self.store.display(self.rel)}: cannot commit shard ({_reason(err)}); is the disk full?"
+                f"{self.store.display(self.rel)}: cannot commit shard ({_reason(err)}){write_hint(err)}"
             ) from None
 
 
@@ -204,6 +204,10 @@ def read_shard(path: str | Path) -> pa.Table:
                 if text.endswith(".parquet"):
                     return pq.read_table(f)
                 return ipc.open_stream(f).read_all()
+        if text.startswith("file://"):
+            text = text[len("file://"):]
+        if not Path(text).is_file():  # pq.read_table would read a folder as an (empty) dataset
+            raise ShardError(f"{text}: cannot read shard (not a file); re-run the recipe to rewrite it")
         if text.endswith(".parquet"):
             return pq.read_table(text)
         with pa.memory_map(text) as source:

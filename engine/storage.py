@@ -17,10 +17,12 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import uuid
 from contextlib import contextmanager
@@ -41,6 +43,18 @@ def is_uri(location: str | os.PathLike) -> bool:
 
 def _strerror(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc).splitlines()[0][:300]
+
+
+def write_hint(exc: BaseException) -> str:
+    """The likely fix for a failed write, by its errno ("" when there is no good guess)."""
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "; is the disk full?"
+    if code in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+        return "; a folder or file is in the way of the output file: move it away and re-run"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "; check the permissions of the output location"
+    return "" if code else "; is the disk full?"
 
 
 class Store:
@@ -88,10 +102,21 @@ class Store:
 
     # ------------------------------------------------------------------ reading
 
+    def _unreachable(self, rel: str, exc: BaseException) -> ShardError:
+        """An object store that refuses to answer (no such bucket, refused or missing
+        credentials, no network) as one message instead of pyarrow's OSError."""
+        return ShardError(
+            f"{self.display(rel)}: cannot reach ({_strerror(exc)}); check the bucket name and the "
+            "credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, or an instance profile)"
+        )
+
     def _info(self, rel: str):
         import pyarrow.fs as pafs
 
-        info = self._fs.get_file_info(self.full(rel))  # type: ignore[union-attr]
+        try:
+            info = self._fs.get_file_info(self.full(rel))  # type: ignore[union-attr]
+        except OSError as exc:
+            raise self._unreachable(rel, exc) from None
         return info if info.type == pafs.FileType.File else None
 
     def exists(self, rel: str) -> bool:
@@ -102,9 +127,10 @@ class Store:
     def size(self, rel: str) -> int | None:
         if self.is_local:
             try:
-                return self.local_path(rel).stat().st_size
+                st = self.local_path(rel).stat()
             except OSError:
                 return None
+            return st.st_size if stat.S_ISREG(st.st_mode) else None  # a folder is no file (as on S3)
         info = self._info(rel)
         return None if info is None else info.size
 
@@ -132,18 +158,33 @@ class Store:
 
     def list(self, prefix: str = "") -> list[str]:
         """Every file below ``prefix`` (recursive), relative to the root, sorted."""
+        return sorted(self.sizes(prefix))
+
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """``{path: size}`` of every file below ``prefix`` (one listing, no request per file)."""
         if self.is_local:
             base = self.local_path(prefix)
             if not base.is_dir():
-                return []
+                return {}
             root = self.local_path()
-            return sorted(p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file())
+            found = {}
+            for p in base.rglob("*"):
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue  # vanished meanwhile (a temporary file renamed)
+                if stat.S_ISREG(st.st_mode):
+                    found[p.relative_to(root).as_posix()] = st.st_size
+            return found
         import pyarrow.fs as pafs
 
         selector = pafs.FileSelector(self.full(prefix), recursive=True, allow_not_found=True)
-        infos = self._fs.get_file_info(selector)  # type: ignore[union-attr]
+        try:
+            infos = self._fs.get_file_info(selector)  # type: ignore[union-attr]
+        except OSError as exc:
+            raise self._unreachable(prefix, exc) from None
         n = len(self.root) + 1
-        return sorted(i.path[n:] for i in infos if i.type == pafs.FileType.File)
+        return {i.path[n:]: i.size for i in infos if i.type == pafs.FileType.File}
 
     def is_empty(self) -> bool:
         if self.is_local:
@@ -191,7 +232,7 @@ class Store:
                 os.replace(tmp, final)
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
-                raise ShardError(f"{final}: cannot write ({_strerror(exc)}); is the disk full?") from None
+                raise ShardError(f"{final}: cannot write ({_strerror(exc)}){write_hint(exc)}") from None
             return
         try:
             with open(local_file, "rb") as src, self._fs.open_output_stream(self.full(rel)) as dst:  # type: ignore[union-attr]
@@ -205,7 +246,7 @@ class Store:
             with self.open_output(rel) as f:
                 f.write(data)
         except OSError as exc:
-            raise ShardError(f"{self.display(rel)}: cannot write ({_strerror(exc)}); is the disk full?") from None
+            raise ShardError(f"{self.display(rel)}: cannot write ({_strerror(exc)}){write_hint(exc)}") from None
 
     def delete(self, rel: str) -> bool:
         try:

@@ -184,3 +184,29 @@ def test_a_full_disk_is_a_clear_error_and_finished_shards_stay_intact(ray_local,
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
     manifest = read_manifest(out)
     assert manifest is None or manifest["status"] == "partial"
+
+
+def test_a_shard_replaced_by_a_folder_is_a_clear_error_and_nothing_else_is_touched(
+    ray_local, recipe_path, reference, tmp_path
+):
+    """Something made a folder where a finished shard was. The folder is not ours to
+    delete: the run stops with a message naming the shard and the cause (not a guess
+    about the disk), every other shard stays as it was, and once the folder is moved
+    away a re-run repairs the output."""
+    out = tmp_path / "out"
+    run(load_recipe(recipe_path), out, progress=False)
+    victim = shard_files(out)[1]
+    victim.unlink()
+    victim.mkdir()
+    (victim / "theirs.txt").write_text("keep")
+    before = {k: v for k, v in digests(out).items() if victim.name not in k}
+    with pytest.raises(ShardError) as info:
+        run(load_recipe(recipe_path), out, workers=1, progress=False)
+    message = str(info.value)
+    assert victim.name in message and "in the way" in message and "disk" not in message, message
+    assert (victim / "theirs.txt").read_text() == "keep"
+    assert {k: v for k, v in digests(out).items() if victim.name not in k} == before
+    (victim / "theirs.txt").unlink()
+    victim.rmdir()
+    assert run(load_recipe(recipe_path), out, progress=False).status == "complete"
+    assert digests(out) == digests(reference)

@@ -57,3 +57,12 @@ def test_delete_removes_only_the_named_file(store):
 def test_a_missing_file_is_a_clear_error(store):
     with pytest.raises(ShardError, match="nope.bin: cannot read"):
         store.read_bytes("nope.bin")
+
+
+def test_a_folder_where_a_file_should_be_is_not_taken_for_that_file(store):
+    """A local folder named like a shard has no shard size (as on S3, where the name is
+    only a prefix), so a resume sees the shard as missing, not as damaged bytes."""
+    store.write_bytes("train/x.arrow/inner.txt", b"12345")
+    assert store.size("train/x.arrow") is None and not store.exists("train/x.arrow")
+    assert store.sizes() == {"train/x.arrow/inner.txt": 5}
+    assert store.list() == ["train/x.arrow/inner.txt"]
