@@ -58,6 +58,24 @@ def write_json(out: str | Path | Store, rel: str, data: Any, *, compact: bool = 
     as_store(out).write_bytes(rel, (text + "\n").encode("utf-8"))
 
 
+def _stats_problem(stats: dict[str, Any] | None, spec: ShardSpec, rhash: str, size: int) -> str:
+    """Why a stats record does not vouch for a shard of ``size`` bytes ("" when it does):
+    the cheap checks, with the types every later reader relies on."""
+    if stats is None:
+        return "stats file missing or unreadable"
+    if stats.get("recipe_hash") != rhash:
+        return "written by another recipe"
+    rows, nbytes = stats.get("rows"), stats.get("bytes")
+    if type(rows) is not int or rows != spec.rows:
+        return f"has {rows!r} rows, plan says {spec.rows}"
+    if type(nbytes) is not int or size != nbytes:
+        return f"size {size} != {nbytes!r} bytes recorded"
+    if not isinstance(stats.get("sha256"), str) or not isinstance(stats.get("stats", {}), dict) \
+            or not isinstance(stats.get("rejects", []), list):
+        return "stats file has fields of the wrong type"
+    return ""
+
+
 def shard_state(out: str | Path | Store, spec: ShardSpec, fmt: str, rhash: str, *,
                 verify: bool = True) -> tuple[str, str]:
     """``("done", "")``, ``("missing", reason)`` or ``("damaged", reason)`` for one planned shard."""
@@ -67,15 +85,11 @@ def shard_state(out: str | Path | Store, spec: ShardSpec, fmt: str, rhash: str, 
     if size is None:
         return ("missing", "no shard file")
     stats = read_stats(store, stats_rel)
-    if stats is None:
-        return ("damaged", "stats file missing or unreadable")
-    if stats.get("recipe_hash") != rhash:
-        return ("damaged", "written by another recipe")
-    if stats.get("rows") != spec.rows:
-        return ("damaged", f"has {stats.get('rows')} rows, plan says {spec.rows}")
-    if size != stats.get("bytes"):
-        return ("damaged", f"size {size} != {stats.get('bytes')} bytes recorded")
-    if verify and store.sha256(shard) != stats.get("sha256"):
+    problem = _stats_problem(stats, spec, rhash, size)
+    if problem:
+        return ("damaged", problem)
+    assert stats is not None
+    if verify and store.sha256(shard) != stats["sha256"]:
         return ("damaged", "sha256 does not match the stats file")
     return ("done", "")
 
@@ -112,17 +126,28 @@ def read_manifest(out: str | Path | Store) -> dict[str, Any] | None:
         ) from None
     if not isinstance(data, dict):
         raise ShardError(f"{store.display(MANIFEST)}: manifest is not a JSON object; move it away or use another --out")
+    if not isinstance(data.get("recipe_hash"), str) or not isinstance(data.get("splits"), dict):
+        # Another tool's manifest.json: never delete it (--overwrite) nor write beside it.
+        raise ShardError(
+            f"{store.display(MANIFEST)}: was not written by shardsmith (no recipe_hash and splits), so "
+            f"{store.display()} is not a shardsmith output; choose an empty or new location for --out"
+        )
     return data
 
 
 def manifest_files(manifest: dict[str, Any]) -> list[str]:
     """Every file a manifest accounts for, relative to OUT (what --overwrite may delete)."""
     files = [MANIFEST, REJECTS]
-    for split in manifest.get("splits", {}).values():
-        for shard in split.get("shards", []):
-            files += [shard["file"], shard["stats"]]
-    files += manifest.get("extra_files", [])
-    return files
+    splits = manifest.get("splits")
+    for split in splits.values() if isinstance(splits, dict) else []:
+        shards = split.get("shards") if isinstance(split, dict) else None
+        for shard in shards if isinstance(shards, list) else []:
+            if isinstance(shard, dict):
+                files += [shard[k] for k in ("file", "stats") if k in shard]
+    for key in ("planned_files", "extra_files"):
+        more = manifest.get(key)
+        files += more if isinstance(more, list) else []
+    return list(dict.fromkeys(f for f in files if isinstance(f, str)))
 
 
 def prepare_out(out: str | Path | Store, recipe: Recipe, plan: Plan, *, overwrite: bool) -> dict[str, Any] | None:
@@ -183,7 +208,7 @@ def build_manifest(out: str | Path | Store, recipe: Recipe, plan: Plan) -> dict[
     store = as_store(out)
     rhash = recipe_hash(recipe)
     fmt = recipe.output.format
-    present = set(store.list())
+    present = store.sizes()
     splits: dict[str, Any] = {}
     complete = True
     for split, planned in plan.splits.items():
@@ -192,10 +217,14 @@ def build_manifest(out: str | Path | Store, recipe: Recipe, plan: Plan) -> dict[
         seconds = 0.0
         for spec in plan.shards_of(split):
             shard, stats_rel = shard_paths(spec, fmt)
-            stats = read_stats(store, stats_rel) if stats_rel in present else None
-            if stats is None or shard not in present or stats.get("recipe_hash") != rhash:
+            # The cheap checks of shard_state: a manifest written while damaged shards are
+            # still waiting to be rewritten (a run stopped early) must not vouch for them.
+            size = present.get(shard)
+            stats = read_stats(store, stats_rel) if stats_rel in present and size is not None else None
+            if size is None or _stats_problem(stats, spec, rhash, size):
                 complete = False
                 continue
+            assert stats is not None
             shards.append({"file": shard, "stats": stats_rel, "rows": stats["rows"],
                            "bytes": stats["bytes"], "sha256": stats["sha256"]})
             rows += stats["rows"]
@@ -212,6 +241,10 @@ def build_manifest(out: str | Path | Store, recipe: Recipe, plan: Plan) -> dict[
         "recipe_dir": str(recipe.base_dir),
         "splits": splits,
         "rejects": REJECTS,
+        # Every shard and stats file this recipe may write, done or not: a run killed before
+        # it could list its shards (or stopped with damaged ones unlisted) still names them,
+        # so --overwrite removes them too and no stale shard of the old plan is left behind.
+        "planned_files": [rel for spec in plan.shards for rel in shard_paths(spec, fmt)],
     }
 
 

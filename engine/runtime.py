@@ -415,6 +415,9 @@ def run(
                 continue
             if state == "damaged":
                 say(f"rewriting {spec.name}: {reason}")
+                # Its stats file vouches for it no longer: gone before the rewrite, so a run
+                # that stops first never lists the damaged shard in its manifest.
+                out.delete(shard_paths(spec, recipe.output.format)[1])
             todo.append(spec)
         if summary.shards_skipped:
             say(f"resuming: {summary.shards_skipped} shard(s) already done, {len(todo)} to write")

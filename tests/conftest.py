@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -84,21 +85,22 @@ def write_recipe(path: Path, data: dict) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    """A real S3-compatible server (moto) on 127.0.0.1, with the standard AWS variables
-    pointing at it for this module; ended by its process id."""
+@contextlib.contextmanager
+def moto_server(extra_env: dict | None = None):
+    """A real S3-compatible server (moto) on 127.0.0.1 for the block; yields its endpoint
+    and is ended by its process id. ``extra_env`` configures it (e.g. credential checks)."""
     import socket
     import subprocess
     import sys
     import time
+    import urllib.error
     import urllib.request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = str(Path(sys.executable).with_name("moto_server"))
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], env={**os.environ, **(extra_env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -106,15 +108,13 @@ def s3_server():
         try:
             urllib.request.urlopen(endpoint, timeout=1)
             break
+        except urllib.error.HTTPError:
+            break  # it answers (403 when it checks credentials)
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
                 pytest.fail("moto_server did not start")
             time.sleep(0.1)
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
         yield endpoint
     finally:
@@ -123,11 +123,24 @@ def s3_server():
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto on 127.0.0.1 with the standard AWS variables pointing at it for this module."""
+    with moto_server() as endpoint:
+        env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield endpoint
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def make_bucket(name: str) -> None:
