@@ -438,7 +438,10 @@ class SpeechNoiseMixSynth(Synthesizer):
         if perturb.get("gain_db"):
             seg = ops.gain_sweep(seg, perturb["gain_db"])
         if rir is not None:
-            seg = ops.convolve_aligned(seg, rir[0], direct=rir[1])
+            # A noise layer is steady: convolved circularly, its room is there from the
+            # first sample (from silence, the reverberant field would build up over the
+            # row's first ~RT60/4, a cue no real recording has).
+            seg = ops.convolve_aligned(seg, rir[0], direct=rir[1], circular=kind == "noise")
         return seg
 
     def render(self, params: dict[str, Any]) -> Rendered:

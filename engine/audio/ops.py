@@ -670,12 +670,19 @@ def direct_path_index(h: np.ndarray, sample_rate: int | None = None) -> int:
     return first + int(a[first : first + span].argmax())
 
 
-def convolve_aligned(x: np.ndarray, h: np.ndarray, *, direct: int | None = None) -> np.ndarray:
+def convolve_aligned(
+    x: np.ndarray, h: np.ndarray, *, direct: int | None = None, circular: bool = False
+) -> np.ndarray:
     """FFT convolution of mono ``x`` with the impulse response ``h``, aligned on the
     direct path: the output has ``len(x)`` samples and ``y[t]`` is the room's response at
     the moment the direct sound of ``x[t]`` arrives, so nothing shifts in time (labels
     and word timings stay valid); the reverberant tail past the end is cut. float32
     throughout (single-precision FFT).
+
+    With ``circular=True`` the convolution wraps around ``x`` instead: the tail past the
+    end is added back at the start (as if ``x`` repeated). For a steady noise that means
+    the room's reverberant field is there from the first sample, instead of building up
+    from silence as it does for speech.
 
     Example: ``convolve_aligned(x, np.r_[0.0, 1.0]) == x``  (a pure delay is undone)
     """
@@ -687,7 +694,8 @@ def convolve_aligned(x: np.ndarray, h: np.ndarray, *, direct: int | None = None)
     if n == 0:
         return a.copy()
     d = direct_path_index(f) if direct is None else int(direct)
-    f = f[: d + n]  # taps past d + n reach no kept output
+    if not circular:
+        f = f[: d + n]  # taps past d + n reach no kept output
     m = f.shape[0]
     # Overlap-add with a batch of small FFTs: one FFT over the whole signal is several
     # times slower (it does not fit in cache). Blocks of `step` samples, FFT size `size`.
@@ -706,7 +714,16 @@ def convolve_aligned(x: np.ndarray, h: np.ndarray, *, direct: int | None = None)
     for k0 in range(min(blocks, -(-size // step))):
         for k in range(k0, blocks, -(-size // step)):
             y[k * step : k * step + size] += pieces[k]
-    return np.ascontiguousarray(y[d : d + n])
+    if not circular:
+        return np.ascontiguousarray(y[d : d + n])
+    # Fold the full convolution (n + m - 1 samples) onto n, in a fixed order, then align:
+    # out[t] = sum over j of full[t + d + j*n].
+    full = y[: n + m - 1]
+    folded = full[:n].copy()
+    for start in range(n, full.shape[0], n):
+        chunk = full[start : start + n]
+        folded[: chunk.shape[0]] += chunk
+    return np.ascontiguousarray(np.roll(folded, -(d % n)))
 
 
 def _decay_db(h: np.ndarray, d: int) -> np.ndarray:
