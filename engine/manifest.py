@@ -77,11 +77,12 @@ def _stats_problem(stats: dict[str, Any] | None, spec: ShardSpec, rhash: str, si
 
 
 def shard_state(out: str | Path | Store, spec: ShardSpec, fmt: str, rhash: str, *,
-                verify: bool = True) -> tuple[str, str]:
-    """``("done", "")``, ``("missing", reason)`` or ``("damaged", reason)`` for one planned shard."""
+                verify: bool = True, sizes: dict[str, int] | None = None) -> tuple[str, str]:
+    """``("done", "")``, ``("missing", reason)`` or ``("damaged", reason)`` for one planned shard.
+    ``sizes`` (from :meth:`Store.sizes`) saves a request per shard when checking many."""
     store = as_store(out)
     shard, stats_rel = shard_paths(spec, fmt)
-    size = store.size(shard)
+    size = store.size(shard) if sizes is None else sizes.get(shard)
     if size is None:
         return ("missing", "no shard file")
     stats = read_stats(store, stats_rel)

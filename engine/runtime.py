@@ -202,29 +202,46 @@ def _verify_task(out: str, spec: Any, fmt: str, rhash: str) -> tuple[str, str]:
         return ("damaged", f"cannot be read back ({str(exc).splitlines()[0][:200]})")
 
 
+def _as_finished(submit: Callable[[Any], Any], items: Sequence[Any], limit: int,
+                 pending: dict[Any, Any]) -> Iterator[tuple[Any, Any]]:
+    """Submit ``items`` as Ray tasks (``submit(item)`` returns the ref), at most ``limit``
+    at a time, and yield ``(item, ref)`` as each finishes. ``pending`` (ref -> item) is the
+    caller's, so that it can cancel what is still running when it stops early."""
+    import ray
+
+    queue = list(items)
+    while queue or pending:
+        while queue and len(pending) < limit:
+            item = queue.pop(0)
+            pending[submit(item)] = item
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            yield pending.pop(ref), ref
+
+
 def _shard_states(out: Store, plan: Plan, fmt: str, rhash: str, limit: int,
                   say: Callable[[str], None]) -> dict[str, tuple[str, str]]:
     """``{shard name: (state, reason)}``: the cheap checks (stats, recipe, rows, size) for
     every planned shard here, then the sha256 of each shard that passed them."""
     import ray
 
-    states = {spec.name: shard_state(out, spec, fmt, rhash, verify=False) for spec in plan.shards}
+    sizes = out.sizes()  # one listing, not a request per shard
+    states = {spec.name: shard_state(out, spec, fmt, rhash, verify=False, sizes=sizes) for spec in plan.shards}
     finished = [spec for spec in plan.shards if states[spec.name][0] == "done"]
-    total = sum(out.size(shard_paths(spec, fmt)[0]) or 0 for spec in finished)
+    total = sum(sizes[shard_paths(spec, fmt)[0]] for spec in finished)
     if total <= VERIFY_ON_DRIVER_MAX_BYTES:
         for spec in finished:
             states[spec.name] = _verify_task(out.uri, spec, fmt, rhash)
         return states
     t0 = time.perf_counter()
     task = ray.remote(num_cpus=1, max_retries=3)(_verify_task)
-    queue, pending = list(finished), {}
-    while queue or pending:
-        while queue and len(pending) < limit:
-            spec = queue.pop(0)
-            pending[task.remote(out.uri, spec, fmt, rhash)] = spec
-        done, _ = ray.wait(list(pending), num_returns=1)
-        for ref in done:
-            states[pending.pop(ref).name] = ray.get(ref)
+    pending: dict[Any, Any] = {}
+    try:
+        for spec, ref in _as_finished(lambda s: task.remote(out.uri, s, fmt, rhash), finished, limit, pending):
+            states[spec.name] = ray.get(ref)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
     say(f"verified {len(finished)} finished shard(s) ({total / 2**20:,.0f} MiB, sha256) on "
         f"{limit} worker(s) in {time.perf_counter() - t0:.1f} s")
     return states
@@ -427,28 +444,24 @@ def run(
         index_ref = ray.put(index)
         bar = Progress(sum(s.rows for s in todo), enabled=progress)
         pending: dict[Any, Any] = {}
-        queue = list(todo)
         t0 = time.perf_counter()
+
+        def submit(spec: Any) -> Any:
+            return task.remote(recipe_data, str(recipe.base_dir), index_ref, spec, out.uri)
+
         try:
-            while queue or pending:
-                while queue and len(pending) < limit:
-                    spec = queue.pop(0)
-                    ref = task.remote(recipe_data, str(recipe.base_dir), index_ref, spec, out.uri)
-                    pending[ref] = spec
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for ref in done:
-                    spec = pending.pop(ref)
-                    try:
-                        record = ray.get(ref)
-                    except Exception as exc:  # noqa: BLE001 - re-raised as the user-facing error
-                        err = _unwrap(exc)
-                        if isinstance(err, ShardsmithError):
-                            raise err from None
-                        raise ShardError(f"{spec.name}: worker failed: {str(err).splitlines()[-1][:500]}") from None
-                    summary.shards_written += 1
-                    summary.seconds_audio += record["stats"]["seconds"]
-                    summary.node_ids.add(record.get("node_id", ""))
-                    bar.update(record["rows"])
+            for spec, ref in _as_finished(submit, todo, limit, pending):
+                try:
+                    record = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - re-raised as the user-facing error
+                    err = _unwrap(exc)
+                    if isinstance(err, ShardsmithError):
+                        raise err from None
+                    raise ShardError(f"{spec.name}: worker failed: {str(err).splitlines()[-1][:500]}") from None
+                summary.shards_written += 1
+                summary.seconds_audio += record["stats"]["seconds"]
+                summary.node_ids.add(record.get("node_id", ""))
+                bar.update(record["rows"])
         finally:
             bar.close()
             for ref in pending:
