@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
-from .errors import ShardError
+from .errors import BadSourceError, ShardError
 
 TMP_MARK = ".tmp-"
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -39,6 +39,20 @@ def is_uri(location: str | os.PathLike) -> bool:
     """True for ``s3://...``-style locations (``file://`` counts as local)."""
     text = str(location)
     return bool(_URI.match(text)) and not text.startswith("file://")
+
+
+def source_location(path: str):
+    """``(filesystem, key)`` of a source file given as an object-store URI (``s3://bucket/key``),
+    or None for a local path; :class:`~engine.errors.BadSourceError` if the location
+    cannot be opened. Shared by the audio and image readers."""
+    if not is_uri(path):
+        return None
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types here
+        raise BadSourceError(path, f"cannot open this location ({str(exc).splitlines()[0][:200]})") from None
 
 
 def _strerror(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from engine.errors import BadSourceError
+from engine.storage import source_location
 
 __all__ = [
     "AudioInfo",
@@ -110,23 +111,9 @@ def _not_audio_reason(path: str, error: Exception) -> str:
     return f"not an audio file: {promise} {content}it is not decodable audio (libsndfile: {detail})"
 
 
-def _remote(path: str):
-    """(filesystem, key) for an object-store URI such as ``s3://bucket/key``, else None."""
-    from ..storage import is_uri
-
-    if not is_uri(path):
-        return None
-    import pyarrow.fs as pafs
-
-    try:
-        return pafs.FileSystem.from_uri(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types here
-        raise BadSourceError(path, f"cannot open this location ({str(exc).splitlines()[0][:200]})") from None
-
-
 def _open_raw(path: str):
     """A binary file object for a local path or an object-store URI."""
-    remote = _remote(path)
+    remote = source_location(path)
     if remote is None:
         return open(path, "rb")
     fs, key = remote
@@ -135,7 +122,7 @@ def _open_raw(path: str):
 
 def _check_readable(path: str) -> int:
     """Return the size in bytes, or raise BadSourceError for missing/unreadable files."""
-    remote = _remote(path)
+    remote = source_location(path)
     if remote is not None:
         import pyarrow.fs as pafs
 
@@ -174,7 +161,7 @@ def _check_readable(path: str) -> int:
 
 def _open(path: str) -> sf.SoundFile:
     try:
-        if _remote(path) is not None:
+        if source_location(path) is not None:
             return sf.SoundFile(_open_raw(path))
         return sf.SoundFile(path)
     except (sf.SoundFileError, RuntimeError, OSError) as exc:

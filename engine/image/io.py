@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from engine.errors import BadSourceError
+from engine.storage import is_uri, source_location
 
 __all__ = [
     "ImageInfo",
@@ -166,10 +167,10 @@ def _read_object(path: str, missing: str) -> bytes:
     def first_line(exc: Exception) -> str:
         return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
+    fs, key = source_location(path)
     try:
-        fs, key = pafs.FileSystem.from_uri(path)
         info = fs.get_file_info(key)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types here
+    except OSError as exc:
         raise BadSourceError(path, f"cannot open this location ({first_line(exc)})") from None
     if info.type == pafs.FileType.NotFound:
         raise BadSourceError(path, missing)
@@ -187,8 +188,6 @@ def read_image(path: str, mode: str = "rgb") -> np.ndarray:
 
     Example: ``read_image("demo_data/images/photos/photo-000.png", "rgb")``
     """
-    from ..storage import is_uri
-
     missing = "file not found (deleted or moved after indexing?)"
     try:
         if is_uri(path):
@@ -293,8 +292,6 @@ def probe(path: str, max_pixels: int = 40_000_000, mode: str = "rgb") -> ImageIn
 
     Example: ``probe("photos/a.png").width``
     """
-    from ..storage import is_uri
-
     try:
         if is_uri(path):
             data = _read_object(path, "file not found")
