@@ -51,6 +51,7 @@ AUDIO_EMBED_DIM = 2 * N_MEL_BANDS + 2
 _WINDOW_S = 0.032
 _HOP_S = 0.010
 _POWER_FLOOR = 1e-10  # -100 dB: the floor of band powers and of the level
+_FLOOR_DB = -100.0  # what a power at or below _POWER_FLOOR reads, exactly
 _EPS = 1e-20
 # Longer inputs are analysed on this many frames spread evenly over them (every sample
 # still counts in the level): the statistics over frames estimate the same quantities,
@@ -145,7 +146,8 @@ def audio_embedding(x: np.ndarray, sample_rate: int, *, checked: bool = False) -
     # float64 (a float32 square of 1e20 overflows); the sum is float64 either way.
     squares = np.square(a) if checked else np.square(a, dtype=np.float64)
     mean_square = float(np.add.reduce(squares, dtype=np.float64)) / a.size if a.size else 0.0
-    level_dbfs = 10.0 * np.log10(max(mean_square, _POWER_FLOOR))
+    # The floor is exact by construction (-100.0), not by how this CPU's log10 rounds 1e-10.
+    level_dbfs = 10.0 * np.log10(mean_square) if mean_square > _POWER_FLOOR else _FLOOR_DB
 
     win, hop, n_fft, window, n_flat_bins = _frame_setup(sample_rate)
     if a.shape[0] < win:
@@ -182,8 +184,10 @@ def audio_embedding(x: np.ndarray, sample_rate: int, *, checked: bool = False) -
         bin_power *= np.float32(1.0 / win)
 
         band_power = (filterbank_t @ bin_power.T).T
+        floored = band_power <= np.float32(_POWER_FLOOR)
         log_mel = np.log10(np.maximum(band_power, np.float32(_POWER_FLOOR)))
         log_mel *= np.float32(10.0)
+        log_mel[floored] = np.float32(_FLOOR_DB)  # exact, whatever float32 log10 gives for 1e-10
         mel_sum += log_mel.sum(axis=0, dtype=np.float64)
         mel_sq_sum += np.square(log_mel, dtype=np.float64).sum(axis=0)
 

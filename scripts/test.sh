@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
-# Command 2: the same .venv with the dev extras, then the whole test suite (pytest).
-# Extra arguments go to pytest (e.g. -k resume).
+# Command 2: the same .venv with the dev extras at their locked versions, the layer
+# contracts (import-linter) and the whole test suite (pytest). Extra arguments go to
+# pytest (e.g. -k resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-export NO_ALBUMENTATIONS_UPDATE=1
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+source scripts/env.sh "[dev]"
+.venv/bin/lint-imports
 exec .venv/bin/python -m pytest -q "$@"
