@@ -94,44 +94,29 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import numpy as np
-    import soundfile as sf
-
-    from .audio.io import decode
-    from .manifest import shard_files
+    from .manifest import read_manifest, shard_files
     from .shards import read_shard
+    from .synth import synthesizer_class
 
     files = shard_files(args.out, args.split)
+    record = read_manifest(args.out) or {}
+    synth = synthesizer_class(str((record.get("recipe") or {}).get("synth", {}).get("type")))
     dest = Path(args.to)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ShardsmithError(f"{dest}: cannot create the --to folder ({exc.strerror or exc})") from None
     written = 0
-    kind = "audio"
     for f in files:
         table = read_shard(f)
-        if "image" in table.column_names:  # image rows: the encoded file as it is
-            kind = "image"
-            written += export_image_rows(table, dest, args.n - written)
-            if written >= args.n:
-                break
-            continue
-        if "audio" not in table.column_names:
-            raise ShardsmithError(f"{f}: has no audio or image column; nothing to export")
-        for row in table.to_pylist():
-            if written >= args.n:
-                break
-            x, sr = decode(row["audio"]["bytes"])
-            sf.write(dest / f"{row['sample_id']}.wav", np.asarray(x), sr, subtype="PCM_16")
-            side = {k: v for k, v in row.items() if k not in ("audio", "embedding")}
-            side["params"] = json.loads(side["params"])
-            (dest / f"{row['sample_id']}.json").write_text(json.dumps(side, indent=1) + "\n")
+        if synth.media_column not in table.column_names:
+            raise ShardsmithError(f"{f}: has no {synth.media_column} column; nothing to export")
+        for row in table.slice(0, args.n - written).to_pylist():
+            synth.export_row(row, dest)
             written += 1
         if written >= args.n:
             break
-    what = "image files" if kind == "image" else ".wav"
-    print(f"wrote {written} sample(s) as {what} with .json provenance to {dest}")
+    print(f"wrote {written} sample(s) ({synth.media_column} files, each with a .json of its provenance) to {dest}")
     return 0
 
 
@@ -257,27 +242,6 @@ def cmd_split(args: argparse.Namespace) -> int:
     print(plan.describe())
     print(f"wrote {', '.join(f.name for f in files.values())} and split_summary.json to {args.out}")
     return 0
-
-
-# [image commands]
-
-
-def export_image_rows(table, dest: Path, limit: int) -> int:
-    """Write up to ``limit`` image rows as their encoded image file plus a .json beside it
-    (provenance; composite objects without their mask bytes). Returns how many."""
-    written = 0
-    for row in table.to_pylist():
-        if written >= limit:
-            break
-        name = row["image"]["path"] or f"{row['sample_id']}.png"
-        (dest / name).write_bytes(row["image"]["bytes"])
-        side = {k: v for k, v in row.items() if k not in ("image", "embedding")}
-        side["params"] = json.loads(side["params"])
-        if side.get("objects"):
-            side["objects"] = [{k: v for k, v in o.items() if k != "mask"} for o in side["objects"]]
-        (dest / f"{row['sample_id']}.json").write_text(json.dumps(side, indent=1) + "\n")
-        written += 1
-    return written
 
 
 def build_parser() -> argparse.ArgumentParser:

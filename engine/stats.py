@@ -53,7 +53,6 @@ EMBED_CLIP = 4096.0
 _EMBED_CHUNK = 64  # rows per int64 block: |q| < 2**28, q*q < 2**56, 64 of them < 2**62
 MAX_PARAMS = 256  # parameters histogrammed per shard (sorted names beyond this are dropped)
 _MAX_LIST = 8  # numeric lists up to this length are flattened element-wise
-SKIP_PARAM_KEYS = frozenset({"layer", "start_s", "seed"})  # indices, offsets and seeds, not sampled values
 
 
 def sample_key(sample_id: str) -> int:
@@ -67,23 +66,23 @@ def sample_key(sample_id: str) -> int:
 # --------------------------------------------------------------------------- parameters
 
 
-def flatten_params(params: Any) -> list[tuple[str, float]]:
+def flatten_params(params: Any, skip: frozenset[str] = frozenset()) -> list[tuple[str, float]]:
     """Every numeric leaf of a params object as ``(name, value)``, in a stable order.
 
     Names are paths: ``noise[0].snr_db``. A list item that carries ``"layer": i`` is
-    named by that layer (so a skipped layer does not shift the others); ``layer`` and
-    ``start_s`` themselves are skipped (an index and an offset, covered by the pool
-    figures); booleans and strings are not parameters; numeric lists of up to 8 values
-    give one parameter per element, longer lists and nested lists (matrices) none.
+    named by that layer (so a skipped layer does not shift the others); keys in ``skip``
+    (a synthesizer's ``unsampled_params``: indices, offsets, seeds) are left out;
+    booleans and strings are not parameters; numeric lists of up to 8 values give one
+    parameter per element, longer lists and nested lists (matrices) none.
 
-    Example: ``flatten_params({"noise": [{"layer": 1, "snr_db": 5.0}]}) == [("noise[1].snr_db", 5.0)]``
+    Example: ``flatten_params({"noise": [{"layer": 1, "snr_db": 5.0}]}, frozenset({"layer"})) == [("noise[1].snr_db", 5.0)]``
     """
     out: list[tuple[str, float]] = []
 
     def walk(node: Any, path: str) -> None:
         if isinstance(node, dict):
             for key in sorted(node, key=str):
-                if key in SKIP_PARAM_KEYS:
+                if key in skip:
                     continue
                 walk(node[key], f"{path}.{key}" if path else str(key))
         elif isinstance(node, (list, tuple)):
@@ -190,9 +189,11 @@ class StatsContext:
     item_info: Callable[[str, str], tuple[float, bool] | None] = lambda pool, item: None
     synth_config: dict[str, Any] = field(default_factory=dict)
     keep_below: int = 2**64
+    unsampled_params: frozenset[str] = frozenset()  # the synthesizer's params that are not drawn values
 
     @classmethod
-    def for_shard(cls, recipe: Any, index: Any, spec: Any) -> "StatsContext":
+    def for_shard(cls, recipe: Any, index: Any, spec: Any,
+                  unsampled_params: frozenset[str] = frozenset()) -> "StatsContext":
         """Context for one planned shard of a recipe over an indexed set of pools."""
         tables: dict[str, dict[str, int]] = {}
 
@@ -215,6 +216,7 @@ class StatsContext:
             item_info=info,
             synth_config=recipe.synth.model_dump(mode="json"),
             keep_below=keep_threshold(total),
+            unsampled_params=unsampled_params,
         )
 
 
@@ -327,12 +329,13 @@ class ShardStats:
         self.embed_sample: list[list[Any]] = []  # [key, sample_id, label, values]
 
     @classmethod
-    def for_shard(cls, recipe: Any, index: Any, spec: Any) -> "ShardStats":
+    def for_shard(cls, recipe: Any, index: Any, spec: Any,
+                  unsampled_params: frozenset[str] = frozenset()) -> "ShardStats":
         """Stats for one planned shard, knowing item durations, holdout and ranges.
 
-        Example: ``ShardStats.for_shard(recipe, index, plan.shards[0])``
+        Example: ``ShardStats.for_shard(recipe, index, plan.shards[0], synth.unsampled_params)``
         """
-        return cls(StatsContext.for_shard(recipe, index, spec))
+        return cls(StatsContext.for_shard(recipe, index, spec, unsampled_params))
 
     def add(
         self,
@@ -347,7 +350,7 @@ class ShardStats:
         key = sample_key(sample_id)
         for src in sources:
             self._add_source(src)
-        for name, value in flatten_params(params):
+        for name, value in flatten_params(params, self.ctx.unsampled_params):
             self._add_param(name, value, key)
         if embedding is not None:
             self._add_embedding(sample_id, key, embedding, sources)

@@ -85,9 +85,7 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
          "split": spec.split, "shard": spec.name},
     )
     shard_rel, stats_rel = shard_paths(spec, recipe.output.format)
-    ext = recipe.output.audio_codec
-    image_ext = {"png": "png", "jpeg": "jpg", "webp": "webp"}[recipe.output.image_format]
-    stats = ShardStats.for_shard(recipe, index, spec)
+    stats = ShardStats.for_shard(recipe, index, spec, unsampled_params=synth.unsampled_params)
     rejects: dict[str, dict[str, Any]] = {}
     bad_paths: dict[str, str] = {}
     path_pool: dict[str, str] | None = None
@@ -125,10 +123,8 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
                     )
                 sid = sample_id(recipe.name, spec.split, i)
                 row = {"sample_id": sid, "split": spec.split, **sample.columns, **sample.labels}
-                if "audio" in row:
-                    row["audio"] = {"bytes": row["audio"]["bytes"], "path": f"{sid}.{ext}"}
-                if "image" in row:
-                    row["image"] = {"bytes": row["image"]["bytes"], "path": f"{sid}.{image_ext}"}
+                media = synth.media_column
+                row[media] = {"bytes": row[media]["bytes"], "path": synth.media_filename(sid)}
                 if sample.applied is not None:
                     params = {**params, "applied": sample.applied}
                 row["sources"] = sample.sources

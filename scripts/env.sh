@@ -18,3 +18,6 @@ if [ ! -f "$stamp" ] || [ "$LOCK" -nt "$stamp" ] || [ pyproject.toml -nt "$stamp
     -c "$LOCK" -e ".$1"
   touch "$stamp"
 fi
+# A build can leave shardsmith.egg-info in the checkout; Python would read its (maybe
+# stale) metadata before the installed one, entry points included.
+rm -rf shardsmith.egg-info

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap 'rm -rf "$tmp" shardsmith.egg-info build' EXIT
 "$PYTHON" -m venv "$tmp/venv"
 export PIP_NO_CACHE_DIR=1 NO_ALBUMENTATIONS_UPDATE=1
 "$tmp/venv/bin/python" -m pip install --quiet --upgrade pip setuptools wheel

@@ -10,6 +10,7 @@ venv=${LATEST_VENV:-$(mktemp -d)/venv}
 export PIP_NO_CACHE_DIR=1 NO_ALBUMENTATIONS_UPDATE=1
 "$venv/bin/python" -m pip install --quiet --upgrade pip setuptools wheel
 "$venv/bin/python" -m pip install --quiet --upgrade -e ".[dev]"
+rm -rf shardsmith.egg-info  # stale metadata in the checkout would shadow the installed entry points
 echo "newer than requirements.lock:"
 "$venv/bin/python" -m pip freeze --all | grep -viE '^(shardsmith|-e )' | sort -f \
   | comm -23 - <(grep -v '^#' requirements.lock | sort -f) | sed 's/^/  /'

@@ -225,7 +225,7 @@ def test_every_sampled_value_has_its_range_in_the_recipe(full):
     config = recipe.synth.model_dump(mode="json")
     names = set()
     for params in draws(synth, 40):
-        for name, _ in flatten_params(params):
+        for name, _ in flatten_params(params, synth.unsampled_params):
             names.add(name)
             if name.endswith(("at_s", "rt60_s", "drr_db")):  # placement and room: recorded, not ranged
                 continue
@@ -314,7 +314,7 @@ def test_replaying_a_rows_params_reproduces_its_audio_bytes(written):
 
 
 def test_the_same_shard_is_the_same_bytes_in_a_fresh_worker(written, tmp_path):
-    from engine.audio import mix
+    from engine.synth.speech_noise_mix import synth as mix
 
     recipe, index, out = written
     mix._GENERATED.clear()  # a worker whose caches saw no earlier shard
@@ -355,8 +355,8 @@ def _error(data: dict) -> str:
         (lambda s: (s["noise"][0].pop("snr_db_range"), s["noise"][0].update(share=2)),
          ["synth.noise[0].share", "total_snr_db_range"]),
         (lambda s: s.update(total_snr_db_range=[0, 10]), ["synth.noise[0].snr_db_range", "share"]),
-        (lambda s: s["noise"][0]["perturb"]["filter"].update(lowpass_hz_range=[2000, 9000]),
-         ["synth.noise[0].perturb.filter.lowpass_hz_range", "Nyquist"]),
+        (lambda s: (s.update(sample_rate=16000), s["noise"][0]["perturb"]["filter"].update(lowpass_hz_range=[2000, 9000])),
+         ["synth.noise[0].perturb.filter.lowpass_hz_range", "Nyquist", "synth.sample_rate 16000"]),
         (lambda s: s["noise"][0]["perturb"]["filter"].update(highpass_hz_range=[100, 3000]),
          ["synth.noise[0].perturb.filter", "bandpass", "below"]),
         (lambda s: s["noise"][0]["perturb"].update(speed_range=[0.2, 1.0]),
@@ -396,3 +396,62 @@ def test_the_shipped_in_car_recipes_are_valid(name):
 
     recipe = load_recipe(Path(__file__).parent.parent / "recipes" / name)
     assert recipe.synth.reverb is not None and recipe.synth.noise[0].perturb is not None
+
+
+def _speech_at(rate: int, folder: Path, n: int = 3) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(rate) / rate
+    for i in range(n):
+        tone = (0.3 * np.sin(2 * np.pi * (300 + 50 * i) * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+        audio_io.sf.write(folder / f"u{i}.wav", tone, rate, subtype="PCM_16")
+
+
+def _telephone_recipe(corpus: Path, speech_dir: Path, **speech_pool) -> dict:
+    data = small_recipe(corpus)
+    data["pools"]["speech"] = {"paths": [str(speech_dir / "*.wav")], **speech_pool}
+    data["synth"].pop("sample_rate", None)
+    return data
+
+
+def test_the_output_rate_defaults_to_the_speech_pools_own_rate(demo_corpus, tmp_path):
+    """8 kHz telephone speech without synth.sample_rate gives 8 kHz rows (it gave 16 kHz)."""
+    _speech_at(8000, tmp_path / "tel")
+    recipe = parse_recipe(_telephone_recipe(demo_corpus, tmp_path / "tel"))
+    synth = build_synthesizer(recipe, index_pools(recipe))
+    sample = synth.apply(synth.sample_params(sample_rng(1, "train", 0), holdout_split=False))
+    assert sample.columns["sampling_rate"] == 8000
+    assert audio_io.decode(sample.columns["audio"]["bytes"])[1] == 8000
+    assert synth.hf_media_features()["audio"]["sampling_rate"] == 8000
+
+
+def test_a_declared_pool_rate_or_synth_rate_sets_the_output_rate(demo_corpus, tmp_path):
+    _speech_at(8000, tmp_path / "tel")
+    for extra, synth_rate, expected in (({"sample_rate": 16000}, None, 16000), ({}, 22050, 22050)):
+        data = _telephone_recipe(demo_corpus, tmp_path / "tel", **extra)
+        if synth_rate:
+            data["synth"]["sample_rate"] = synth_rate
+        recipe = parse_recipe(data)
+        synth = build_synthesizer(recipe, index_pools(recipe))
+        assert synth.apply(synth.sample_params(sample_rng(1, "train", 0), holdout_split=False)).columns[
+            "sampling_rate"] == expected
+
+
+def test_speech_of_several_rates_needs_synth_sample_rate(demo_corpus, tmp_path):
+    _speech_at(8000, tmp_path / "mixed", 2)
+    _speech_at(16000, tmp_path / "mixed16", 2)
+    for f in (tmp_path / "mixed16").iterdir():
+        f.rename(tmp_path / "mixed" / f"w{f.name}")
+    recipe = parse_recipe(_telephone_recipe(demo_corpus, tmp_path / "mixed"))
+    with pytest.raises(RecipeError, match=r"synth\.sample_rate: .*several rates \(8000 Hz, 16000 Hz\); set synth\.sample_rate"):
+        build_synthesizer(recipe, index_pools(recipe)).sample_rate
+
+
+def test_a_cutoff_over_the_speech_pools_nyquist_is_named_when_the_rate_is_known(demo_corpus):
+    """Without synth.sample_rate the output rate is known once the speech is indexed."""
+    data = full_data(demo_corpus)
+    data["synth"].pop("sample_rate", None)
+    data["synth"]["noise"][0]["perturb"]["filter"].update(lowpass_hz_range=[2000, 9000])
+    recipe = parse_recipe(data)
+    with pytest.raises(RecipeError, match=r"lowpass_hz_range: 9000 Hz is not below the Nyquist frequency "
+                                          r"\(8000 Hz\) of the output rate \(16000 Hz, the speech pool's\)"):
+        build_synthesizer(recipe, index_pools(recipe)).sample_rate

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from engine.errors import SynthesisError
 from engine.features import IMAGE_EMBED_DIM, image_embedding
 from engine.image import io as image_io
-from engine.image.composite import cutout_layer, mask_box, rotated_size
+from engine.synth.image_composite.synth import cutout_layer, mask_box, rotated_size
 from engine.pools import index_pools
 from engine.recipe import parse_recipe
 from engine.rng import sample_rng

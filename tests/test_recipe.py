@@ -469,7 +469,7 @@ def test_hash_is_the_same_with_defaults_written_out(base):
     explicit["pools"]["car"].update(kind="audio", path_column="path", min_duration_s=0.0)
     explicit["pools"]["speech"].update(kind="audio", holdout=0.0, sample_rate=None)
     explicit["splits"]["train"]["holdout"] = False
-    explicit["synth"].update(sample_rate=16000, clipping="rescale", peak_dbfs=-1.0, crossfade_s=0.05)
+    explicit["synth"].update(sample_rate=None, clipping="rescale", peak_dbfs=-1.0, crossfade_s=0.05)
     explicit["synth"]["noise"][0]["p"] = 1.0
     explicit["guards"].update(min_effective_sources=None, max_source_share=None)
 

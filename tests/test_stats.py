@@ -84,7 +84,7 @@ def test_params_flatten_to_named_numeric_leaves_by_layer():
         "applied": {"MotionBlur": {"kernel": [[0.0, 0.5], [0.5, 0.0]]}},
         "curve": list(range(20)),
     }
-    assert flatten_params(params) == [
+    assert flatten_params(params, frozenset({"layer", "start_s", "seed"})) == [
         ("crop[0]", 0.1),
         ("crop[1]", 0.2),
         ("gain_db", -3.0),

@@ -1,22 +1,17 @@
-"""The ``image_augment`` synthesizer: one pool image through an albumentations pipeline.
-
-Per sample, :meth:`ImageAugmentSynth.sample_params` draws the image and an integer seed
-from the sample's own generator; :meth:`~ImageAugmentSynth.apply` decodes the image
-(normalized to the pool's ``mode``), runs the recipe's pipeline with one random stream
-made from that seed, and encodes the result as ``output.image_format``. The params hold
-only the item and the seed, which is all replay needs; what albumentations actually
-applied (blur sigma, JPEG quality, crop box...) is recorded beside them under
-``applied`` (large arrays such as noise maps as their shape).
+"""What the image synthesizers share (not a synthesizer itself): the image media columns,
+pool lookups and labels, the albumentations pipeline with one OpenCV thread, encoding,
+and how image rows are sliced and exported.
 
 Example::
 
-    synth = ImageAugmentSynth(recipe, index)
-    params = synth.sample_params(rng, holdout_split=False)
-    sample = synth.apply(params)        # same params -> same pixels, same bytes
+    class MyImageSynth(ImageSynthBase):
+        type = "my_image_synth"
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,9 +19,9 @@ import pyarrow as pa
 
 from .. import features
 from ..errors import SynthesisError
-from ..synth import Sample, Synthesizer
-from . import io as image_io
-from . import pipeline
+from ..image import io as image_io
+from ..image import pipeline
+from .base import Sample, Synthesizer, first_seen, write_sidecar
 
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 RESERVED_COLUMNS = frozenset(
@@ -42,6 +37,8 @@ def image_source(pool: str, item: str) -> dict[str, Any]:
 class ImageSynthBase(Synthesizer):
     """What the image synthesizers share: pool lookups, labels, the pipeline, OpenCV threads."""
 
+    media_column = "image"
+    unsampled_params = frozenset({"seed"})  # the pipeline's seed: replay needs it, coverage does not
     _pipeline_targets = False  # masks + boxes through the pipeline (image_composite)
 
     def __init__(self, recipe, index):
@@ -67,6 +64,9 @@ class ImageSynthBase(Synthesizer):
 
     def embedding_dim(self) -> int:
         return features.IMAGE_EMBED_DIM
+
+    def media_filename(self, sample_id: str) -> str:
+        return f"{sample_id}.{image_io.EXTENSIONS[self.recipe.output.image_format]}"
 
     def _label_columns(self, pool: str) -> list[tuple[str, str, pa.DataType]]:
         """(manifest column, output column, type) of a pool's labels carried into rows."""
@@ -154,33 +154,44 @@ class ImageSynthBase(Synthesizer):
             self._saved_threads = None
         self._compose = None
 
+    # ------------------------------------------------------------------ reading params
 
-class ImageAugmentSynth(ImageSynthBase):
-    type = "image_augment"
+    @classmethod
+    def slice_categories(cls, params: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, list[str]]:
+        """Every source pool and item, and the transforms albumentations applied."""
+        cats = super().slice_categories(params, sources)
+        for key in ("applied", "transform", "transforms"):
+            if key in params:
+                names = [re.sub(r"#\d+$", "", n) for n in transform_names(params[key])]
+                cats["transform"] = first_seen(names) or ["(none)"]
+                break
+        return cats
 
-    def __init__(self, recipe, index):
-        super().__init__(recipe, index)
-        self._mode = recipe.pools[self.config.images].mode
-        self._labels = self._label_columns(self.config.images)
+    @classmethod
+    def export_row(cls, row: dict[str, Any], dest: Path) -> None:
+        """The encoded image as it is, and its provenance (objects without mask bytes)."""
+        name = row["image"]["path"] or f"{row['sample_id']}.png"
+        (dest / name).write_bytes(row["image"]["bytes"])
+        if row.get("objects"):
+            row = {**row, "objects": [{k: v for k, v in o.items() if k != "mask"} for o in row["objects"]]}
+        write_sidecar(row, dest, skip=("image",))
 
-    def label_fields(self) -> list[pa.Field]:
-        return [pa.field(name, typ) for _, name, typ in self._labels]
 
-    def sample_params(self, rng: np.random.Generator, *, holdout_split: bool) -> dict[str, Any]:
-        pool = self.config.images
-        k = self._choose(rng, pool, holdout_split)
-        return {"image": {"pool": pool, "item": self.index.pools[pool].items[k]}, "seed": int(rng.integers(2**63))}
-
-    def apply(self, params: dict[str, Any]) -> Sample:
-        pool_name, item = params["image"]["pool"], params["image"]["item"]
-        pool = self.index.pools[pool_name]
-        i = self._pos(pool_name, item)
-        self._ready()
-        img = image_io.read_image(pool.paths[i], self._mode)
-        applied: dict[str, Any] = {}
-        if self.config.transforms:
-            result, applied = self._run_pipeline(int(params["seed"]), item, image=img)
-            img = result["image"]
-        if img.ndim == 3 and img.shape[2] == 1:
-            img = img[:, :, 0]
-        return self._sample(img, [image_source(pool_name, item)], pool.label_row(i), applied)
+def transform_names(value: Any) -> list[str]:
+    """The transform names in a params entry (``applied``: name -> its params, or a list)."""
+    if value is None or value is False:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        for key in ("name", "type", "transform", "__class_fullname__"):
+            if isinstance(value.get(key), str):
+                return [value[key]]
+        # {transform name: its applied params (maybe empty)}, or {name: enabled flag}
+        return [str(k) for k, v in value.items() if v is not None and v is not False]
+    if isinstance(value, (list, tuple)):
+        out: list[str] = []
+        for v in value:
+            out += transform_names(v)
+        return out
+    return [str(value)]

@@ -17,7 +17,7 @@ generator; :meth:`~SpeechNoiseMixSynth.apply` is deterministic):
    around it;
 5. the whole mix scaled so the speech's active RMS is ``level_dbfs``, then peak control.
 
-SNR (ARCHITECTURE.md): speech power is the active power of the speech as it is in the
+SNR (docs/architecture.md): speech power is the active power of the speech as it is in the
 mix (after reverb); noise power is the mean square of the exact noise signal added, after
 crop, loop, perturbation and reverb.
 
@@ -40,12 +40,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import features
-from ..errors import BadSourceError, RejectSample
-from ..synth import Sample, Synthesizer
-from . import generators
-from . import io as audio_io
-from . import ops
+from ... import features
+from ...audio import generators
+from ...audio import io as audio_io
+from ...audio import ops
+from ...errors import BadSourceError, RecipeError, RejectSample
+from ..base import Sample, Synthesizer
+from . import provenance
 
 # Source samples read on each side of a noise segment that is resampled, so that the
 # polyphase filter sees real signal at the edges instead of zeros.
@@ -123,9 +124,14 @@ class Rendered:
 
 class SpeechNoiseMixSynth(Synthesizer):
     type = "speech_noise_mix"
+    media_column = "audio"
+    # A layer's index and a piece's offset: provenance, not sampled values (the pool
+    # figures cover offsets).
+    unsampled_params = frozenset({"layer", "start_s"})
 
     def __init__(self, recipe, index):
         super().__init__(recipe, index)
+        self._rate: int | None = None
         self._eligible: dict[tuple[str, bool], np.ndarray] = {}
         self._cache: audio_io.HandleCache | None = None
         self._pool_keys: dict[str, str] = {}
@@ -138,7 +144,31 @@ class SpeechNoiseMixSynth(Synthesizer):
 
     @property
     def sample_rate(self) -> int:
-        return self.config.sample_rate
+        """The output rate: ``synth.sample_rate``, else the speech pool's own rate."""
+        if self._rate is None:
+            self._rate = self._output_rate()
+        return self._rate
+
+    def _output_rate(self) -> int:
+        cfg = self.config
+        if cfg.sample_rate:
+            return int(cfg.sample_rate)
+        declared = getattr(self.recipe.pools[cfg.speech], "sample_rate", None)
+        rates = sorted({int(r) for r in self.index.pools[cfg.speech].sample_rate})
+        if declared:
+            rate = int(declared)
+        elif len(rates) == 1:
+            rate = rates[0]
+        else:
+            shown = ", ".join(f"{r} Hz" for r in rates[:6]) + (", ..." if len(rates) > 6 else "")
+            raise RecipeError(
+                f"synth.sample_rate: the items of speech pool {cfg.speech!r} have several rates ({shown}); "
+                f"set synth.sample_rate to the rate the output should have (or pools.{cfg.speech}.sample_rate)"
+            )
+        problems = cfg.rate_problems(rate)
+        if problems:
+            raise RecipeError("\n".join(problems))
+        return rate
 
     def media_fields(self) -> list[pa.Field]:
         return [
@@ -159,6 +189,15 @@ class SpeechNoiseMixSynth(Synthesizer):
 
     def label_fields(self) -> list[pa.Field]:
         return [pa.field(name, typ) for _, _, name, typ in self._labels]
+
+    def media_filename(self, sample_id: str) -> str:
+        return f"{sample_id}.{self.recipe.output.audio_codec}"
+
+    # ------------------------------------------------------------------ reading params
+
+    source_pieces = staticmethod(provenance.source_pieces)
+    slice_categories = staticmethod(provenance.slice_categories)
+    export_row = staticmethod(provenance.export_row)
 
     # ------------------------------------------------------------------ sampling
 

@@ -38,9 +38,9 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from ..synth import Sample
-from . import io as image_io
-from .augment import ImageSynthBase, image_source
+from ...image import io as image_io
+from ..base import Sample
+from ..image_base import ImageSynthBase, image_source
 
 OBJECT_TYPE = pa.struct(
     [

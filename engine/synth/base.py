@@ -1,0 +1,189 @@
+"""The synthesizer base class: what every synthesizer package implements.
+
+A synthesizer draws every random choice in :meth:`Synthesizer.sample_params` into plain,
+JSON-able params; :meth:`Synthesizer.apply` turns params into a sample deterministically.
+The params are stored in each row, so any row can be replayed exactly. Beside those two,
+a synthesizer says what its rows look like (media column, embedding size, labels) and,
+as class-level hooks that need no pool data, how the rest of shardsmith reads its params:
+which pieces of which pools a params object takes (the coverage forecast), which
+categories a row falls in (``mismatch slices``), which params are not sampled values
+(coverage histograms), and how a row is exported as a file. The base knows no concrete
+synthesizer; :mod:`engine.synth.registry` finds them.
+
+Example::
+
+    synth = build_synthesizer(recipe, index)
+    params = synth.sample_params(sample_rng(recipe.seed, "train", 0), holdout_split=False)
+    sample = synth.apply(params)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import BadSourceError
+from . import registry
+
+if TYPE_CHECKING:
+    from ..pools import PoolIndex
+    from ..recipe import Recipe
+
+SOURCE_TYPE = pa.struct(
+    [
+        ("pool", pa.string()),
+        ("item", pa.string()),
+        ("start_s", pa.float64()),
+        ("duration_s", pa.float64()),
+        ("gain_db", pa.float64()),
+    ]
+)
+
+
+@dataclass
+class Sample:
+    """One synthesized sample before it becomes a row."""
+
+    columns: dict[str, Any]  # media columns (audio struct, sampling_rate, duration_s ...)
+    sources: list[dict[str, Any]]  # every source piece used, in SOURCE_TYPE's layout
+    embedding: np.ndarray
+    labels: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # seconds of media produced (audio); 0 for images
+    # What apply() resolved beyond the sampled params (e.g. albumentations' applied
+    # transform parameters); the worker stores it in the row's params under "applied".
+    applied: Any = None
+
+
+def walk_refs(node: Any, path: str = "") -> Iterable[tuple[str, str, str]]:
+    """``(path, pool, item)`` of every ``{"pool": ..., "item": ...}`` in a params object.
+
+    Example: ``list(walk_refs({"image": {"pool": "p", "item": "a.png"}})) == [("image", "p", "a.png")]``
+    """
+    if isinstance(node, dict):
+        if isinstance(node.get("pool"), str) and isinstance(node.get("item"), str):
+            yield path, node["pool"], node["item"]
+        for k in sorted(node, key=str):
+            yield from walk_refs(node[k], f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from walk_refs(v, f"{path}[{i}]")
+
+
+def first_seen(values: Iterable[Any]) -> list[str]:
+    """Distinct values as strings, in the order first seen."""
+    return list(dict.fromkeys(str(v) for v in values))
+
+
+class Synthesizer:
+    """Base class of every synthesizer; a subclass sets ``type`` and ``media_column``.
+
+    Constructors only store: pool data is read lazily during :meth:`apply`.
+    """
+
+    type: ClassVar[str]
+    # The Hugging Face Audio / Image struct column (bytes, path) that holds a row's media.
+    media_column: ClassVar[str]
+    # Keys in params that are indices, offsets or seeds, not sampled values: coverage
+    # does not histogram them (the pool figures cover offsets).
+    unsampled_params: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, recipe: "Recipe", index: "PoolIndex"):
+        self.recipe = recipe
+        self.config = recipe.synth
+        self.index = index
+        self._positions: dict[str, dict[str, int]] = {}
+
+    def _pos(self, pool: str, item: str) -> int:
+        """The position of an item id in its pool (params name items by id)."""
+        table = self._positions.get(pool)
+        if table is None:
+            table = {it: i for i, it in enumerate(self.index.pools[pool].items)}
+            self._positions[pool] = table
+        try:
+            return table[item]
+        except KeyError:
+            raise BadSourceError(item, f"item is not in pool {pool!r} (params from another index?)") from None
+
+    # ------------------------------------------------------------------ per sample
+
+    def sample_params(self, rng: np.random.Generator, *, holdout_split: bool) -> dict[str, Any]:
+        """Draw every random choice of one sample into JSON-able params."""
+        raise NotImplementedError
+
+    def apply(self, params: dict[str, Any]) -> Sample:
+        """Make the sample that ``params`` describe; the same params give the same bytes."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ rows
+
+    def media_fields(self) -> list[pa.Field]:
+        """The media columns of a row: ``media_column`` first, then e.g. rate, size."""
+        raise NotImplementedError
+
+    def hf_media_features(self) -> dict[str, Any]:
+        """The Hugging Face feature entries of the media columns."""
+        raise NotImplementedError
+
+    def embedding_dim(self) -> int:
+        raise NotImplementedError
+
+    def label_fields(self) -> list[pa.Field]:
+        """Label columns carried from the pools' manifests into every row."""
+        return []
+
+    def media_filename(self, sample_id: str) -> str:
+        """The file name a row's media takes (its struct's ``path``, and on export)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release per-worker resources (open files)."""
+
+    # ------------------------------------------------------------------ reading params
+    # Class-level: they read params and rows, never pool data, so analysis tools call
+    # them without building a synthesizer.
+
+    @classmethod
+    def source_pieces(cls, params: dict[str, Any], duration: Callable[[str, str], float],
+                      config: Any) -> list[tuple[str, str, float]]:
+        """The ``(pool, item, seconds)`` pieces that ``apply(params)`` will record as
+        sources, predicted without media (the coverage forecast). Default: every item
+        the params name, used whole."""
+        return [(pool, item, duration(pool, item)) for _, pool, item in walk_refs(params)]
+
+    @classmethod
+    def slice_categories(cls, params: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, list[str]]:
+        """The categories a row falls in, per dimension, for ``mismatch slices`` (a row
+        can be in several of one dimension). Default: every source pool and item."""
+        return {
+            "source pool": first_seen(x["pool"] for x in sources) or ["(none)"],
+            "source item": first_seen(x["item"] for x in sources) or ["(none)"],
+        }
+
+    @classmethod
+    def export_row(cls, row: dict[str, Any], dest: Path) -> None:
+        """Write one row as a media file plus a ``.json`` of its provenance beside it.
+        Default: the stored media bytes as they are, under the row's media path."""
+        media = row[cls.media_column]
+        (dest / (media["path"] or row["sample_id"])).write_bytes(media["bytes"])
+        write_sidecar(row, dest, skip=(cls.media_column,))
+
+
+def write_sidecar(row: dict[str, Any], dest: Path, skip: Iterable[str] = ()) -> None:
+    """``<sample_id>.json``: the row's provenance (params parsed), without media or embedding."""
+    drop = {"embedding", *skip}
+    side = {k: v for k, v in row.items() if k not in drop}
+    side["params"] = json.loads(side["params"])
+    (dest / f"{row['sample_id']}.json").write_text(json.dumps(side, indent=1) + "\n")
+
+
+def build_synthesizer(recipe: "Recipe", index: "PoolIndex") -> Synthesizer:
+    """The registered synthesizer for ``recipe.synth.type``, built over indexed pools.
+
+    Example: ``build_synthesizer(recipe, index_pools(recipe))``
+    """
+    return registry.synthesizer_class(recipe.synth.type)(recipe, index)
