@@ -98,7 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     import soundfile as sf
 
     from .audio.io import decode
-    from .manifest import shard_files
+    from .run_record import shard_files
     from .shards import read_shard
 
     files = shard_files(args.out, args.split)
@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, help="parallel shard tasks (default: all CPUs)")
     r.add_argument("--address", help="join an existing Ray cluster (e.g. auto) instead of starting one")
     r.add_argument("--overwrite", action="store_true",
-                   help="delete the files an earlier run's manifest lists in --out, then start again")
+                   help="delete the files an earlier run's record (run.json) lists in --out, then start again")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 

@@ -3,11 +3,17 @@ memory (no Ray, no files). A shard is done only when its stats record vouches fo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine.layout import shard_paths
-from engine.plan import ShardSpec
+from engine.plan import ShardSpec, make_plan
+from engine.recipe import parse_recipe
 from engine.resume import DAMAGED, DONE, MISSING, STALE, Listing, resume_state
+from engine.run_record import build_run_record
+
+from .conftest import small_recipe
 
 RHASH = "a" * 64
 SPECS = (ShardSpec("train", 0, 3, 0, 20), ShardSpec("train", 1, 3, 20, 40), ShardSpec("train", 2, 3, 40, 50),
@@ -140,3 +146,39 @@ def test_a_parquet_plan_reads_parquet_shards():
     state = _state(_listing(fmt="parquet"), fmt="parquet")
     assert state.named(DONE) == [s.name for s in SPECS] and not state.stale
     assert _state(_listing(fmt="parquet")).named(MISSING) == [s.name for s in SPECS]
+
+
+# --------------------------------------------------------------------------- the run record
+
+
+@pytest.fixture
+def recipe():
+    data = small_recipe(Path("/corpus"), splits={"train": {"samples": 50}, "dev": {"samples": 10}})
+    data["output"]["samples_per_shard"] = 20
+    return parse_recipe(data, base_dir="/recipes")
+
+
+def test_the_run_record_lists_only_done_shards_and_is_partial_until_all_are(recipe):
+    from engine.recipe import recipe_hash
+
+    plan = make_plan(recipe)
+    assert [s.name for s in plan.shards] == [s.name for s in SPECS]
+    rhash = recipe_hash(recipe)
+    sizes, records = {}, {}
+    for spec in plan.shards[:2]:
+        shard, stats = shard_paths(spec, "arrow")
+        sizes |= {shard: 1000, stats: 300}
+        records[stats] = _record(spec, recipe_hash=rhash)
+    record = build_run_record(recipe, plan, resume_state(plan.shards, "arrow", rhash, Listing(sizes, records)))
+    assert record["status"] == "partial" and record["total_rows"] == 40
+    assert [sh["file"] for sh in record["splits"]["train"]["shards"]] == [
+        "train/train-00000-of-00003.arrow", "train/train-00001-of-00003.arrow"]
+    assert record["splits"]["train"]["seconds"] == 3.0 and record["splits"]["dev"]["shards"] == []
+    assert len(record["planned_files"]) == 8 and "rejected_files" not in record
+
+    for spec in plan.shards[2:]:
+        shard, stats = shard_paths(spec, "arrow")
+        sizes |= {shard: 1000, stats: 300}
+        records[stats] = _record(spec, recipe_hash=rhash)
+    done = build_run_record(recipe, plan, resume_state(plan.shards, "arrow", rhash, Listing(sizes, records)), 3)
+    assert (done["status"], done["total_rows"], done["rejected_files"]) == ("complete", 60, 3)
