@@ -1,6 +1,6 @@
 """How long and how much memory the coverage analyzer needs for 1,000 shards' stats.
 
-Writes a synthetic run folder (manifest.json, pool_index.parquet and N shard
+Writes a synthetic run folder (run.json, pool_index.parquet and N shard
 ``.stats.json`` files of realistic size: 1,000 rows per shard from a 100,000-utterance
 speech pool and two noise pools of 5,000 and 2,000 long files, two SNR parameters and a
 66-dim embedding), then times :func:`engine.coverage.load_coverage_stats` on 100 and on
@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.coverage import load_coverage_stats
+from engine.layout import POOL_INDEX_FILE, RUN_RECORD_FILE, STATS_SUFFIX
 from engine.recipe import parse_recipe, recipe_hash, recipe_to_dict
 from engine.stats import ShardStats, StatsContext, keep_threshold
 
@@ -70,7 +71,7 @@ def write_run(root: Path, shards: int, rows: int) -> Path:
         table["holdout"] += hold.tolist()
         info[name] = {it: (float(d), bool(h)) for it, d, h in zip(items.tolist(), dur, hold)}
     root.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(table), root / "pool_index.parquet")
+    pq.write_table(pa.table(table), root / POOL_INDEX_FILE)
 
     recipe = make_recipe(shards * rows, rows)
     keep = keep_threshold(shards * rows)
@@ -101,33 +102,33 @@ def write_run(root: Path, shards: int, rows: int) -> Path:
             stats.add(f"bench-train-{i:09d}", {"noise": layers}, sources, emb, dur)
         name = f"train-{s:05d}-of-{shards:05d}"
         record = {"shard": name, "split": "train", "rows": rows, "stats": stats.to_json()}
-        (root / "train" / f"{name}.stats.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        shard_entries.append({"file": f"train/{name}.arrow", "stats": f"train/{name}.stats.json",
+        (root / "train" / f"{name}{STATS_SUFFIX}").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        shard_entries.append({"file": f"train/{name}.arrow", "stats": f"train/{name}{STATS_SUFFIX}",
                               "rows": rows, "bytes": 0, "sha256": ""})
     gen_s = time.perf_counter() - t0
-    manifest = {
+    record = {
         "recipe_name": "bench", "recipe_hash": recipe_hash(recipe), "status": "complete",
         "recipe": recipe_to_dict(recipe), "recipe_dir": str(root),
         "splits": {"train": {"samples": shards * rows, "rows": shards * rows, "shards": shard_entries}},
     }
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    (root / RUN_RECORD_FILE).write_text(json.dumps(record))
     print(f"wrote {shards} stats files ({rows} rows each) in {gen_s:.0f} s")
     return root
 
 
-def limit_manifest(root: Path, shards: int) -> Path:
+def limit_run(root: Path, shards: int) -> Path:
     """A second folder view with only the first ``shards`` shards (links, no copies)."""
     view = root.parent / f"{root.name}-{shards}"
     if not view.exists():
         view.mkdir()
         (view / "train").mkdir()
-        os.symlink(root / "pool_index.parquet", view / "pool_index.parquet")
-        manifest = json.loads((root / "manifest.json").read_text())
-        entries = manifest["splits"]["train"]["shards"][:shards]
+        os.symlink(root / POOL_INDEX_FILE, view / POOL_INDEX_FILE)
+        record = json.loads((root / RUN_RECORD_FILE).read_text())
+        entries = record["splits"]["train"]["shards"][:shards]
         for e in entries:
             os.symlink(root / e["stats"], view / e["stats"])
-        manifest["splits"]["train"]["shards"] = entries
-        (view / "manifest.json").write_text(json.dumps(manifest))
+        record["splits"]["train"]["shards"] = entries
+        (view / RUN_RECORD_FILE).write_text(json.dumps(record))
     return view
 
 
@@ -145,9 +146,9 @@ def measure(fn):
 
 
 def json_floor(folder: Path) -> int:
-    manifest = json.loads((folder / "manifest.json").read_text())
+    record = json.loads((folder / RUN_RECORD_FILE).read_text())
     n = 0
-    for e in manifest["splits"]["train"]["shards"]:
+    for e in record["splits"]["train"]["shards"]:
         n += len(json.loads((folder / e["stats"]).read_text())["stats"]["pools"])
     return n
 
@@ -159,15 +160,15 @@ def main() -> None:
     ap.add_argument("--dir", help="where to write the synthetic run (default: a temporary folder)")
     args = ap.parse_args()
     root = Path(args.dir or tempfile.mkdtemp(prefix="coverage-bench-")) / "run"
-    if not (root / "manifest.json").exists():
+    if not (root / RUN_RECORD_FILE).exists():
         write_run(root, args.shards, args.rows)
-    files = sorted((root / "train").glob("*.stats.json"))
+    files = sorted((root / "train").glob("*" + STATS_SUFFIX))
     size = sum(f.stat().st_size for f in files)
     print(f"{len(files)} stats files, {size / 1e6:.0f} MB ({size / len(files) / 1e3:.0f} kB each)")
     load_coverage_stats(root)  # warm up imports and the page cache
     print(f"{'shards':>7} {'json.loads s':>13} {'analyze s':>10} {'ratio':>6} {'analyze peak MB':>16}")
     for n in sorted({max(1, args.shards // 10), args.shards}):
-        folder = limit_manifest(root, n) if n < args.shards else root
+        folder = limit_run(root, n) if n < args.shards else root
         _, floor_s, _ = measure(lambda: json_floor(folder))
         (report, _), wall, peak = measure(lambda: load_coverage_stats(folder))
         print(f"{n:>7} {floor_s:>13.2f} {wall:>10.2f} {wall / floor_s:>6.2f} {peak / 1e6:>16.0f}")

@@ -94,12 +94,12 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .manifest import read_manifest, shard_files
+    from .run_record import read_run_record, shard_files
     from .shards import read_shard
     from .synth import synthesizer_class
 
     files = shard_files(args.out, args.split)
-    record = read_manifest(args.out) or {}
+    record = read_run_record(args.out) or {}
     synth = synthesizer_class(str((record.get("recipe") or {}).get("synth", {}).get("type")))
     dest = Path(args.to)
     try:
@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, help="parallel shard tasks (default: all CPUs)")
     r.add_argument("--address", help="join an existing Ray cluster (e.g. auto) instead of starting one")
     r.add_argument("--overwrite", action="store_true",
-                   help="delete the files an earlier run's manifest lists in --out, then start again")
+                   help="delete the files an earlier run's record (run.json) lists in --out, then start again")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .layout import shard_name
 from .recipe import Recipe
 
 
@@ -27,7 +28,7 @@ class ShardSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.split}-{self.index:05d}-of-{self.count:05d}"
+        return shard_name(self.split, self.index, self.count)
 
     @property
     def rows(self) -> int:

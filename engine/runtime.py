@@ -1,4 +1,8 @@
-"""The only module that knows Ray: start or connect, run one task per shard, progress.
+"""The only module that knows Ray: start or connect, dispatch one task per shard, progress.
+
+It writes nothing itself: the output's commit protocol (claiming OUT, the pool index,
+each shard and its stats record, the run record) is :class:`engine.sink.OutputSink`'s,
+and which shards are done is the pure :func:`engine.resume.resume_state`.
 
 A local run (no ``address``) starts a private Ray instance that listens on 127.0.0.1
 only, with Ray's token authentication left on (Ray writes ``~/.ray/auth_token``). With
@@ -13,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -22,31 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from .errors import GuardError, ShardError, ShardsmithError
-from .manifest import (
-    as_store,
-    build_manifest,
-    clean_temporary,
-    prepare_out,
-    read_stats,
-    shard_paths,
-    shard_state,
-    write_manifest,
-    write_rejects,
-)
-from .plan import Plan, make_plan
-from .pools import PoolIndex, index_pools, merge_rejects, thread_mapper
-from .recipe import Recipe, recipe_hash, recipe_to_dict
-from .storage import Store
+from .layout import COVERAGE_FILE, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_RECORD_FILE, shard_paths
+from .plan import make_plan
+from .pools import PoolIndex, index_pools, thread_mapper
+from .recipe import Recipe, recipe_to_dict
+from .resume import DAMAGED, DONE, ResumeState
+from .sink import OutputSink, read_back
 
 # Pools with more files than this are probed as Ray tasks rather than local threads.
 RAY_PROBE_MIN_FILES = 2000
 PROBE_CHUNK = 500
-POOL_INDEX_FILE = "pool_index.parquet"
-COVERAGE_FILE = "coverage.json"  # written by engine.coverage at the end of a complete run
 
 
 @dataclass
@@ -91,7 +80,7 @@ class RunSummary:
             f"({self.shards_written} written, {self.shards_skipped} already done)",
             self._work_line(),
             "  splits: " + ", ".join(f"{k} {v}" for k, v in self.splits.items()),
-            f"  rejected source files: {self.rejects} (rejects.jsonl)",
+            f"  rejected source files: {self.rejects} ({REJECTS_FILE})",
             (f"  ran on {self.nodes} Ray node(s); " if self.shards_written else "  ")
             + f"output: {self.out}",
         ]
@@ -100,7 +89,7 @@ class RunSummary:
             lines.append(
                 f"  coverage guards: {'passed' if self.coverage_passed else 'FAILED'} "
                 f"({len(self.coverage_guards) - len(failed)}/{len(self.coverage_guards)}); "
-                f"coverage.json, `shardsmith coverage {self.out} --html report.html`"
+                f"{COVERAGE_FILE}, `shardsmith coverage {self.out} --html report.html`"
             )
             for g in failed:
                 lines.append(f"    {g['name']} for pool {g['pool']!r}: {g['value']} (limit {g['limit']:g})")
@@ -194,14 +183,6 @@ def _shard_task(recipe_data: dict, base_dir: str, index: PoolIndex, spec: Any, o
 VERIFY_ON_DRIVER_MAX_BYTES = 256 * 2**20
 
 
-def _verify_task(out: str, spec: Any, fmt: str, rhash: str) -> tuple[str, str]:
-    """Runs in a Ray worker (or the driver): the full check of one finished shard."""
-    try:
-        return shard_state(out, spec, fmt, rhash)
-    except OSError as exc:
-        return ("damaged", f"cannot be read back ({str(exc).splitlines()[0][:200]})")
-
-
 def _as_finished(submit: Callable[[Any], Any], items: Sequence[Any], limit: int,
                  pending: dict[Any, Any]) -> Iterator[tuple[Any, Any]]:
     """Submit ``items`` as Ray tasks (``submit(item)`` returns the ref), at most ``limit``
@@ -219,32 +200,31 @@ def _as_finished(submit: Callable[[Any], Any], items: Sequence[Any], limit: int,
             yield pending.pop(ref), ref
 
 
-def _shard_states(out: Store, plan: Plan, fmt: str, rhash: str, limit: int,
-                  say: Callable[[str], None]) -> dict[str, tuple[str, str]]:
-    """``{shard name: (state, reason)}``: the cheap checks (stats, recipe, rows, size) for
-    every planned shard here, then the sha256 of each shard that passed them."""
+def _resume_state(sink: OutputSink, limit: int, say: Callable[[str], None]) -> ResumeState:
+    """The cheap checks (stats, recipe, rows, size) of every planned shard from one listing,
+    then the sha256 of each shard that passed them, read back here or by the workers."""
     import ray
 
-    sizes = out.sizes()  # one listing, not a request per shard
-    states = {spec.name: shard_state(out, spec, fmt, rhash, verify=False, sizes=sizes) for spec in plan.shards}
-    finished = [spec for spec in plan.shards if states[spec.name][0] == "done"]
-    total = sum(sizes[shard_paths(spec, fmt)[0]] for spec in finished)
+    listing = sink.listing()
+    cheap = sink.resume_state(listing)
+    fmt = sink.fmt
+    finished = [shard_paths(spec, fmt)[0] for spec in sink.plan.shards if cheap.shards[spec.name].state == DONE]
+    total = sum(listing.sizes[rel] for rel in finished)
     if total <= VERIFY_ON_DRIVER_MAX_BYTES:
-        for spec in finished:
-            states[spec.name] = _verify_task(out.uri, spec, fmt, rhash)
-        return states
+        return sink.resume_state(listing, {rel: read_back(sink.store, rel) for rel in finished})
     t0 = time.perf_counter()
-    task = ray.remote(num_cpus=1, max_retries=3)(_verify_task)
+    task = ray.remote(num_cpus=1, max_retries=3)(read_back)
+    digests: dict[str, tuple[str, str]] = {}
     pending: dict[Any, Any] = {}
     try:
-        for spec, ref in _as_finished(lambda s: task.remote(out.uri, s, fmt, rhash), finished, limit, pending):
-            states[spec.name] = ray.get(ref)
+        for rel, ref in _as_finished(lambda r: task.remote(sink.store.uri, r), finished, limit, pending):
+            digests[rel] = ray.get(ref)
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
     say(f"verified {len(finished)} finished shard(s) ({total / 2**20:,.0f} MiB, sha256) on "
         f"{limit} worker(s) in {time.perf_counter() - t0:.1f} s")
-    return states
+    return sink.resume_state(listing, digests)
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -285,77 +265,6 @@ class Progress:
 # --------------------------------------------------------------------------- run
 
 
-def pool_index_table(index: PoolIndex) -> pa.Table:
-    """Every usable item of every pool, one row each (what the shards are drawn from)."""
-    rows: dict[str, list] = {k: [] for k in ("pool", "item", "duration_s", "sample_rate", "channels", "holdout")}
-    # Pools in name order: the same pools listed in another order in the recipe give the
-    # same table (sampling looks pools up by name, so their order changes nothing written).
-    for name, pool in sorted(index.pools.items()):
-        n = len(pool)
-        rows["pool"] += [name] * n
-        rows["item"] += pool.items
-        rows["duration_s"] += pool.duration_s.tolist()
-        rows["sample_rate"] += pool.sample_rate.tolist()
-        rows["channels"] += pool.channels.tolist()
-        rows["holdout"] += pool.holdout.tolist()
-    return pa.table(rows)
-
-
-def check_pools_unchanged(store: Store, table: pa.Table) -> None:
-    """Refuse to resume when the pools differ from those the finished shards were drawn from.
-
-    Sampling picks items by position in each pool, so a file added to or removed from a
-    glob between a run and its resume would change every sample still to be written.
-    """
-    if not store.exists(POOL_INDEX_FILE) or not any(f.endswith(".stats.json") for f in store.list()):
-        return
-    try:
-        with store.open_input(POOL_INDEX_FILE) as f:
-            old = pq.read_table(f)
-    except (OSError, pa.ArrowInvalid):
-        return  # unreadable: it is rewritten; the shards' own checks still apply
-    if old.equals(table):
-        return
-    changes = []
-    for pool in sorted(set(old.column("pool").to_pylist()) | set(table.column("pool").to_pylist())):
-        before = {i for p, i in zip(old.column("pool").to_pylist(), old.column("item").to_pylist()) if p == pool}
-        after = {i for p, i in zip(table.column("pool").to_pylist(), table.column("item").to_pylist()) if p == pool}
-        added, removed = len(after - before), len(before - after)
-        if added or removed:
-            changes.append(f"pool {pool!r}: {added} item(s) added, {removed} removed")
-    detail = "; ".join(changes) or "item durations, rates or channels changed"
-    raise ShardError(
-        f"{store.display()}: the source pools changed since this output was started ({detail}); its finished "
-        "shards were drawn from the old pools, so resuming would mix two datasets. Restore the "
-        "files, or use --overwrite to start again, or choose a new --out"
-    )
-
-
-def write_pool_index(store: Store, table: pa.Table) -> None:
-    """``OUT/pool_index.parquet``: every usable item (coverage needs what was available)."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    store.write_bytes(POOL_INDEX_FILE, sink.getvalue().to_pybytes())
-
-
-def _finish(out: Store, recipe: Recipe, plan: Plan, index: PoolIndex) -> dict[str, Any]:
-    # Every task has ended or been cancelled: a temporary file now is one a killed worker
-    # left behind (its shard was retried under another temporary name).
-    clean_temporary(out)
-    manifest = build_manifest(out, recipe, plan)
-    manifest["extra_files"] = [POOL_INDEX_FILE, COVERAGE_FILE]
-    decode_rejects = []
-    for split in manifest["splits"].values():
-        for shard in split["shards"]:
-            stats = read_stats(out, shard["stats"]) or {}
-            decode_rejects.extend(stats.get("rejects", []))
-    rejects = merge_rejects(index.rejects, decode_rejects)
-    write_rejects(out, rejects)
-    manifest["rejected_files"] = len(rejects)
-    write_manifest(out, manifest)
-    return manifest
-
-
 def run(
     recipe: Recipe,
     out: str | Path,
@@ -376,30 +285,20 @@ def run(
 
     Example: ``run(load_recipe("recipes/demo_in_car.yaml"), "out/demo", workers=2)``
     """
-    from .coverage import check_forecast, describe_forecast, write_coverage
-    from .manifest import MANIFEST, remove_listed
+    from .coverage import analyze_coverage, check_forecast, describe_forecast
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
-    out = as_store(out)
     plan = make_plan(recipe)
-    rhash = recipe_hash(recipe)
+    sink = OutputSink(out, recipe, plan)
     if workers is not None and workers < 1:
         raise ShardsmithError(f"--workers must be at least 1, got {workers}")
-    prepare_out(out, recipe, plan, overwrite=overwrite)
-    fresh = not out.exists(MANIFEST)
-    created = out.is_local and not out.local_path().exists()
-    if out.is_local:
-        try:
-            out.local_path().mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ShardError(f"{out.display()}: cannot create the output folder ({exc.strerror or exc})") from None
-    # Record which recipe owns OUT before any shard exists, so a killed run is resumable.
-    write_manifest(out, build_manifest(out, recipe, plan) | {"extra_files": [POOL_INDEX_FILE, COVERAGE_FILE]})
-    removed = clean_temporary(out)
-    if removed:
-        say(f"removed {removed} temporary file(s) left by an interrupted run")
+    start = sink.on_write_start(overwrite=overwrite)
+    if start.migrated:
+        say(f"migrated the run record of an older shardsmith output from {LEGACY_RUN_RECORD_FILE} to {RUN_RECORD_FILE}")
+    if start.removed_temporary:
+        say(f"removed {start.removed_temporary} temporary file(s) left by an interrupted run")
 
-    summary = RunSummary(out=out.display(), shards=len(plan.shards), splits=dict(plan.splits))
+    summary = RunSummary(out=sink.store.display(), shards=len(plan.shards), splits=dict(plan.splits))
     with ray_session(address, workers) as ray:
         t_index = time.perf_counter()
         index = index_pools(recipe, mapper=_ray_mapper(ray))
@@ -407,35 +306,24 @@ def run(
         try:
             forecast = check_forecast(recipe, index, allow_narrow=allow_narrow)
         except GuardError:
-            if fresh:  # a refused run leaves no claim on the folder (nor the folder it made)
-                remove_listed(out, {"extra_files": [POOL_INDEX_FILE, COVERAGE_FILE]})
-                if created:
-                    with contextlib.suppress(OSError):
-                        out.local_path().rmdir()
+            sink.withdraw(start)  # a refused run leaves no claim on the folder (nor the folder it made)
             raise
         say(describe_forecast(forecast))
         if not forecast["passed"]:
             say("going ahead although the forecast fails the guards (--allow-narrow)")
-        index_table = pool_index_table(index)
-        check_pools_unchanged(out, index_table)
-        write_pool_index(out, index_table)
-        if index.rejects:
-            write_rejects(out, index.rejects)
+        sink.record_pools(index)
 
         limit = workers or max(1, int(ray.available_resources().get("CPU", 1)))
-        states = _shard_states(out, plan, recipe.output.format, rhash, limit, say)
-        todo = []
-        for spec in plan.shards:
-            state, reason = states[spec.name]
-            if state == "done":
-                summary.shards_skipped += 1
-                continue
-            if state == "damaged":
-                say(f"rewriting {spec.name}: {reason}")
-                # Its stats file vouches for it no longer: gone before the rewrite, so a run
-                # that stops first never lists the damaged shard in its manifest.
-                out.delete(shard_paths(spec, recipe.output.format)[1])
-            todo.append(spec)
+        state = _resume_state(sink, limit, say)
+        if state.stale:
+            say(f"leaving {len(state.stale)} shard(s) of another plan alone (not in this run's record): "
+                + ", ".join(list(state.stale)[:5]) + (" ..." if len(state.stale) > 5 else ""))
+        reopened = sink.reopen(state)
+        for spec, shard in reopened:
+            if shard.state == DAMAGED:
+                say(f"rewriting {spec.name}: {shard.reason}")
+        todo = [spec for spec, _ in reopened]
+        summary.shards_skipped = len(plan.shards) - len(todo)
         if summary.shards_skipped:
             say(f"resuming: {summary.shards_skipped} shard(s) already done, {len(todo)} to write")
 
@@ -444,10 +332,11 @@ def run(
         index_ref = ray.put(index)
         bar = Progress(sum(s.rows for s in todo), enabled=progress)
         pending: dict[Any, Any] = {}
+        failure: BaseException | None = None
         t0 = time.perf_counter()
 
         def submit(spec: Any) -> Any:
-            return task.remote(recipe_data, str(recipe.base_dir), index_ref, spec, out.uri)
+            return task.remote(recipe_data, str(recipe.base_dir), index_ref, spec, sink.store.uri)
 
         try:
             for spec, ref in _as_finished(submit, todo, limit, pending):
@@ -462,17 +351,25 @@ def run(
                 summary.seconds_audio += record["stats"]["seconds"]
                 summary.node_ids.add(record.get("node_id", ""))
                 bar.update(record["rows"])
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             bar.close()
+            # Every task ends (or is cancelled) before the sink rebuilds the record.
             for ref in pending:
                 ray.cancel(ref, force=True)
             summary.wall_s = time.perf_counter() - t0
-            manifest = _finish(out, recipe, plan, index)
-    summary.samples = manifest["total_rows"]
-    summary.status = manifest["status"]
-    summary.rejects = manifest["rejected_files"]
+            if failure is None:
+                run_record = sink.on_write_complete(index.rejects)
+            else:
+                run_record = sink.on_write_failed(failure, index.rejects)
+    summary.samples = run_record["total_rows"]
+    summary.status = run_record["status"]
+    summary.rejects = run_record["rejected_files"]
     if summary.status == "complete":
-        report = write_coverage(out, recipe)
+        report = analyze_coverage(sink.store, recipe)
+        sink.write_coverage(report)
         summary.coverage_passed = report["passed"]
         summary.coverage_guards = report["guards"]
     return summary

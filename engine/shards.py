@@ -25,6 +25,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from .errors import ShardError
+from .layout import SHARD_EXTENSIONS
 from .storage import Store, is_uri, write_hint
 from .synth import SOURCE_TYPE, Synthesizer
 
@@ -201,14 +202,14 @@ def read_shard(path: str | Path) -> pa.Table:
 
             fs, key = pafs.FileSystem.from_uri(text)
             with fs.open_input_file(key) as f:
-                if text.endswith(".parquet"):
+                if text.endswith(SHARD_EXTENSIONS["parquet"]):
                     return pq.read_table(f)
                 return ipc.open_stream(f).read_all()
         if text.startswith("file://"):
             text = text[len("file://"):]
         if not Path(text).is_file():  # pq.read_table would read a folder as an (empty) dataset
             raise ShardError(f"{text}: cannot read shard (not a file); re-run the recipe to rewrite it")
-        if text.endswith(".parquet"):
+        if text.endswith(SHARD_EXTENSIONS["parquet"]):
             return pq.read_table(text)
         with pa.memory_map(text) as source:
             return ipc.open_stream(source).read_all()

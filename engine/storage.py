@@ -10,7 +10,7 @@ credentials come from the standard environment (``AWS_ENDPOINT_URL``,
 Example::
 
     store = Store.open("s3://bucket/prefix")      # or Store.open("out/demo")
-    store.write_bytes("manifest.json", b"{}")
+    store.write_bytes("run.json", b"{}")
     with store.open_output("train/train-00000-of-00001.arrow") as f:
         f.write(b"...")
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -30,8 +31,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from .errors import BadSourceError, ShardError
-
-TMP_MARK = ".tmp-"
+from .layout import temporary_name
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -213,7 +213,7 @@ class Store:
         """Write a file that appears whole or not at all."""
         if self.is_local:
             final = self.local_path(rel)
-            tmp = final.with_name(f".{final.name}{TMP_MARK}{uuid.uuid4().hex[:12]}")
+            tmp = final.with_name(temporary_name(final.name, uuid.uuid4().hex[:12]))
             try:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 f = open(tmp, "wb")
@@ -239,7 +239,7 @@ class Store:
         """Copy a finished local file to ``rel`` (one PUT: the object appears whole)."""
         if self.is_local:
             final = self.local_path(rel)
-            tmp = final.with_name(f".{final.name}{TMP_MARK}{uuid.uuid4().hex[:12]}")
+            tmp = final.with_name(temporary_name(final.name, uuid.uuid4().hex[:12]))
             try:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(local_file, tmp)
@@ -275,3 +275,31 @@ class Store:
             if not self.is_local and not self.exists(rel):
                 return False
             raise ShardError(f"{self.display(rel)}: cannot delete ({_strerror(exc)})") from None
+
+
+def as_store(out: str | os.PathLike | Store) -> Store:
+    """``out`` as a :class:`Store` (a Store is returned as it is)."""
+    return out if isinstance(out, Store) else Store.open(out)
+
+
+def read_json(out: str | os.PathLike | Store, rel: str) -> dict | None:
+    """A JSON object stored under OUT, or None when it is missing, unreadable or not an object.
+
+    Example: ``read_json("out/demo", "train/train-00000-of-00003.stats.json")["rows"]``
+    """
+    try:
+        data = json.loads(as_store(out).read_bytes(rel).decode("utf-8"))
+    except (ShardError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(out: str | os.PathLike | Store, rel: str, data: object, *, compact: bool = False) -> None:
+    """Write JSON (sorted keys) so that readers never see half a file; ``compact`` for
+    machine-read records (the C encoder is ~10x faster than the indenting one).
+
+    Example: ``write_json("out/demo", "coverage.json", report)``
+    """
+    text = (json.dumps(data, sort_keys=True, separators=(",", ":")) if compact
+            else json.dumps(data, indent=1, sort_keys=True))
+    as_store(out).write_bytes(rel, (text + "\n").encode("utf-8"))

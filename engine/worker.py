@@ -16,12 +16,12 @@ from typing import Any
 
 from . import __version__
 from .errors import BadSourceError, InputError, RejectSample, SynthesisError
-from .manifest import shard_paths, write_json
 from .plan import ShardSpec
 from .pools import PoolIndex
 from .recipe import Recipe, recipe_hash
 from .rng import sample_rng
-from .shards import ShardWriter, shard_schema
+from .shards import shard_schema
+from .sink import OutputSink
 from .storage import Store
 from .stats import ShardStats
 from .synth import build_synthesizer
@@ -70,13 +70,14 @@ def tune_allocator() -> None:
 
 
 def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Path | Store) -> dict[str, Any]:
-    """Write one shard and its stats file; returns the stats record.
+    """Write one shard and commit it with its stats record (through the output's
+    :class:`~engine.sink.OutputSink`); returns the stats record.
 
     Example: ``make_shard(recipe, index, plan.shards[0], "out")["rows"]``
     """
     t0 = time.perf_counter()
     tune_allocator()
-    store = out if isinstance(out, Store) else Store.open(out)
+    sink = OutputSink(out, recipe)
     rhash = recipe_hash(recipe)
     synth = build_synthesizer(recipe, index)
     schema = shard_schema(
@@ -84,14 +85,13 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
         {"recipe_hash": rhash, "engine_version": __version__, "recipe_name": recipe.name,
          "split": spec.split, "shard": spec.name},
     )
-    shard_rel, stats_rel = shard_paths(spec, recipe.output.format)
     stats = ShardStats.for_shard(recipe, index, spec, unsampled_params=synth.unsampled_params)
     rejects: dict[str, dict[str, Any]] = {}
     bad_paths: dict[str, str] = {}
     path_pool: dict[str, str] | None = None
     redraws = 0
     try:
-        with ShardWriter(store, shard_rel, schema, recipe.output.format) as writer:
+        with sink.open_shard(spec, schema) as writer:
             for i in range(spec.start, spec.stop):
                 rng = sample_rng(recipe.seed, spec.split, i)
                 last = ""
@@ -134,22 +134,7 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
                 stats.add(sid, params, sample.sources, sample.embedding, sample.seconds)
     finally:
         synth.close()
-    record = {
-        "shard": spec.name,
-        "split": spec.split,
-        "file": shard_rel.rsplit("/", 1)[-1],
-        "rows": writer.rows,
-        "bytes": writer.bytes,
-        "sha256": writer.sha256,
-        "recipe_hash": rhash,
-        "engine_version": __version__,
-        "start": spec.start,
-        "stop": spec.stop,
-        "redraws": redraws,
-        "rejects": sorted(rejects.values(), key=lambda r: r["path"]),
-        "stats": stats.to_json(),
-    }
-    # Written after the shard is in place: a stats file vouches for a complete shard.
-    write_json(store, stats_rel, record, compact=True)  # machine-read; the C encoder is ~10x faster
+    # Only now, with the shard in place: a stats record vouches for a complete shard.
+    record = sink.commit_shard(spec, stats=stats.to_json(), rejects=rejects.values(), redraws=redraws)
     record["elapsed_s"] = time.perf_counter() - t0
     return record

@@ -18,9 +18,9 @@ import pytest
 import soundfile as sf
 
 from engine.errors import InputError, ShardError
-from engine.manifest import shard_files
 from engine.pools import index_pool
 from engine.recipe import AudioPool, load_recipe
+from engine.run_record import shard_files
 from engine.runtime import run
 from engine.shards import read_shard
 
@@ -196,8 +196,8 @@ def test_new_files_in_a_pool_between_run_and_resume_are_refused_and_nothing_is_d
     with pytest.raises(ShardError, match=r"pools changed.*'cabin': 1 item\(s\) added"):
         run(load_recipe(recipe), out, progress=False)
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.rglob("*") if p.is_file()
-             and p.name != "manifest.json"}
-    assert after == {p: h for p, h in before.items() if p.name != "manifest.json"}
+             and p.name != "run.json"}
+    assert after == {p: h for p, h in before.items() if p.name != "run.json"}
 
 
 def test_fail_mode_names_the_bad_file_without_a_traceback(demo_corpus, tmp_path):

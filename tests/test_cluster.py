@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from engine.localcluster import LoopbackCluster
-from engine.manifest import read_manifest, shard_files
+from engine.run_record import read_run_record, shard_files
 from engine.shards import read_shard
 
 from .conftest import digests, small_recipe, write_recipe
@@ -131,7 +131,7 @@ def test_losing_a_worker_node_mid_run_loses_and_duplicates_nothing(
     rows = [r for f in shard_files(out) for r in read_shard(f).select(["sample_id"]).to_pylist()]
     ids = [r["sample_id"] for r in rows]
     assert len(ids) == 200 and len(set(ids)) == 200
-    manifest = read_manifest(out)
+    manifest = read_run_record(out)
     for split in manifest["splits"].values():
         for shard in split["shards"]:
             assert hashlib.sha256((out / shard["file"]).read_bytes()).hexdigest() == shard["sha256"]

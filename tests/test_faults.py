@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ShardError
-from engine.manifest import read_manifest, shard_files
 from engine.recipe import load_recipe
+from engine.run_record import read_run_record, shard_files
 from engine.runtime import run
 from engine.shards import read_shard
 
@@ -182,7 +182,7 @@ def test_a_full_disk_is_a_clear_error_and_finished_shards_stay_intact(ray_local,
         table = read_shard(shard)
         assert table.num_rows == 20
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
-    manifest = read_manifest(out)
+    manifest = read_run_record(out)
     assert manifest is None or manifest["status"] == "partial"
 
 

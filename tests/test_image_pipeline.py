@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from engine.cli import main as cli_main
-from engine.manifest import shard_files
 from engine.pools import index_pools
 from engine.recipe import load_recipe
+from engine.run_record import shard_files
 from engine.runtime import run
 from engine.shards import read_shard
 from engine.synth import build_synthesizer

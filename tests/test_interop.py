@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from engine.cli import main
-from engine.manifest import shard_files
 from engine.recipe import load_recipe
+from engine.run_record import shard_files
 from engine.runtime import run
 
 from .conftest import small_recipe, write_recipe
@@ -45,7 +45,7 @@ def test_schema_carries_recipe_hash_version_and_huggingface_features(arrow_out):
 
     schema = ipc.open_stream(pa.memory_map(str(shard_files(arrow_out, "train")[0]))).schema
     meta = json.loads(schema.metadata[b"shardsmith"])
-    manifest = json.loads((arrow_out / "manifest.json").read_text())
+    manifest = json.loads((arrow_out / "run.json").read_text())
     assert meta["recipe_hash"] == manifest["recipe_hash"]
     assert meta["engine_version"]
     hf = json.loads(schema.metadata[b"huggingface"])["info"]["features"]
@@ -136,9 +136,9 @@ def test_a_recipe_error_exits_2_with_the_field_named(tmp_path, capsys):
 
 
 def test_a_rerun_with_nothing_to_do_says_so(ray_local, arrow_out, demo_corpus, tmp_path):
-    from engine.manifest import read_manifest
+    from engine.run_record import read_run_record
 
-    data = read_manifest(arrow_out)["recipe"]
+    data = read_run_record(arrow_out)["recipe"]
     recipe = load_recipe(write_recipe(tmp_path / "same.yaml", data))
     summary = run(recipe, arrow_out, progress=False)
     assert (summary.shards_written, summary.status) == (0, "complete")

@@ -11,8 +11,8 @@ import pytest
 
 from engine.coverage import analyze_coverage
 from engine.errors import ShardError
-from engine.manifest import read_manifest, shard_files
 from engine.recipe import load_recipe
+from engine.run_record import read_run_record, shard_files
 from engine.runtime import run
 from engine.shards import read_shard
 from engine.storage import Store
@@ -53,7 +53,7 @@ def test_a_run_to_s3_gives_the_same_bytes_as_a_local_run(ray_s3, recipe_path, lo
     assert summary.status == "complete" and summary.samples == 80
     store = Store.open(uri)
     assert _digests(store) == _digests(local_reference)
-    assert {"manifest.json", "rejects.jsonl", "pool_index.parquet", "coverage.json"} <= set(store.list())
+    assert {"run.json", "rejects.jsonl", "pool_index.parquet", "coverage.json"} <= set(store.list())
     files = shard_files(uri, "train")
     assert all(str(f).startswith("s3://shards/same-bytes/train/") for f in files)
     assert sum(read_shard(f).num_rows for f in files) == 60
@@ -68,11 +68,11 @@ def test_a_run_to_s3_resumes_rewriting_only_what_is_missing(ray_s3, recipe_path,
     store.delete("train_dev/train_dev-00000-of-00001.stats.json")
     summary = run(load_recipe(recipe_path), uri, progress=False)
     assert (summary.shards_written, summary.shards_skipped) == (2, 2)
-    assert read_manifest(uri)["status"] == "complete"
+    assert read_run_record(uri)["status"] == "complete"
     assert _digests(store) == _digests(local_reference)
 
 
-def test_overwrite_on_s3_deletes_only_the_objects_the_manifest_lists(ray_s3, demo_corpus, recipe_path, tmp_path):
+def test_overwrite_on_s3_deletes_only_the_objects_the_run_record_lists(ray_s3, demo_corpus, recipe_path, tmp_path):
     uri = "s3://shards/overwrite"
     run(load_recipe(recipe_path), uri, progress=False)
     store = Store.open(uri)
@@ -83,7 +83,7 @@ def test_overwrite_on_s3_deletes_only_the_objects_the_manifest_lists(ray_s3, dem
     run(load_recipe(other), uri, overwrite=True, progress=False)
     assert store.read_bytes("notes/keep.txt") == b"mine"
     assert not store.exists("train_dev/train_dev-00000-of-00001.arrow")
-    assert read_manifest(uri)["recipe"]["seed"] == 99
+    assert read_run_record(uri)["recipe"]["seed"] == 99
 
 
 def test_slices_and_export_read_an_output_on_s3(ray_s3, recipe_path, tmp_path):

@@ -20,9 +20,9 @@ import soundfile as sf
 from engine.audio import io as audio_io
 from engine.audio import ops
 from engine.errors import ShardError
-from engine.manifest import read_manifest, shard_files
 from engine.pools import index_pools
 from engine.recipe import load_recipe, parse_recipe
+from engine.run_record import read_run_record, shard_files
 from engine.runtime import run
 from engine.shards import read_shard
 from engine.synth import build_synthesizer
@@ -69,7 +69,7 @@ def test_same_bytes_on_one_and_two_workers(ray_local, recipe_path, reference_run
 
 
 def test_manifest_lists_every_shard_with_its_checksum(reference_run):
-    manifest = read_manifest(reference_run)
+    manifest = read_run_record(reference_run)
     assert manifest["status"] == "complete"
     assert manifest["total_rows"] == 100
     assert {k: v["rows"] for k, v in manifest["splits"].items()} == {
@@ -165,7 +165,7 @@ def test_another_recipe_into_the_same_out_is_refused(ray_local, demo_corpus, tmp
     summary = run(load_recipe(r2), out, overwrite=True, progress=False)
     assert summary.status == "complete"
     assert (out / "notes.txt").read_text() == "mine"  # --overwrite deletes only listed files
-    assert read_manifest(out)["recipe"]["seed"] == 8
+    assert read_run_record(out)["recipe"]["seed"] == 8
 
 
 def test_a_non_empty_folder_that_is_not_an_output_is_refused(ray_local, recipe_path, tmp_path):

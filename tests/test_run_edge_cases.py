@@ -1,6 +1,6 @@
 """What a user meets when running, interrupting, re-running and overwriting: the CLI with
-an object-store --out, object-store errors, a folder holding another tool's manifest,
-stats files of the wrong shape, and the manifest written after a resume that failed.
+an object-store --out, object-store errors, a folder holding another tool's manifest.json,
+stats files of the wrong shape, and the run record written after a resume that failed.
 Real files, a real local Ray instance and a real S3-compatible server (moto)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.manifest import read_manifest, shard_files
 from engine.recipe import load_recipe, recipe_hash
+from engine.run_record import read_run_record, shard_files
 from engine.runtime import run
 from engine.storage import Store
 
@@ -51,7 +51,7 @@ def test_cli_run_with_an_s3_out_writes_to_the_bucket_not_a_local_folder(
     assert main(["run", str(recipe_path), "--out", uri, "--no-progress"]) == 0
     assert not any(tmp_path.iterdir()), f"wrote locally: {list(tmp_path.rglob('*'))[:5]}"
     store = Store.open(uri)
-    assert store.exists("manifest.json")
+    assert store.exists("run.json") and not store.exists("manifest.json")
     for rel, digest in digests(reference).items():
         assert store.sha256(rel) == digest, rel
     assert uri in capsys.readouterr().out  # the summary names the bucket, not a mangled path
@@ -103,11 +103,11 @@ def test_overwrite_never_deletes_another_tools_manifest(ray_s3, recipe_path, tmp
     assert sorted(p.name for p in out.iterdir()) == ["a.tar", "manifest.json", "rejects.jsonl"]
 
 
-def test_overwrite_of_a_manifest_with_malformed_entries_is_a_clear_error(recipe_path, tmp_path):
-    """A shardsmith manifest whose split entries are damaged: --overwrite deletes what it
+def test_overwrite_of_an_old_run_record_with_malformed_entries_is_a_clear_error(recipe_path, tmp_path):
+    """An older output's manifest.json whose split entries are damaged: --overwrite deletes what it
     can name and never crashes with a traceback."""
-    from engine.manifest import prepare_out, remove_listed
     from engine.plan import make_plan
+    from engine.sink import OutputSink, remove_listed
 
     out = tmp_path / "out"
     (out / "train").mkdir(parents=True)
@@ -118,9 +118,11 @@ def test_overwrite_of_a_manifest_with_malformed_entries_is_a_clear_error(recipe_
                            "bad": None}}
     (out / "manifest.json").write_text(json.dumps(manifest))
     recipe = load_recipe(recipe_path)
-    assert prepare_out(out, recipe, make_plan(recipe), overwrite=True) is None
+    start = OutputSink(out, recipe, make_plan(recipe)).on_write_start(overwrite=True)
+    assert start.fresh and not start.migrated
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "run.json"]
+    assert remove_listed(out, {"splits": []}) == 1  # run.json: a malformed record names nothing else
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
-    assert remove_listed(out, {"splits": []}) == 0
 
 
 # --------------------------------------------------------------------------- resume
@@ -144,11 +146,34 @@ def test_a_stats_file_of_the_wrong_shape_is_rewritten_at_resume(ray_s3, recipe_p
 
 
 @pytest.mark.ray
-def test_a_resume_that_fails_leaves_a_manifest_listing_only_whole_shards(
+def test_an_older_output_with_manifest_json_resumes_and_is_migrated_to_run_json(
+    ray_s3, recipe_path, reference, tmp_path
+):
+    """An output written before the run record was renamed (its record in manifest.json),
+    interrupted with one shard still to write: the run resumes it, rewrites the record as
+    run.json and removes manifest.json (it would go stale), and the bytes are the same."""
+    import shutil
+
+    out = tmp_path / "old"
+    shutil.copytree(reference, out)
+    (out / "run.json").rename(out / "manifest.json")
+    (out / "coverage.json").unlink()
+    shard_files(out)[1].unlink()
+    messages: list[str] = []
+    summary = run(load_recipe(recipe_path), out, progress=False, log=messages.append)
+    assert (summary.shards_written, summary.shards_skipped, summary.status) == (1, 2, "complete")
+    assert any("manifest.json to run.json" in m for m in messages), messages
+    assert (out / "run.json").is_file() and not (out / "manifest.json").exists()
+    assert (out / "coverage.json").is_file()
+    assert digests(out) == digests(reference)
+
+
+@pytest.mark.ray
+def test_a_resume_that_fails_leaves_a_run_record_listing_only_whole_shards(
     ray_s3, recipe_path, reference, tmp_path
 ):
     """Resume finds three damaged shards; the first cannot be rewritten (its path is now a
-    folder), so the run stops before the others are rewritten. The manifest written on the
+    folder), so the run stops before the others are rewritten. The run record written on the
     way out must vouch neither for the truncated shard nor for the one whose bytes were
     flipped in place (same size: only its checksum tells, so its stats file must go)."""
     out = tmp_path / "out"
@@ -163,9 +188,9 @@ def test_a_resume_that_fails_leaves_a_manifest_listing_only_whole_shards(
     third.write_bytes(third.read_bytes()[:500])
     with pytest.raises(Exception, match=first.name):
         run(recipe, out, workers=1, progress=False)
-    manifest = read_manifest(out)
-    assert manifest["status"] == "partial"
-    listed = {sh["file"]: sh for s in manifest["splits"].values() for sh in s["shards"]}
+    record = read_run_record(out)
+    assert record["status"] == "partial"
+    listed = {sh["file"]: sh for s in record["splits"].values() for sh in s["shards"]}
     assert f"train/{third.name}" not in listed and f"train/{second.name}" not in listed
     for rel, sh in listed.items():
         assert (out / rel).stat().st_size == sh["bytes"], rel
@@ -177,23 +202,24 @@ def test_a_resume_that_fails_leaves_a_manifest_listing_only_whole_shards(
 
 @pytest.mark.ray
 def test_overwrite_after_a_killed_run_leaves_no_shard_of_the_old_plan(ray_s3, recipe_path, tmp_path):
-    """A run killed with SIGKILL never rewrites its manifest: on disk there are its
-    finished shards and the manifest it wrote before the first shard (which lists none).
+    """A run killed with SIGKILL never rewrites its run record: on disk there are its
+    finished shards and the record it wrote before the first shard (which lists none).
     --overwrite with a recipe of another shape must still remove those shards, or they
     stay beside the new ones (a loader reading OUT/train/*.arrow mixes two datasets)."""
-    from engine.manifest import build_manifest, write_manifest
     from engine.plan import make_plan
+    from engine.resume import Listing, resume_state
+    from engine.run_record import build_run_record
+    from engine.storage import write_json
 
     out = tmp_path / "out"
     recipe = load_recipe(recipe_path)
     run(recipe, out, progress=False)
-    # The manifest as the killed run left it: what run() writes before any shard exists.
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    at_start = build_manifest(empty, recipe, make_plan(recipe)) | {
-        "extra_files": ["pool_index.parquet", "coverage.json"]}
+    # The run record as the killed run left it: what run() writes before any shard exists.
+    plan = make_plan(recipe)
+    at_start = build_run_record(recipe, plan, resume_state(plan.shards, "arrow", recipe_hash(recipe), Listing({})))
     assert all(not s["shards"] for s in at_start["splits"].values())
-    write_manifest(out, at_start)
+    assert at_start["extra_files"] == ["pool_index.parquet", "coverage.json"]
+    write_json(out, "run.json", at_start)
     (out / "coverage.json").unlink()
     old_shards = sorted(p.name for p in (out / "train").iterdir())
     assert len(old_shards) == 6  # 3 shards + 3 stats files of the old plan

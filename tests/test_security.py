@@ -1,4 +1,4 @@
-"""Recipes are data and output stays inside OUT: a tampered manifest cannot make
+"""Recipes are data and output stays inside OUT: a tampered run record cannot make
 --overwrite delete anything outside OUT, and YAML tags cannot run code."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import json
 import pytest
 
 from engine.errors import RecipeError
-from engine.manifest import remove_listed
 from engine.recipe import load_recipe
+from engine.sink import remove_listed
 
 
-def test_overwrite_never_deletes_files_outside_out_even_if_the_manifest_lists_them(tmp_path):
+def test_overwrite_never_deletes_files_outside_out_even_if_the_run_record_lists_them(tmp_path):
     out = tmp_path / "out"
     (out / "train").mkdir(parents=True)
     (out / "train" / "a.arrow").write_bytes(b"x")
@@ -20,13 +20,13 @@ def test_overwrite_never_deletes_files_outside_out_even_if_the_manifest_lists_th
     victim.write_text("keep me")
     absolute = tmp_path / "absolute.txt"
     absolute.write_text("keep me too")
-    manifest = {"splits": {"train": {"shards": [
+    record = {"splits": {"train": {"shards": [
         {"file": "train/a.arrow", "stats": "../victim.txt"},
         {"file": str(absolute), "stats": "train/../../victim.txt"},
     ]}}, "extra_files": ["../../etc/passwd"]}
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    removed = remove_listed(out, manifest)
-    assert removed == 2  # train/a.arrow and manifest.json
+    (out / "run.json").write_text(json.dumps(record))
+    removed = remove_listed(out, record)
+    assert removed == 2  # train/a.arrow and run.json
     assert victim.read_text() == "keep me" and absolute.read_text() == "keep me too"
     assert not (out / "train").exists()  # emptied folder inside OUT is tidied
 
@@ -35,9 +35,9 @@ def test_overwrite_leaves_unlisted_files_inside_out_alone(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("x")
-    (out / "manifest.json").write_text("{}")
+    (out / "run.json").write_text("{}")
     remove_listed(out, {"splits": {}})
-    assert (out / "mine.txt").exists() and not (out / "manifest.json").exists()
+    assert (out / "mine.txt").exists() and not (out / "run.json").exists()
 
 
 @pytest.mark.parametrize("payload", [

@@ -1,0 +1,166 @@
+"""The run record (``OUT/run.json``): which recipe an output belongs to, which shards are done.
+
+The record is always rebuilt from what is on disk: :func:`build_run_record` is a pure
+function of the resume state (:mod:`engine.resume`), so after a kill, a resume or a
+failure it lists exactly the shards whose stats records vouch for them. The sink
+(:mod:`engine.sink`) writes it; coverage, mismatch and export read it here.
+
+Outputs written before the rename hold the same record as ``manifest.json``; it is read
+when there is no ``run.json`` (and a run migrates it). A ``manifest.json`` without a
+shardsmith record's shape is another tool's: the folder is then not a shardsmith output.
+
+Example::
+
+    record = read_run_record("out/demo_in_car")
+    print(record["status"], record["total_rows"])
+    files = shard_files("out/demo_in_car", "train")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import ShardError
+from .layout import EXTRA_FILES, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_RECORD_FILE, shard_paths
+from .plan import Plan
+from .recipe import Recipe, recipe_hash, recipe_to_dict
+from .resume import DONE, ResumeState
+from .storage import Store, as_store
+
+
+def is_run_record(data: Any) -> bool:
+    """True for JSON data shaped like a shardsmith run record (a recipe hash and splits)."""
+    return isinstance(data, dict) and isinstance(data.get("recipe_hash"), str) and isinstance(data.get("splits"), dict)
+
+
+def find_run_record(out: str | Path | Store) -> tuple[str, dict[str, Any]] | None:
+    """``(file name, record)`` of an output's run record: ``run.json``, else an older
+    output's ``manifest.json``; None when there is neither. A record that is unreadable or
+    not shardsmith's is a :class:`ShardError` (nothing may be written beside it).
+
+    Example: ``find_run_record("out/demo")[0] in ("run.json", "manifest.json")``
+    """
+    store = as_store(out)
+    for rel in (RUN_RECORD_FILE, LEGACY_RUN_RECORD_FILE):
+        if store.exists(rel):
+            return rel, _parse(store, rel)
+    return None
+
+
+def _parse(store: Store, rel: str) -> dict[str, Any]:
+    try:
+        data = json.loads(store.read_bytes(rel).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ShardError(
+            f"{store.display(rel)}: run record is unreadable ({exc}); move it away or use another --out"
+        ) from None
+    if not isinstance(data, dict):
+        raise ShardError(f"{store.display(rel)}: run record is not a JSON object; move it away or use another --out")
+    if not is_run_record(data):
+        # Another tool's file: never delete it (--overwrite) nor write beside it.
+        raise ShardError(
+            f"{store.display(rel)}: was not written by shardsmith (no recipe_hash and splits), so "
+            f"{store.display()} is not a shardsmith output; choose an empty or new location for --out"
+        )
+    return data
+
+
+def read_run_record(out: str | Path | Store) -> dict[str, Any] | None:
+    """The run record of an output (see :func:`find_run_record`), or None when there is none.
+
+    Example: ``read_run_record("out/demo")["status"]``
+    """
+    found = find_run_record(out)
+    return None if found is None else found[1]
+
+
+def run_record_files(record: dict[str, Any]) -> list[str]:
+    """Every file a run record accounts for, relative to OUT (what --overwrite may delete);
+    the record's own file is ``run.json`` (an older output's ``manifest.json`` is the
+    caller's to add: only it knows which file the record came from)."""
+    files = [RUN_RECORD_FILE, REJECTS_FILE]
+    splits = record.get("splits")
+    for split in splits.values() if isinstance(splits, dict) else []:
+        shards = split.get("shards") if isinstance(split, dict) else None
+        for shard in shards if isinstance(shards, list) else []:
+            if isinstance(shard, dict):
+                files += [shard[k] for k in ("file", "stats") if k in shard]
+    for key in ("planned_files", "extra_files"):
+        more = record.get(key)
+        files += more if isinstance(more, list) else []
+    return list(dict.fromkeys(f for f in files if isinstance(f, str)))
+
+
+def build_run_record(recipe: Recipe, plan: Plan, state: ResumeState,
+                     rejected_files: int | None = None) -> dict[str, Any]:
+    """The run record of an output in ``state`` (no timestamps: the same disk, the same record).
+
+    Only done shards are listed: a record written while damaged shards still wait to be
+    rewritten (a run stopped early) never vouches for them.
+
+    Example: ``build_run_record(recipe, plan, resume_state(plan.shards, fmt, rhash, listing))``
+    """
+    fmt = recipe.output.format
+    splits: dict[str, Any] = {}
+    for split, planned in plan.splits.items():
+        shards = []
+        rows = 0
+        seconds = 0.0
+        for spec in plan.shards_of(split):
+            shard = state.shards[spec.name]
+            if shard.state != DONE:
+                continue
+            record = shard.record
+            assert record is not None
+            shard_rel, stats_rel = shard_paths(spec, fmt)
+            shards.append({"file": shard_rel, "stats": stats_rel, "rows": record["rows"],
+                           "bytes": record["bytes"], "sha256": record["sha256"]})
+            rows += record["rows"]
+            seconds += record.get("stats", {}).get("seconds", 0.0)
+        splits[split] = {"samples": planned, "rows": rows, "seconds": seconds, "shards": shards}
+    record: dict[str, Any] = {
+        "recipe_name": recipe.name,
+        "recipe_hash": recipe_hash(recipe),
+        "engine_version": __version__,
+        "format": fmt,
+        "status": "complete" if all(s.state == DONE for s in state.shards.values()) else "partial",
+        "total_rows": sum(s["rows"] for s in splits.values()),
+        "recipe": recipe_to_dict(recipe),
+        "recipe_dir": str(recipe.base_dir),
+        "splits": splits,
+        "rejects": REJECTS_FILE,
+        # Every shard and stats file this recipe may write, done or not: a run killed before
+        # it could list its shards (or stopped with damaged ones unlisted) still names them,
+        # so --overwrite removes them too and no stale shard of the old plan is left behind.
+        "planned_files": [rel for spec in plan.shards for rel in shard_paths(spec, fmt)],
+        "extra_files": list(EXTRA_FILES),
+    }
+    if rejected_files is not None:
+        record["rejected_files"] = rejected_files
+    return record
+
+
+def shard_files(out: str | Path | Store, split: str | None = None) -> list:
+    """The shard files of a finished (or partial) run, in plan order, from its run record:
+    local paths for a folder, URIs for an object store.
+
+    Example: ``shard_files("out/demo", "train")``
+    """
+    store = as_store(out)
+    record = read_run_record(store)
+    if record is None:
+        raise ShardError(f"{store.display()}: no {RUN_RECORD_FILE}; is this a shardsmith output folder?")
+    if split is not None and split not in record["splits"]:
+        raise ShardError(f"{store.display()}: no split {split!r}; splits are {sorted(record['splits'])}")
+    rels = [sh["file"] for name, s in record["splits"].items() if split is None or name == split
+            for sh in s["shards"]]
+    if store.is_local:
+        return [store.local_path(rel) for rel in rels]
+    return [store.display(rel) for rel in rels]
+
+
+__all__ = ["is_run_record", "find_run_record", "read_run_record", "run_record_files", "build_run_record",
+           "shard_files"]

@@ -1,0 +1,372 @@
+"""The output sink: the one writer of a run's output, and its commit protocol.
+
+In the spirit of Ray Data's ``Datasink`` (``on_write_start`` / ``write`` /
+``on_write_complete`` / ``on_write_failed``), :class:`OutputSink` is the only code that
+writes into OUT. The protocol:
+
+1. ``on_write_start``: check OUT (another recipe's output is refused, or removed with
+   ``--overwrite``: only the files its run record lists, never another tool's), migrate an
+   older output's ``manifest.json`` to ``run.json``, and claim OUT by writing the run
+   record before any shard exists, so that a killed run is resumable.
+2. ``record_pools``: the pool index (``pool_index.parquet``) and the rejects found while
+   indexing; a resume whose pools changed is refused.
+3. Per shard, in a worker: ``open_shard`` writes the shard under a temporary name and
+   renames it in place (one upload on an object store); only then ``commit_shard``
+   writes its stats record, the commit record. A shard without a record is never done.
+4. ``on_write_complete`` / ``on_write_failed``: the run record is rebuilt from disk (it
+   lists only shards whose records vouch for them) and ``rejects.jsonl`` rewritten.
+
+Which shards are done is judged by the pure :func:`engine.resume.resume_state` over one
+:meth:`OutputSink.listing`. File names come from :mod:`engine.layout`.
+
+Example::
+
+    sink = OutputSink("out/demo", recipe, plan)
+    start = sink.on_write_start(overwrite=False)
+    sink.record_pools(index)
+    for spec in plan.shards:                       # what runtime.py does with Ray tasks
+        make_shard(recipe, index, spec, "out/demo")   # open_shard + commit_shard
+    record = sink.on_write_complete(index.rejects)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+from .errors import ShardError
+from .layout import (
+    COVERAGE_FILE,
+    EXTRA_FILES,
+    LEGACY_RUN_RECORD_FILE,
+    POOL_INDEX_FILE,
+    REJECTS_FILE,
+    RUN_RECORD_FILE,
+    STATS_SUFFIX,
+    is_temporary,
+    shard_paths,
+)
+from .plan import Plan, ShardSpec, make_plan
+from .pools import PoolIndex, merge_rejects
+from .recipe import Recipe, recipe_hash
+from .resume import DAMAGED, DONE, Listing, ResumeState, ShardState, resume_state
+from .run_record import build_run_record, find_run_record, is_run_record, run_record_files
+from .shards import ShardWriter
+from .storage import Store, as_store, read_json, write_json
+
+
+@dataclass(frozen=True)
+class WriteStart:
+    """What ``on_write_start`` found: ``fresh`` when OUT held no run record (this run
+    claimed it), ``created`` when it made the OUT folder, ``migrated`` when it rewrote an
+    older output's ``manifest.json`` as ``run.json``, and how many temporary files a
+    killed run had left."""
+
+    fresh: bool
+    created: bool
+    migrated: bool
+    removed_temporary: int
+
+
+class OutputSink:
+    """Everything a run writes into one output (a local folder or an object-store prefix)."""
+
+    def __init__(self, out: str | Path | Store, recipe: Recipe, plan: Plan | None = None):
+        self.store = as_store(out)
+        self.recipe = recipe
+        self._plan = plan
+        self._in_place: dict[str, ShardWriter] = {}
+
+    @property
+    def plan(self) -> Plan:
+        if self._plan is None:
+            self._plan = make_plan(self.recipe)
+        return self._plan
+
+    @property
+    def fmt(self) -> str:
+        return self.recipe.output.format
+
+    # ------------------------------------------------------------------ start
+
+    def on_write_start(self, *, overwrite: bool) -> WriteStart:
+        """Check and claim OUT before any work (see the module docstring)."""
+        store = self.store
+        rhash = recipe_hash(self.recipe)
+        if store.is_local and store.local_path().exists() and not store.local_path().is_dir():
+            raise ShardError(f"{store.display()}: --out exists and is not a folder")
+        found = find_run_record(store)
+        if found is not None:
+            rel, old = found
+            if old.get("recipe_hash") != rhash and not overwrite:
+                raise ShardError(
+                    f"{store.display()}: holds the output of another recipe ({old.get('recipe_name')!r}, hash "
+                    f"{str(old.get('recipe_hash'))[:12]}; this one is {rhash[:12]}). Use a new --out, "
+                    "or --overwrite to delete the files that run's record lists and start again"
+                )
+            if overwrite:
+                remove_listed(store, old, record_file=rel)
+                found = None
+        elif not store.is_empty():
+            raise ShardError(
+                f"{store.display()}: is not empty and has no {RUN_RECORD_FILE}, so it is not a shardsmith "
+                "output; choose an empty or new location for --out"
+            )
+        created = store.is_local and not store.local_path().exists()
+        if store.is_local:
+            try:
+                store.local_path().mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ShardError(f"{store.display()}: cannot create the output folder ({exc.strerror or exc})") from None
+        # Claim OUT before any shard exists, so a killed run is resumable.
+        self._write_run_record(build_run_record(self.recipe, self.plan, self.resume_state(self.listing())))
+        migrated = self._drop_legacy_record()
+        return WriteStart(fresh=found is None, created=created, migrated=migrated,
+                          removed_temporary=self.clean_temporary())
+
+    def _drop_legacy_record(self) -> bool:
+        """Remove an older output's ``manifest.json`` once ``run.json`` holds its record.
+
+        It goes rather than stays: it would go stale with the first shard written, and a
+        reader (an older shardsmith, a user's script) would trust a wrong list of shards
+        where a missing file fails loudly. Only a file with a shardsmith record's shape:
+        another tool's ``manifest.json`` is never touched.
+        """
+        if not self.store.exists(LEGACY_RUN_RECORD_FILE):
+            return False
+        if not is_run_record(read_json(self.store, LEGACY_RUN_RECORD_FILE)):
+            return False
+        return self.store.delete(LEGACY_RUN_RECORD_FILE)
+
+    def withdraw(self, start: WriteStart) -> None:
+        """Undo the claim of a run refused before any shard (a fresh OUT only): its record,
+        rejects and extra files, and the folder when this run made it."""
+        if not start.fresh:
+            return
+        remove_listed(self.store, {"extra_files": list(EXTRA_FILES)})
+        if start.created:
+            with contextlib.suppress(OSError):
+                self.store.local_path().rmdir()
+
+    def record_pools(self, index: PoolIndex) -> None:
+        """Write ``pool_index.parquet`` (coverage needs what was available) and the rejects
+        found while indexing; refuse to resume when the pools changed."""
+        table = pool_index_table(index)
+        self._check_pools_unchanged(table)
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
+        self.store.write_bytes(POOL_INDEX_FILE, buffer.getvalue().to_pybytes())
+        if index.rejects:
+            self.write_rejects(index.rejects)
+
+    def _check_pools_unchanged(self, table: pa.Table) -> None:
+        """Sampling picks items by position in each pool, so a file added to or removed from
+        a glob between a run and its resume would change every sample still to be written."""
+        store = self.store
+        if not store.exists(POOL_INDEX_FILE) or not any(f.endswith(STATS_SUFFIX) for f in store.list()):
+            return
+        try:
+            with store.open_input(POOL_INDEX_FILE) as f:
+                old = pq.read_table(f)
+        except (OSError, pa.ArrowInvalid):
+            return  # unreadable: it is rewritten; the shards' own checks still apply
+        if old.equals(table):
+            return
+        changes = []
+        for pool in sorted(set(old.column("pool").to_pylist()) | set(table.column("pool").to_pylist())):
+            before = {i for p, i in zip(old.column("pool").to_pylist(), old.column("item").to_pylist()) if p == pool}
+            after = {i for p, i in zip(table.column("pool").to_pylist(), table.column("item").to_pylist()) if p == pool}
+            added, removed = len(after - before), len(before - after)
+            if added or removed:
+                changes.append(f"pool {pool!r}: {added} item(s) added, {removed} removed")
+        detail = "; ".join(changes) or "item durations, rates or channels changed"
+        raise ShardError(
+            f"{store.display()}: the source pools changed since this output was started ({detail}); its finished "
+            "shards were drawn from the old pools, so resuming would mix two datasets. Restore the "
+            "files, or use --overwrite to start again, or choose a new --out"
+        )
+
+    # ------------------------------------------------------------------ resume
+
+    def listing(self) -> Listing:
+        """One listing of OUT and the stats records of the planned shards that are there."""
+        sizes = self.store.sizes()  # one listing, not a request per shard
+        records: dict[str, dict[str, Any] | None] = {}
+        for spec in self.plan.shards:
+            shard_rel, stats_rel = shard_paths(spec, self.fmt)
+            if shard_rel in sizes and stats_rel in sizes:
+                records[stats_rel] = read_json(self.store, stats_rel)
+        return Listing(sizes, records)
+
+    def resume_state(self, listing: Listing, digests: Mapping[str, tuple[str, str]] | None = None) -> ResumeState:
+        """:func:`~engine.resume.resume_state` of this plan over ``listing``; ``digests``
+        (shard path -> :func:`read_back` result) adds the sha256 checks."""
+        if digests:
+            listing = replace(listing, digests={rel: d for rel, (d, err) in digests.items() if not err},
+                              unreadable={rel: err for rel, (_, err) in digests.items() if err})
+        return resume_state(self.plan.shards, self.fmt, recipe_hash(self.recipe), listing)
+
+    def reopen(self, state: ResumeState) -> list[tuple[ShardSpec, ShardState]]:
+        """The planned shards that are not done, in plan order, with their states; the stats
+        record of each damaged one is deleted first: it vouches for the shard no longer, so
+        a run that stops before the rewrite never lists the damaged shard."""
+        todo = []
+        for spec in self.plan.shards:
+            shard = state.shards[spec.name]
+            if shard.state == DONE:
+                continue
+            if shard.state == DAMAGED:
+                self.store.delete(shard_paths(spec, self.fmt)[1])
+            todo.append((spec, shard))
+        return todo
+
+    def clean_temporary(self) -> int:
+        """Remove temporary files a killed run left behind (only our own hidden ``.name.tmp-*``).
+
+        Call it only when no task of this output is running. Object stores have none: an
+        object appears only when its upload completes.
+        """
+        if not self.store.is_local:
+            return 0
+        root = self.store.local_path()
+        if not root.is_dir():
+            return 0
+        removed = 0
+        for folder in [root, *[p for p in root.iterdir() if p.is_dir()]]:
+            for p in folder.iterdir():
+                if is_temporary(p.name) and p.is_file():
+                    p.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    # ------------------------------------------------------------------ one shard (in a worker)
+
+    @contextmanager
+    def open_shard(self, spec: ShardSpec, schema: pa.Schema) -> Iterator[ShardWriter]:
+        """A writer for ``spec``'s shard: written under a temporary name and renamed in place
+        (uploaded whole on an object store) when the block ends without an error."""
+        with ShardWriter(self.store, shard_paths(spec, self.fmt)[0], schema, self.fmt) as writer:
+            yield writer
+        self._in_place[spec.name] = writer
+
+    def commit_shard(self, spec: ShardSpec, *, stats: dict[str, Any], rejects: Iterable[dict[str, Any]],
+                     redraws: int) -> dict[str, Any]:
+        """Write the stats record of a shard that :meth:`open_shard` put in place: the commit.
+        Returns the record."""
+        writer = self._in_place.pop(spec.name, None)
+        if writer is None:
+            raise ShardError(f"{spec.name}: no shard in place to commit (a record is written only after its shard)")
+        shard_rel, stats_rel = shard_paths(spec, self.fmt)
+        record = {
+            "shard": spec.name,
+            "split": spec.split,
+            "file": shard_rel.rsplit("/", 1)[-1],
+            "rows": writer.rows,
+            "bytes": writer.bytes,
+            "sha256": writer.sha256,
+            "recipe_hash": recipe_hash(self.recipe),
+            "engine_version": __version__,
+            "start": spec.start,
+            "stop": spec.stop,
+            "redraws": redraws,
+            "rejects": sorted(rejects, key=lambda r: r["path"]),
+            "stats": stats,
+        }
+        write_json(self.store, stats_rel, record, compact=True)  # machine-read: the compact encoder is ~10x faster
+        return record
+
+    # ------------------------------------------------------------------ end
+
+    def on_write_complete(self, index_rejects: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+        """Every task has ended: rebuild the run record and ``rejects.jsonl`` from disk."""
+        # A temporary file now is one a killed worker left behind (its shard was retried
+        # under another temporary name).
+        self.clean_temporary()
+        state = self.resume_state(self.listing())
+        decode_rejects = [r for s in state.shards.values() if s.record is not None
+                          for r in s.record.get("rejects", [])]
+        rejects = merge_rejects(index_rejects, decode_rejects)
+        self.write_rejects(rejects)
+        record = build_run_record(self.recipe, self.plan, state, rejected_files=len(rejects))
+        self._write_run_record(record)
+        return record
+
+    def on_write_failed(self, error: BaseException, index_rejects: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+        """A run stopped by ``error``: the record still lists exactly the shards that are
+        whole (the error itself is the caller's to report)."""
+        del error  # nothing of it goes to disk: the record describes the files, not the run
+        return self.on_write_complete(index_rejects)
+
+    def write_rejects(self, rejects: list[dict[str, Any]]) -> None:
+        """``rejects.jsonl``: one JSON object per rejected file with its path and reason."""
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rejects)
+        self.store.write_bytes(REJECTS_FILE, text.encode("utf-8"))
+
+    def write_coverage(self, report: dict[str, Any]) -> None:
+        """``coverage.json``: the coverage report of a complete run."""
+        write_json(self.store, COVERAGE_FILE, report)
+
+    def _write_run_record(self, record: dict[str, Any]) -> None:
+        write_json(self.store, RUN_RECORD_FILE, record)
+
+
+def read_back(out: str | Path | Store, rel: str) -> tuple[str, str]:
+    """``(sha256, "")`` of a file read back whole, or ``("", why)`` when it cannot be read.
+    Runs in a Ray worker (reading straight from the output location) or in the driver."""
+    try:
+        return as_store(out).sha256(rel), ""
+    except OSError as exc:
+        return "", str(exc).splitlines()[0][:200]
+
+
+def remove_listed(out: str | Path | Store, record: dict[str, Any], *, record_file: str = RUN_RECORD_FILE) -> int:
+    """Delete the files a run record lists, and ``record_file`` (the file it was read from),
+    never anything outside OUT; then local folders left empty by that; nothing else.
+
+    Example: ``remove_listed("out/demo", read_run_record("out/demo"))``
+    """
+    store = as_store(out)
+    removed = 0
+    listed = [rel for rel in [*run_record_files(record), record_file] if _inside(rel)]
+    for rel in dict.fromkeys(listed):
+        if store.delete(rel):
+            removed += 1
+    if store.is_local:
+        root = store.local_path().resolve()
+        for d in sorted({(root / rel).parent for rel in listed}, reverse=True):
+            if d != root and d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+    return removed
+
+
+def _inside(rel: str) -> bool:
+    """A listed entry that stays inside OUT (no absolute path, no '..')."""
+    parts = Path(rel).parts
+    return bool(parts) and not Path(rel).is_absolute() and ".." not in parts
+
+
+def pool_index_table(index: PoolIndex) -> pa.Table:
+    """Every usable item of every pool, one row each (what the shards are drawn from)."""
+    rows: dict[str, list] = {k: [] for k in ("pool", "item", "duration_s", "sample_rate", "channels", "holdout")}
+    # Pools in name order: the same pools listed in another order in the recipe give the
+    # same table (sampling looks pools up by name, so their order changes nothing written).
+    for name, pool in sorted(index.pools.items()):
+        n = len(pool)
+        rows["pool"] += [name] * n
+        rows["item"] += pool.items
+        rows["duration_s"] += pool.duration_s.tolist()
+        rows["sample_rate"] += pool.sample_rate.tolist()
+        rows["channels"] += pool.channels.tolist()
+        rows["holdout"] += pool.holdout.tolist()
+    return pa.table(rows)
+
+
+__all__ = ["OutputSink", "WriteStart", "read_back", "remove_listed", "pool_index_table"]
