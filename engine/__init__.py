@@ -8,11 +8,7 @@ Public API::
 
 from __future__ import annotations
 
-import os
-
-# albumentations checks PyPI for updates on import unless told not to; we never want
-# a network call at run time.
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+from . import env  # noqa: F401  (first: environment defaults before any dependency loads)
 
 __version__ = "0.1.0"
 

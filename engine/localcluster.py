@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .env import DEFAULTS
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -38,7 +40,7 @@ def cluster_env() -> dict[str, str]:
     env = dict(os.environ)
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"  # allow several nodes (all on loopback)
     env["RAY_AUTH_MODE"] = "token"  # every node uses ~/.ray/auth_token
-    env["NO_ALBUMENTATIONS_UPDATE"] = "1"
+    env.update(DEFAULTS)  # the nodes' workers import albumentations too
     return env
 
 

@@ -30,6 +30,7 @@ from .audio import io as audio_io
 from .errors import BadSourceError, InputError
 from .recipe import AudioPool, Recipe
 from .storage import is_uri
+from .tables import read_table, require_column
 from .rng import stable_unit
 
 # Probing runs through a mapper so that runtime.py can spread it over Ray for big pools
@@ -159,59 +160,6 @@ def _join_location(parent: str, child: str) -> str:
     return os.path.abspath(os.path.join(parent, child))
 
 
-def _read_manifest(path: Path | str) -> pa.Table:
-    """Read a CSV / JSONL / Parquet manifest (a local path or a URI) with clear errors."""
-    suffix = os.path.splitext(str(path))[1].lower()
-    if is_uri(str(path)):
-        import pyarrow.fs as pafs
-
-        try:
-            fs, key = pafs.FileSystem.from_uri(str(path))
-            if fs.get_file_info(key).type != pafs.FileType.File:
-                raise InputError(f"{path}: manifest file not found")
-            with fs.open_input_file(key) as f:
-                return _read_manifest_from(f, suffix, path)
-        except InputError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one clear error for any unreadable manifest
-            raise InputError(f"{path}: cannot read manifest: {str(exc).splitlines()[0][:300]}") from None
-    return _read_manifest_from(path, suffix, path)
-
-
-def _read_manifest_from(path: Any, suffix: str, name: Path | str) -> pa.Table:
-    try:
-        if suffix == ".csv" or suffix == ".tsv":
-            from pyarrow import csv as pacsv
-
-            opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
-            table = pacsv.read_csv(path, parse_options=opts)
-            # pyarrow reads invalid UTF-8 as a binary column rather than failing.
-            binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
-            if binary:
-                raise InputError(
-                    f"{name}: manifest is not valid UTF-8 text (column {binary[0]!r}); re-save it as UTF-8"
-                )
-            return table
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            from pyarrow import json as pajson
-
-            return pajson.read_json(path)
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path)
-    except FileNotFoundError:
-        raise InputError(f"{name}: manifest file not found") from None
-    except PermissionError:
-        raise InputError(f"{name}: manifest is not readable (permission denied)") from None
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
-        msg = str(exc).splitlines()[0][:300]
-        if "UTF8" in msg or "utf-8" in msg.lower() or isinstance(exc, UnicodeDecodeError):
-            raise InputError(f"{name}: manifest is not valid UTF-8 text; re-save it as UTF-8 ({msg})") from None
-        raise InputError(f"{name}: cannot read manifest: {msg}") from None
-    raise InputError(f"{name}: manifest must be .csv, .tsv, .jsonl or .parquet, got {suffix or 'no extension'!r}")
-
-
 def _resolve_files(
     pool_name: str, pool: AudioPool, base_dir: Path
 ) -> tuple[list[Path], pa.Table | None, list[dict[str, Any]]]:
@@ -252,12 +200,8 @@ def _resolve_files(
         manifest = base_dir / manifest
     manifest_dir = manifest_text.rsplit("/", 1)[0] if isinstance(manifest, str) else str(manifest.parent)
     manifest_name = str(manifest).rsplit("/", 1)[-1]
-    table = _read_manifest(manifest)
-    if pool.path_column not in table.column_names:
-        raise InputError(
-            f"{manifest}: manifest has no {pool.path_column!r} column (columns: "
-            f"{', '.join(table.column_names) or 'none'}); add it or set pools.{pool_name}.path_column"
-        )
+    table = read_table(manifest)
+    require_column(table, pool.path_column, manifest, f"add it or set pools.{pool_name}.path_column")
     if table.num_rows == 0:
         raise InputError(f"{manifest}: manifest lists no files")
     raw_paths = table.column(pool.path_column).to_pylist()

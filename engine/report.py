@@ -1,4 +1,5 @@
-"""Self-contained HTML reports: one file, figures embedded as PNG, no network.
+"""Self-contained HTML reports (one file, figures embedded as PNG, no network) and the
+number formats the text and HTML reports share.
 
 The coverage and mismatch reports are built from these pieces.
 
@@ -52,13 +53,29 @@ def figure_html(fig: Any, alt: str = "figure") -> str:
 
 
 def esc(value: Any) -> str:
+    """Any value as HTML-escaped text.
+
+    Example: ``esc("a < b") == "a &lt; b"``
+    """
     return _html.escape(str(value))
 
 
 def fmt(value: Any) -> str:
+    """A table cell's text: floats to 4 significant digits, anything else as ``str``.
+
+    Example: ``fmt(0.123456) == "0.1235"``
+    """
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def pct(v: float, signed: bool = False) -> str:
+    """A fraction as a percentage with two decimals (``signed``: always with its sign).
+
+    Example: ``pct(0.0123) == "1.23%"`` and ``pct(0.05, signed=True) == "+5.00%"``
+    """
+    return f"{v * 100:+.2f}%" if signed else f"{v * 100:.2f}%"
 
 
 def table_html(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> str:

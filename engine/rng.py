@@ -26,12 +26,21 @@ def split_id(split: str) -> int:
     return int.from_bytes(hashlib.sha256(split.encode("utf-8")).digest()[:4], "big")
 
 
+def keyed_rng(*keys: int) -> np.random.Generator:
+    """A PCG64 Generator fixed by its integer keys (``SeedSequence(keys)``): one
+    independent stream per purpose, e.g. ``(seed, 7)`` for the MMD permutations.
+
+    Example: ``keyed_rng(0, 101).permutation(10)``
+    """
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(keys))))
+
+
 def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The Generator for one sample.
 
     Example: ``sample_rng(0, "train", 5).integers(10)``
     """
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, split_id(split), index])))
+    return keyed_rng(seed, split_id(split), index)
 
 
 def stable_unit(*parts: object) -> float:

@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,16 +30,16 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import InputError
+from .manifest import write_json
+from .media import find_media
+from .rng import keyed_rng, split_id
+from .tables import manifest_paths
 
 __all__ = ["SPLIT_NAMES", "SplitPlan", "parse_size", "read_source", "plan_splits", "write_splits"]
 
 SPLIT_NAMES = ("train", "train_dev", "dev", "test")
 SUMMARY_FILE = "split_summary.json"
 FORMATS = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
-_MEDIA_EXTENSIONS = (
-    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64", ".sph",
-    ".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff",
-)
 
 
 def parse_size(value: Any, what: str) -> int | float:
@@ -93,31 +92,16 @@ def read_source(origin: str, path: str | Path, *, path_column: str = "path") -> 
 
     Example: ``read_source("app", "data/app/manifest.csv").num_rows``
     """
-    from .pools import _read_manifest
-
     p = Path(path)
     if p.is_dir():
-        files = sorted(
-            os.path.abspath(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in _MEDIA_EXTENSIONS
-        )
+        files = [os.path.abspath(f) for f in find_media(p)]
         if not files:
             raise InputError(f"--source {origin}={path}: the folder holds no audio or image files")
         return pa.table({"path": files})
     if not p.exists():
         raise InputError(f"--source {origin}={path}: not found (give a manifest file or a folder)")
-    table = _read_manifest(p)
-    if path_column not in table.column_names:
-        raise InputError(
-            f"{p}: manifest has no {path_column!r} column (columns: {', '.join(table.column_names) or 'none'}); "
-            "add it or set --path-column"
-        )
-    raw = table.column(path_column).to_pylist()
-    paths = []
-    for row, value in enumerate(raw):
-        if not isinstance(value, str) or not value.strip():
-            raise InputError(f"{p}: row {row + 1} has an empty {path_column!r}")
-        f = Path(value)
-        paths.append(os.path.abspath(f if f.is_absolute() else p.parent / f))
+    table, _, resolved = manifest_paths(p, path_column, fix="add it or set --path-column")
+    paths = [os.path.abspath(f) for f in resolved]
     table = table.drop_columns([path_column])
     return table.add_column(0, "path", pa.array(paths, type=pa.string()))
 
@@ -166,8 +150,7 @@ class SplitPlan:
 
 
 def _rng(seed: int, stream: str) -> np.random.Generator:
-    key = int.from_bytes(hashlib.sha256(stream.encode()).digest()[:4], "big")
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), key])))
+    return keyed_rng(int(seed), split_id(stream))
 
 
 def _take_units(order: list[Any], rows_of: Mapping[Any, list[int]], want: int, start: int) -> tuple[list[int], int]:
@@ -367,8 +350,6 @@ def write_splits(
     summary["paths"] = "relative to this folder" if relative_paths else "absolute"
     summary["files"] = {name: f.name for name, f in written.items()}
     summary["notes"] = list(plan.notes)
-    from .manifest import write_json
-
     write_json(out, SUMMARY_FILE, summary)
     return written
 

@@ -1,6 +1,6 @@
 """Per-shard statistics, written beside each shard by the worker that made it.
 
-The coverage analyzer (``engine/coverage.py``) merges these; it never re-reads audio or
+The coverage analyzer (``engine/coverage/``) merges these; it never re-reads audio or
 images. Everything here is **mergeable in any order with identical results** and
 **byte-deterministic per shard**:
 

@@ -15,7 +15,6 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import coverage
 from engine.cli import main
 from engine.coverage import (
     CoverageStats,
@@ -23,6 +22,7 @@ from engine.coverage import (
     forecast_coverage,
     report_json,
 )
+from engine.coverage import catalog as coverage_catalog
 from engine.manifest import read_manifest, shard_files
 from engine.pools import index_pools
 from engine.recipe import load_recipe, parse_recipe
@@ -285,7 +285,7 @@ def test_a_held_out_item_used_in_train_fails_the_holdout_guard():
 
 
 def test_a_pool_larger_than_the_cap_is_estimated_from_a_fixed_hash_sample(monkeypatch):
-    monkeypatch.setattr(coverage, "ITEM_CAP", 100)
+    monkeypatch.setattr(coverage_catalog, "ITEM_CAP", 100)
     items = [f"item-{k:05d}" for k in range(2000)]
     cat = make_catalog({"car": [(it, 10.0, False) for it in items]})
     assert len(cat["car"].items) < 200 and not cat["car"].exact

@@ -488,7 +488,7 @@ def test_bad_predictions_files_are_clear_errors(holdout_run, tmp_path):
 
 
 def test_row_categories_follow_reverb_events_and_image_transforms():
-    from engine.mismatch import _row_categories
+    from engine.mismatch.slices import _row_categories
 
     row = {"split": "train", "sources": [{"pool": "speech", "item": "s1"}, {"pool": "car", "item": "c1"},
                                          {"pool": "rain", "item": "r1"}]}

@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from engine.errors import BadSourceError
+from engine.media import AUDIO_FORMATS
 from engine.storage import source_location
 
 __all__ = [
@@ -49,23 +50,6 @@ MAX_CHANNELS = 8
 _BLOCK_FRAMES = 65536  # full-read block: bounds memory to ~2 MB per channel
 _SPOT_CHECKS = 8  # evenly spaced ~1 s windows probed inside long files
 _CODECS = {"flac": "FLAC", "wav": "WAV"}
-
-# What an extension promises, for the "not an audio file" message.
-_EXTENSION_KINDS = {
-    ".wav": "WAV audio",
-    ".wave": "WAV audio",
-    ".flac": "FLAC audio",
-    ".ogg": "Ogg audio",
-    ".oga": "Ogg audio",
-    ".opus": "Opus audio",
-    ".mp3": "MP3 audio",
-    ".aif": "AIFF audio",
-    ".aiff": "AIFF audio",
-    ".au": "AU audio",
-    ".caf": "CAF audio",
-    ".w64": "Wave64 audio",
-    ".sph": "NIST SPHERE audio",
-}
 
 
 @dataclass(frozen=True)
@@ -102,8 +86,8 @@ def _not_audio_reason(path: str, error: Exception) -> str:
         head = b""
     content = "the content looks like text and " if _looks_like_text(head) else ""
     detail = str(error).rsplit(":", 1)[-1].strip().rstrip(".") or type(error).__name__
-    if ext in _EXTENSION_KINDS:
-        promise = f"the {ext} extension suggests {_EXTENSION_KINDS[ext]}, but"
+    if ext in AUDIO_FORMATS:
+        promise = f"the {ext} extension suggests {AUDIO_FORMATS[ext]}, but"
     elif ext:
         promise = f"the {ext} extension is not a known audio type, and"
     else:

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from engine.errors import BadSourceError
+from engine.media import IMAGE_FORMATS
 from engine.storage import is_uri, source_location
 
 __all__ = [
@@ -57,12 +58,6 @@ PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWR
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-# What an extension promises, for the "not an image" message.
-_EXTENSION_KINDS = {
-    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP", ".bmp": "BMP",
-    ".tif": "TIFF", ".tiff": "TIFF", ".gif": "GIF",
-}
 
 
 @dataclass(frozen=True)
@@ -239,7 +234,7 @@ def _undecodable_reason(data: bytes, path: str) -> str:
 
 def _not_an_image(path: str) -> str:
     ext = os.path.splitext(path)[1].lower()
-    promised = _EXTENSION_KINDS.get(ext)
+    promised = IMAGE_FORMATS.get(ext)
     if promised:
         return f"not an image: the {ext} name promises {promised} but the content is not a decodable image"
     return "not an image (the content is no image format OpenCV or Pillow recognise)"

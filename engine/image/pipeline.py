@@ -39,14 +39,13 @@ import enum
 import functools
 import inspect
 import math
-import os
 import random
 import warnings
 from typing import Any
 
 import numpy as np
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # never phone home from a worker
+from .. import env  # noqa: F401  (albumentations must never phone home from a worker)
 
 __all__ = [
     "allowed_transforms",

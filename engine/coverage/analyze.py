@@ -1,0 +1,68 @@
+"""Analyzing a run's output folder: read its manifest, pool index and shard stats, merge
+them, and write ``OUT/coverage.json``.
+
+Example::
+
+    report, cs = load_coverage_stats("out/demo_in_car")
+    write_coverage("out/demo_in_car")["passed"]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ShardError
+from ..manifest import as_store, read_manifest, read_stats, write_json
+from ..recipe import parse_recipe
+from .catalog import catalog_from_parquet
+from .merge import CoverageStats
+
+COVERAGE_FILE = "coverage.json"
+POOL_INDEX_FILE = "pool_index.parquet"
+
+
+def analyze_coverage(out: str | Path, recipe: Any = None) -> dict[str, Any]:
+    """Merge a run's shard stats into the coverage report (plain JSON data).
+
+    Example: ``analyze_coverage("out/demo_in_car")["passed"]``
+    """
+    return load_coverage_stats(out, recipe)[0]
+
+
+def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, Any], CoverageStats]:
+    """The report and the merged :class:`CoverageStats` (for plots) of a run's output."""
+    store = as_store(out)
+    out = store.display()
+    manifest = read_manifest(store)
+    if manifest is None:
+        raise ShardError(f"{out}: no manifest.json; is this a shardsmith output folder?")
+    if recipe is None:
+        try:
+            recipe = parse_recipe(manifest["recipe"], source=f"{out}/manifest.json",
+                                  base_dir=manifest.get("recipe_dir") or out)
+        except KeyError:
+            raise ShardError(f"{out}/manifest.json: has no recipe; re-run the recipe into this folder") from None
+    if not store.exists(POOL_INDEX_FILE):
+        raise ShardError(f"{store.display(POOL_INDEX_FILE)}: pool index not found; it is written when a run starts")
+    with store.open_input(POOL_INDEX_FILE) as f:
+        catalog = catalog_from_parquet(f)
+    split_holdout = {name: cfg.holdout for name, cfg in recipe.splits.items()}
+    cs = CoverageStats(catalog, split_holdout)
+    for split, entry in manifest.get("splits", {}).items():
+        for shard in entry.get("shards", []):
+            record = read_stats(store, shard["stats"])
+            if record is None:
+                raise ShardError(f"{store.display(shard['stats'])}: stats file missing or unreadable; re-run the recipe "
+                                 "into this folder to rewrite the shard")
+            cs.add_shard(record, split)
+    report = cs.report(recipe, recipe_hash=manifest.get("recipe_hash", ""),
+                       complete=manifest.get("status") == "complete")
+    return report, cs
+
+
+def write_coverage(out: str | Path, recipe: Any = None) -> dict[str, Any]:
+    """Analyze a run and write ``OUT/coverage.json``; returns the report."""
+    report = analyze_coverage(out, recipe)
+    write_json(out, COVERAGE_FILE, report)
+    return report

@@ -1,0 +1,217 @@
+"""The plan-time forecast: the pool figures and guards of a run, predicted from the
+recipe and the pool index before anything is synthesized.
+
+Example::
+
+    forecast = forecast_coverage(recipe, index_pools(recipe))
+    forecast["passed"], forecast["pools"]["cabin"]["reuse_factor"]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from ..errors import GuardError
+from ..rng import sample_rng
+from ..statistics import effective_numbers
+from ..synth import build_synthesizer
+from .figures import round_floats
+from .guards import evaluate_guards, guard_refusal
+
+FORECAST_DRAWS = 500  # sample_params draws per split for the plan-time forecast
+
+SourceModel = Callable[..., list[tuple[str, str, float]]]
+
+
+def _walk_refs(node: Any, path: str = "") -> Iterable[tuple[str, str, str]]:
+    """``(path, pool, item)`` of every ``{"pool": ..., "item": ...}`` in a params object."""
+    if isinstance(node, dict):
+        if isinstance(node.get("pool"), str) and isinstance(node.get("item"), str):
+            yield path, node["pool"], node["item"]
+        for k in sorted(node, key=str):
+            yield from _walk_refs(node[k], f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _walk_refs(v, f"{path}[{i}]")
+
+
+def _generic_sources(params: dict[str, Any], duration: Callable[[str, str], float],
+                     config: Any = None) -> list[tuple[str, str, float]]:
+    """Every referenced item, assumed used whole (RIRs, images, short clips)."""
+    return [(pool, item, duration(pool, item)) for _, pool, item in _walk_refs(params)]
+
+
+def _speed(entry: dict[str, Any]) -> float:
+    return float((entry.get("perturb") or {}).get("speed", 1.0))
+
+
+def _speech_noise_sources(params: dict[str, Any], duration: Callable[[str, str], float],
+                          config: Any = None) -> list[tuple[str, str, float]]:
+    """speech_noise_mix, as its ``apply`` records sources: the utterance whole; each noise
+    layer for the utterance's length times its speed; each event for its crop (at most
+    ``max_duration_s`` of output, times its speed); the rest (reverb) whole."""
+    sp = params["speech"]
+    need = duration(sp["pool"], sp["item"])
+    out = [(sp["pool"], sp["item"], need)]
+    for layer in params.get("noise", []):
+        out.append((layer["pool"], layer["item"], need * _speed(layer)))
+    events_cfg = getattr(config, "events", None) or []
+    for ev in params.get("events", []):
+        speed = _speed(ev)
+        layer = ev.get("layer", 0)
+        cap = getattr(events_cfg[layer], "max_duration_s", need) if layer < len(events_cfg) else need
+        item_s = duration(ev["pool"], ev["item"])
+        out.append((ev["pool"], ev["item"], min(item_s / speed, cap, need) * speed))
+    rest = {k: v for k, v in params.items() if k not in ("speech", "noise", "events")}
+    return out + _generic_sources(rest, duration)
+
+
+# synth type -> (params, duration(pool, item), synth config) -> predicted (pool, item,
+# seconds) pieces, without audio. A new synthesizer registers its own; others fall back
+# to "every referenced item, whole".
+SOURCE_MODELS: dict[str, SourceModel] = {
+    "speech_noise_mix": _speech_noise_sources,
+}
+
+
+def source_model(synth_type: str) -> SourceModel:
+    """The pieces a synthesizer type takes from the pools per sample, predicted from its
+    params: the one place the forecast knows synthesizer types.
+
+    Example: ``source_model("speech_noise_mix")(params, duration, recipe.synth)``
+    """
+    return SOURCE_MODELS.get(synth_type, _generic_sources)
+
+
+def forecast_coverage(recipe: Any, index: Any, *, draws: int = FORECAST_DRAWS) -> dict[str, Any]:
+    """Predict the pool figures and guards of a run before anything is synthesized.
+
+    Draws the first ``draws`` samples' params of each split (the very params the run
+    will use) to learn how many pieces of each pool a sample takes and how long they
+    are; items are assumed drawn uniformly from the items a split may use. An item of
+    ``d`` seconds drawn ``c`` times on average, each piece covering ``s`` seconds,
+    covers ``d * (1 - exp(-c * min(1, s / d)))`` unique seconds (random placement).
+
+    Example: ``forecast_coverage(recipe, index_pools(recipe))["passed"]``
+    """
+    synth = build_synthesizer(recipe, index)
+    model = source_model(recipe.synth.type)
+    tables: dict[str, dict[str, int]] = {}
+
+    def duration(pool: str, item: str) -> float:
+        t = tables.get(pool)
+        if t is None:
+            t = tables[pool] = {it: i for i, it in enumerate(index.pools[pool].items)}
+        return float(index.pools[pool].duration_s[t[item]])
+
+    # pool -> holdout-group (True / False / None) -> [uses, seconds, all pieces whole?]
+    groups: dict[str, dict[Any, list[Any]]] = {}
+    samples = 0
+    try:
+        for split, cfg in recipe.splits.items():
+            n = min(cfg.samples, draws)
+            samples += cfg.samples
+            tally: dict[str, list[Any]] = {}
+            for i in range(n):
+                params = synth.sample_params(sample_rng(recipe.seed, split, i), holdout_split=cfg.holdout)
+                for pool, item, secs in model(params, duration, recipe.synth):
+                    t = tally.setdefault(pool, [0, 0.0, True])
+                    t[0] += 1
+                    t[1] += secs
+                    t[2] = t[2] and abs(secs - duration(pool, item)) < 1e-6
+            scale = cfg.samples / n
+            for pool, (u, s, whole) in tally.items():
+                key = bool(cfg.holdout) if index.pools[pool].holdout.any() else None
+                g = groups.setdefault(pool, {}).setdefault(key, [0.0, 0.0, True])
+                g[0] += u * scale
+                g[1] += s * scale
+                g[2] = g[2] and whole
+    finally:
+        synth.close()
+
+    pools = {}
+    for name in recipe.synth.pools_used():
+        pools[name] = _forecast_pool(index.pools[name], groups.get(name, {}))
+    guards = evaluate_guards(pools, recipe, list(recipe.synth.pools_used()))
+    return round_floats({
+        "samples": samples,
+        "draws_per_split": draws,
+        "pools": pools,
+        "guards": guards,
+        "passed": all(g["passed"] for g in guards),
+    })
+
+
+def _forecast_pool(pool: Any, groups: dict[Any, list[Any]]) -> dict[str, Any]:
+    d_all = np.asarray(pool.duration_s, np.float64)
+    timed = bool((d_all > 0).any())
+    # One simulated usage table (Poisson draws per item, fixed seed): the share figures
+    # (effective sources, largest share) of a finite number of draws, as the analyzer
+    # will compute them.
+    rng = np.random.default_rng(0)
+    weight = np.zeros(len(d_all))
+    unique = np.zeros(len(d_all))
+    p_used = np.zeros(len(d_all))
+    uses_total = seconds_total = 0.0
+    for key in sorted(groups, key=str):
+        uses, seconds, whole = groups[key]
+        idx = np.arange(len(d_all)) if key is None else pool.eligible(key)
+        if uses <= 0 or idx.size == 0:
+            continue
+        d = d_all[idx]
+        c = uses / idx.size
+        k = rng.poisson(c, idx.size).astype(np.float64)
+        p_used[idx] = 1.0 - np.exp(-c)
+        uses_total += uses
+        if not timed:
+            weight[idx] += k
+            continue
+        if whole:
+            seconds = uses * float(d.mean())
+            frac = np.ones_like(d)
+            weight[idx] += k * d
+        else:
+            seg = seconds / uses
+            frac = np.minimum(1.0, seg / np.maximum(d, 1e-9))
+            weight[idx] += k * seg
+        seconds_total += seconds
+        unique[idx] = d * (1.0 - np.exp(-c * frac))
+    items_used = float(p_used.sum())
+    seconds_available = math.fsum(d_all.tolist())
+    eff = simpson = max_share = None
+    if weight.sum() > 0:
+        eff, simpson, max_share = effective_numbers(weight[weight > 0] / weight.sum())
+    unique_s = float(unique.sum())
+    if timed:
+        reuse = seconds_total / unique_s if unique_s > 0 else None
+        fraction = unique_s / seconds_available if seconds_available > 0 else 0.0
+    else:
+        reuse = uses_total / items_used if items_used > 0 else None
+        fraction = items_used / len(d_all) if len(d_all) else 0.0
+    return {
+        "items_available": len(d_all),
+        "items_used": items_used,
+        "effective_sources": eff,
+        "effective_sources_simpson": simpson,
+        "max_share": max_share,
+        "seconds_available": seconds_available if timed else 0.0,
+        "seconds_used": seconds_total,
+        "unique_seconds_used": unique_s,
+        "reuse_factor": reuse,
+        "fraction_used": fraction,
+        "uses": uses_total,
+        "items_held_out": int(np.asarray(pool.holdout).sum()),
+        "timed": timed,
+    }
+
+
+def check_forecast(recipe: Any, index: Any, *, allow_narrow: bool = False) -> dict[str, Any]:
+    """Forecast the guards; raise :class:`GuardError` (exit code 3) unless they pass or
+    ``allow_narrow``. Returns the forecast."""
+    forecast = forecast_coverage(recipe, index)
+    if not forecast["passed"] and not allow_narrow:
+        raise GuardError(guard_refusal(forecast, recipe))
+    return forecast

@@ -1,0 +1,188 @@
+"""The coverage report as text (``shardsmith coverage``, ``shardsmith plan``), as a
+self-contained HTML page (``--html``), and as stable JSON.
+
+Example::
+
+    print(describe_coverage(report))
+    write_coverage_html("coverage.html", report, cs)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..report import esc, figure_html, new_figure, page, section, table_html, write_report
+from .merge import CoverageStats
+
+
+def _num(v: Any, spec: str = ".4g") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def describe_guards(guards: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for g in guards:
+        rel = "<=" if g["name"].startswith("max") or g["name"] == "holdout_unseen" else ">="
+        lines.append(f"  {'pass' if g['passed'] else 'FAIL'}  {g['name']:<24} {g['pool']:<14} "
+                     f"{_num(g['value'])} {rel} {g['limit']:g}")
+    return lines
+
+
+def describe_pools(pools: dict[str, dict[str, Any]]) -> list[str]:
+    head = (f"  {'pool':<14} {'items used':>15} {'eff.sources':>11} {'max share':>9} "
+            f"{'s available':>11} {'s used':>10} {'unique s':>10} {'reuse':>8} {'used %':>7}")
+    lines = [head]
+    for name, f in pools.items():
+        used = f"{_num(f['items_used'], '.0f')}/{f['items_available']}"
+        lines.append(
+            f"  {name:<14} {used:>15} {_num(f['effective_sources'], '.1f'):>11} {_num(f['max_share'], '.3f'):>9} "
+            f"{_num(f['seconds_available'], '.0f'):>11} {_num(f['seconds_used'], '.0f'):>10} "
+            f"{_num(f['unique_seconds_used'], '.0f'):>10} {_num(f['reuse_factor'], '.1f'):>8} "
+            f"{_num(100 * f['fraction_used'] if f['fraction_used'] is not None else None, '.0f'):>7}"
+        )
+    return lines
+
+
+def describe_forecast(forecast: dict[str, Any]) -> str:
+    """Human-readable guard forecast (``shardsmith plan``)."""
+    lines = [f"coverage forecast for {forecast['samples']} samples "
+             f"({'passes' if forecast['passed'] else 'FAILS'} the guards):"]
+    lines += describe_pools(forecast["pools"])
+    lines += describe_guards(forecast["guards"]) or ["  (no guards in force)"]
+    return "\n".join(lines)
+
+
+def describe_coverage(report: dict[str, Any]) -> str:
+    """Human-readable coverage report (``shardsmith coverage``)."""
+    lines = [f"coverage of {report['recipe_name']!r}: {report['samples']} samples in {report['shards']} shards"
+             + ("" if report["complete"] else " (the run is not complete)")
+             + f": {'PASSED' if report['passed'] else 'FAILED'}"]
+    lines.append("pools:")
+    lines += describe_pools(report["pools"])
+    if report["params"]:
+        lines.append("parameters (share of the requested range covered, 20 bins):")
+        for name, p in report["params"].items():
+            rng = f"[{p['range'][0]:g}, {p['range'][1]:g}]" if p["range"] else "(no range)"
+            cov = f"{100 * p['range_covered']:.0f}% covered" if p["range_covered"] is not None else ""
+            lines.append(f"  {name:<36} {rng:<16} n={p['count']:<8} observed {_num(p['min'])} .. {_num(p['max'])}  {cov}")
+    e = report["embedding"]
+    if e["dim"]:
+        lines.append(
+            f"embedding ({e['dim']} dims, sample of {e['sample_size']}): Vendi score {_num(e['vendi_score'])} "
+            f"(bandwidth {e['vendi_bandwidth']:g}), participation ratio {_num(e['participation_ratio'])}, "
+            f"near-duplicate pairs {_num(e['near_duplicate_pair_rate'])} (RMS < {e['near_duplicate_rms']:g})"
+        )
+    h = report["holdout"]
+    if h["pools"]:
+        for name, p in h["pools"].items():
+            lines.append(f"holdout: pool {name!r}: {p['items_held_out']} held-out items, used "
+                         f"{p['held_out_uses_outside_holdout_splits']} times outside holdout splits "
+                         f"{'(confirmed unseen)' if p['held_out_uses_outside_holdout_splits'] == 0 else '(LEAKED)'}")
+    lines.append("guards:")
+    lines += describe_guards(report["guards"]) or ["  (no guards in force)"]
+    return "\n".join(lines)
+
+
+def coverage_html(report: dict[str, Any], cs: CoverageStats | None = None) -> str:
+    """A self-contained HTML page: tables, item-usage curves, parameter histograms and a
+    2-D projection of the embedding sample coloured by noise pool."""
+    sections = []
+    verdict = "passed" if report["passed"] else "FAILED"
+    sections.append(section(
+        "Guards",
+        f'<p class="{"pass" if report["passed"] else "fail"}">Coverage guards {verdict}.</p>',
+        table_html([{**g, "value": g["value"] if g["value"] is not None else "-"} for g in report["guards"]],
+                   ["name", "pool", "value", "limit", "passed"]),
+    ))
+    cols = ["pool", "items_available", "items_used", "effective_sources", "effective_sources_simpson",
+            "max_share", "seconds_available", "seconds_used", "unique_seconds_used", "reuse_factor", "fraction_used"]
+    rows = [{"pool": n, **{k: ("-" if f.get(k) is None else f.get(k)) for k in cols[1:]}}
+            for n, f in report["pools"].items()]
+    parts = [table_html(rows, cols)]
+    if cs is not None:
+        for name in report["pools"]:
+            w = cs.usage_distribution(name)
+            if not w.size:
+                continue
+            fig, ax = new_figure(6.5, 2.8)
+            ax.plot(np.arange(1, w.size + 1), w, drawstyle="steps-post", label="items, most used first")
+            ax.axhline(float(w.sum()) / cs.catalog[name].n_items, color="#999", linestyle="--",
+                       label="if every item were used equally")
+            ax.legend(fontsize=8)
+            ax.set_yscale("log")
+            if w.size > 20:
+                ax.set_xscale("log")
+            unit = "seconds used" if cs.catalog[name].timed else "uses"
+            unused = cs.catalog[name].n_items - report["pools"][name]["items_used"]
+            ax.set_xlabel("item rank")
+            ax.set_ylabel(unit)
+            ax.set_title(f"{name}: {unit} per item, sorted ({unused:.0f} items never used)")
+            parts.append(figure_html(fig, f"usage of {name}"))
+    sections.append(section("Pools", *parts))
+
+    if report["params"]:
+        parts = []
+        prow = [{"parameter": n, "range": p["range"] if p["range"] else "-", "count": p["count"],
+                 "min": p["min"] if p["min"] is not None else "-", "max": p["max"] if p["max"] is not None else "-",
+                 "range covered": p["range_covered"] if p["range_covered"] is not None else "-"}
+                for n, p in report["params"].items()]
+        parts.append(table_html(prow))
+        for name, p in report["params"].items():
+            h = p["histogram"]
+            edges, counts = np.array(h["edges"], float), np.array(h["counts"], float)
+            fig, ax = new_figure(6.5, 2.6)
+            if len(edges) > 2:
+                ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="#4a78b5", edgecolor="white")
+            else:
+                ax.bar([edges[0]], counts, width=max(1e-6, abs(edges[0]) * 0.05 + 1e-3), color="#4a78b5")
+            if p["range"]:
+                ax.axvspan(p["range"][0], p["range"][1], color="#f0b400", alpha=0.15, label="requested range")
+                ax.legend(loc="upper right", fontsize=8)
+            ax.set_title(f"{name}" + (" (from a sample of the values)" if h["from_sample"] else ""))
+            ax.set_ylabel("samples")
+            parts.append(figure_html(fig, f"histogram of {name}"))
+        sections.append(section("Parameters", *parts))
+
+    e = report["embedding"]
+    parts = [table_html([{k: ("-" if v is None else v) for k, v in e.items()}])]
+    proj = cs.projection() if cs is not None else None
+    if proj is not None:
+        xy, labels = proj
+        fig, ax = new_figure(6.5, 4.5)
+        for lab in sorted(set(labels)):
+            m = np.array([lb == lab for lb in labels])
+            ax.scatter(xy[m, 0], xy[m, 1], s=8, alpha=0.7, label=lab)
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+        ax.set_title("embedding sample (PCA of standardized dims), by noise pool")
+        ax.legend(fontsize=8, markerscale=2)
+        parts.append(figure_html(fig, "embedding projection"))
+    sections.append(section("Embedding space", *parts))
+
+    h = report["holdout"]
+    hrows = [{"pool": n, **p} for n, p in h["pools"].items()]
+    sections.append(section(
+        "Held-out items",
+        f'<p class="note">holdout splits: {esc(", ".join(h["holdout_splits"]) or "none")}</p>',
+        table_html(hrows),
+    ))
+    sub = (f"{report['samples']} samples, {report['seconds']:.0f} s, {report['shards']} shards"
+           + ("" if report["complete"] else " (run not complete)"))
+    return page(f"Coverage: {report['recipe_name']}", sections, subtitle=sub)
+
+
+def write_coverage_html(path: str | Path, report: dict[str, Any], cs: CoverageStats | None = None) -> Path:
+    """Write :func:`coverage_html` to ``path`` (atomically); returns the path.
+
+    Example: ``write_coverage_html("coverage.html", *load_coverage_stats("out/demo_in_car"))``
+    """
+    return write_report(path, coverage_html(report, cs))
+
+
+def report_json(report: dict[str, Any]) -> str:
+    """The report as stable JSON text (sorted keys)."""
+    return json.dumps(report, indent=1, sort_keys=True)

@@ -1,0 +1,112 @@
+"""Tables from files: manifests (CSV, TSV, JSONL, Parquet), local or on an object store,
+read with one clear error per problem.
+
+Pools, ``shardsmith split`` and the mismatch evaluator (raw-file manifests, predictions)
+all read their tables here.
+
+Example::
+
+    table = read_table("data/app/manifest.csv")
+    table, written, resolved = manifest_paths(Path("dev/manifest.csv"))
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from .errors import InputError
+from .storage import is_uri
+
+__all__ = ["read_table", "require_column", "manifest_paths"]
+
+
+def read_table(path: Path | str) -> pa.Table:
+    """Read a CSV / TSV / JSONL / Parquet manifest (a local path or a URI) with clear errors.
+
+    Example: ``read_table("s3://bucket/noise/manifest.csv").column_names``
+    """
+    suffix = os.path.splitext(str(path))[1].lower()
+    if is_uri(str(path)):
+        import pyarrow.fs as pafs  # lazily: only object-store manifests need the filesystems
+
+        try:
+            fs, key = pafs.FileSystem.from_uri(str(path))
+            if fs.get_file_info(key).type != pafs.FileType.File:
+                raise InputError(f"{path}: manifest file not found")
+            with fs.open_input_file(key) as f:
+                return _read_format(f, suffix, path)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one clear error for any unreadable manifest
+            raise InputError(f"{path}: cannot read manifest: {str(exc).splitlines()[0][:300]}") from None
+    return _read_format(path, suffix, path)
+
+
+def _read_format(path: Any, suffix: str, name: Path | str) -> pa.Table:
+    # Each format's pyarrow reader is imported when a file of that format is read.
+    try:
+        if suffix == ".csv" or suffix == ".tsv":
+            from pyarrow import csv as pacsv
+
+            opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
+            table = pacsv.read_csv(path, parse_options=opts)
+            # pyarrow reads invalid UTF-8 as a binary column rather than failing.
+            binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
+            if binary:
+                raise InputError(
+                    f"{name}: manifest is not valid UTF-8 text (column {binary[0]!r}); re-save it as UTF-8"
+                )
+            return table
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            from pyarrow import json as pajson
+
+            return pajson.read_json(path)
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path)
+    except FileNotFoundError:
+        raise InputError(f"{name}: manifest file not found") from None
+    except PermissionError:
+        raise InputError(f"{name}: manifest is not readable (permission denied)") from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as exc:
+        msg = str(exc).splitlines()[0][:300]
+        if "UTF8" in msg or "utf-8" in msg.lower() or isinstance(exc, UnicodeDecodeError):
+            raise InputError(f"{name}: manifest is not valid UTF-8 text; re-save it as UTF-8 ({msg})") from None
+        raise InputError(f"{name}: cannot read manifest: {msg}") from None
+    raise InputError(f"{name}: manifest must be .csv, .tsv, .jsonl or .parquet, got {suffix or 'no extension'!r}")
+
+
+def require_column(table: pa.Table, column: str, source: Any, fix: str = "") -> None:
+    """Raise :class:`InputError` naming the columns there are when ``column`` is missing;
+    ``fix`` (e.g. ``"add it or set --path-column"``) ends the message.
+
+    Example: ``require_column(read_table("a.csv"), "path", "a.csv", "add it or set --path-column")``
+    """
+    if column not in table.column_names:
+        raise InputError(
+            f"{source}: manifest has no {column!r} column (columns: {', '.join(table.column_names) or 'none'})"
+            + (f"; {fix}" if fix else "")
+        )
+
+
+def manifest_paths(path: Path, column: str = "path", *, fix: str = "") -> tuple[pa.Table, list[str], list[Path]]:
+    """A local manifest of files: the table, each row's path as written, and that path
+    resolved (a relative one from the manifest's folder). An empty path is an error.
+
+    Example: ``table, written, resolved = manifest_paths(Path("dev/manifest.csv"))``
+    """
+    table = read_table(path)
+    require_column(table, column, path, fix)
+    written = table.column(column).to_pylist()
+    resolved = []
+    for row, value in enumerate(written):
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"{path}: row {row + 1} has an empty {column!r}")
+        f = Path(value)
+        resolved.append(f if f.is_absolute() else path.parent / f)
+    return table, written, resolved
