@@ -14,6 +14,6 @@ export PIP_NO_CACHE_DIR=1 NO_ALBUMENTATIONS_UPDATE=1
 {
   echo "# The locked versions the README's two commands install (a pip constraints file)."
   echo "# Made by scripts/lock.sh on $(date -u +%Y-%m-%d) with $("$tmp/venv/bin/python" --version)."
-  "$tmp/venv/bin/python" -m pip freeze --all | grep -viE '^(shardsmith|-e )' | sort -f
+  "$tmp/venv/bin/python" -m pip freeze --all | grep -viE '^(#|-e |shardsmith)' | LC_ALL=C sort -f
 } > requirements.lock
 echo "requirements.lock: $(grep -vc '^#' requirements.lock) packages"

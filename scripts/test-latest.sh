@@ -11,8 +11,10 @@ export PIP_NO_CACHE_DIR=1 NO_ALBUMENTATIONS_UPDATE=1
 "$venv/bin/python" -m pip install --quiet --upgrade pip setuptools wheel
 "$venv/bin/python" -m pip install --quiet --upgrade -e ".[dev]"
 rm -rf shardsmith.egg-info  # stale metadata in the checkout would shadow the installed entry points
-echo "newer than requirements.lock:"
-"$venv/bin/python" -m pip freeze --all | grep -viE '^(shardsmith|-e )' | sort -f \
-  | comm -23 - <(grep -v '^#' requirements.lock | sort -f) | sed 's/^/  /'
+echo "versions that differ from requirements.lock (the newest releases the ranges allow):"
+drift=$(LC_ALL=C comm -23 \
+  <("$venv/bin/python" -m pip freeze --all | grep -viE '^(#|-e |shardsmith)' | LC_ALL=C sort) \
+  <(grep -v '^#' requirements.lock | LC_ALL=C sort) || true)
+echo "${drift:-  (none)}" | sed 's/^\([^ ]\)/  \1/'
 "$venv/bin/lint-imports"
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
