@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from . import env  # noqa: F401  (first: environment defaults before any dependency loads)
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 from .errors import (  # noqa: E402
     GuardError,
@@ -28,7 +28,7 @@ def run(recipe, out, **kwargs):
 
     Example: ``run(load_recipe("recipes/demo_in_car.yaml"), "out/demo")``
     """
-    from .runtime import run as _run
+    from .runtime import run as _run  # on first use: `import engine` loads no Ray, no analyzer
 
     return _run(recipe, out, **kwargs)
 
@@ -38,7 +38,7 @@ def analyze_coverage(out, recipe=None):
 
     Example: ``analyze_coverage("out/demo_in_car")["passed"]``
     """
-    from .coverage import analyze_coverage as _analyze
+    from .coverage import analyze_coverage as _analyze  # on first use: `import engine` loads no Ray, no analyzer
 
     return _analyze(out, recipe)
 
@@ -48,7 +48,7 @@ def evaluate_errors(rates, counts=None, **kwargs):
 
     Example: ``evaluate_errors({"human": 0.0, "train": 0.10, "train_dev": 0.11, "dev": 0.20}).dominant``
     """
-    from .mismatch import decompose_errors
+    from .mismatch import decompose_errors  # on first use: `import engine` loads no Ray, no analyzer
 
     return decompose_errors(rates, counts, **kwargs)
 
@@ -58,7 +58,7 @@ def evaluate_data(train, dev, **kwargs):
 
     Example: ``evaluate_data([("synth", "out/demo_in_car")], "dev_audio/")``
     """
-    from .mismatch import compare_data
+    from .mismatch import compare_data  # on first use: `import engine` loads no Ray, no analyzer
 
     return compare_data(train, dev, **kwargs)
 
@@ -68,7 +68,7 @@ def evaluate_slices(shards, predictions, **kwargs):
 
     Example: ``evaluate_slices("out/demo_in_car", "predictions.csv").table[0]``
     """
-    from .mismatch import slice_errors
+    from .mismatch import slice_errors  # on first use: `import engine` loads no Ray, no analyzer
 
     return slice_errors(shards, predictions, **kwargs)
 

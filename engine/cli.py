@@ -13,20 +13,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .errors import ShardsmithError
 
 
 def _recipe(args: argparse.Namespace):
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .recipe import load_recipe
 
     return load_recipe(args.recipe, overrides=args.set or [])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .runtime import run
 
     recipe = _recipe(args)
@@ -50,6 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .plan import describe_plan, make_plan
     from .pools import index_pools
     from .recipe import recipe_hash
@@ -66,12 +70,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"  rejected {r['path']}: {r['reason']}")
         if len(index.rejects) > 20:
             print(f"  ... and {len(index.rejects) - 20} more")
+        # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
         from .coverage import describe_forecast, forecast_coverage, guard_refusal
 
         forecast = forecast_coverage(recipe, index)
         print(describe_forecast(forecast))
         if not forecast["passed"]:
             if not args.allow_narrow:
+                # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
                 from .errors import GuardError
 
                 raise GuardError(guard_refusal(forecast, recipe))
@@ -82,6 +88,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_corpus(args: argparse.Namespace) -> int:
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .demo import generate_demo_corpus
 
     summary = generate_demo_corpus(args.dir, seed=args.seed)
@@ -94,6 +101,7 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .run_record import read_run_record, shard_files
     from .shards import read_shard
     from .synth import synthesizer_class
@@ -124,6 +132,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .coverage import describe_coverage, load_coverage_stats, report_json, write_coverage_html
 
     report, merged = load_coverage_stats(args.out)
@@ -141,7 +150,6 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
 
 def _print_json(data) -> None:
-    import math
 
     def clean(v):
         if isinstance(v, float) and not math.isfinite(v):
@@ -156,6 +164,7 @@ def _print_json(data) -> None:
 
 
 def cmd_mismatch_errors(args: argparse.Namespace) -> int:
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .mismatch import decompose_errors, decompose_table, read_general_table
 
     levels = {"human": args.human, "train": args.train, "train_dev": args.train_dev,
@@ -183,6 +192,7 @@ def _named_path(value: str) -> tuple[str, str] | str:
 
 
 def cmd_mismatch_data(args: argparse.Namespace) -> int:
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .mismatch import compare_data, data_report_html
     from .report import write_report
 
@@ -210,6 +220,7 @@ def cmd_mismatch_data(args: argparse.Namespace) -> int:
 
 
 def cmd_mismatch_slices(args: argparse.Namespace) -> int:
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .mismatch import slice_errors
 
     report = slice_errors(
@@ -223,6 +234,7 @@ def cmd_mismatch_slices(args: argparse.Namespace) -> int:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .splits import plan_splits, write_splits
 
     sources: dict[str, str] = {}

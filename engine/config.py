@@ -16,6 +16,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .image.pipeline import TransformSpecError, normalize_transforms  # albumentations itself loads lazily
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -69,12 +72,6 @@ def int_range(value: Any, *, lo: int, hi: int, what: str) -> tuple[int, int]:
 def validate_transforms(value: Any) -> list[dict[str, Any]]:
     """Validate an albumentations transform list (see engine/image/pipeline.py); every
     problem is reported at its own path, e.g. ``synth.transforms[2].GaussianBlur.blur_limit``."""
-    from pydantic_core import PydanticCustomError
-
-    # albumentations loads only when a recipe has image transforms to check
-
-    from .image.pipeline import TransformSpecError, normalize_transforms
-
     try:
         return normalize_transforms(value)
     except TransformSpecError as exc:

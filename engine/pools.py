@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import glob
+import functools
 import os
 import posixpath
 import re
@@ -25,8 +26,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from .audio import io as audio_io
+from .audio.generators import virtual_items
 from .errors import BadSourceError, InputError
 from .recipe import AudioPool, Recipe
 from .storage import is_uri
@@ -133,7 +136,6 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 
 def _glob_uri(pattern: str) -> list[str]:
     """Objects matching an object-store glob such as ``s3://bucket/noise/**/*.wav``."""
-    import pyarrow.fs as pafs
 
     try:
         fs, key = pafs.FileSystem.from_uri(pattern)
@@ -325,7 +327,7 @@ def index_pool(
 
 
 def _probe_image(path: str, max_pixels: int, mode: str) -> tuple[str, Any]:
-    from .image import io as image_io
+    from .image import io as image_io  # OpenCV loads only for image pools
 
     try:
         return ("ok", image_io.probe(path, max_pixels=max_pixels, mode=mode))
@@ -347,7 +349,6 @@ def index_image_pool(
 
     Example: ``items, rejects = index_image_pool("photos", recipe.pools["photos"], recipe.base_dir)``
     """
-    import functools
 
     files, labels, rejects = _resolve_files(name, pool, base_dir)
     probe = functools.partial(_probe_image, max_pixels=pool.max_pixels, mode=pool.mode)
@@ -431,7 +432,6 @@ def index_generator_pool(
 
     Example: ``items, _ = index_generator_pool("hum", recipe.pools["hum"], recipe.base_dir)``
     """
-    from .audio.generators import virtual_items
 
     virtual = virtual_items(name, pool)
     items = [v.item for v in virtual]

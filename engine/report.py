@@ -31,10 +31,10 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.pass{color:
 
 def new_figure(width: float = 7.0, height: float = 3.2, ncols: int = 1):
     """A matplotlib figure on the Agg backend (no display needed)."""
-    import matplotlib
+    import matplotlib  # matplotlib loads only when a report draws
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loaded only when a report draws
 
     fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=True)
     return fig, axes
@@ -42,7 +42,7 @@ def new_figure(width: float = 7.0, height: float = 3.2, ncols: int = 1):
 
 def figure_html(fig: Any, alt: str = "figure") -> str:
     """Render a matplotlib figure to an inline PNG <img> and close it."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loaded only when a report draws
 
     buf = io.BytesIO()
     fig.tight_layout()

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .version import __version__
 from .errors import ShardError
 from .layout import EXTRA_FILES, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_RECORD_FILE, shard_paths
 from .plan import Plan

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from .coverage import analyze_coverage, check_forecast, describe_forecast
 from .errors import GuardError, ShardError, ShardsmithError
 from .layout import COVERAGE_FILE, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_RECORD_FILE, shard_paths
 from .plan import make_plan
@@ -100,7 +101,7 @@ class RunSummary:
 
 
 def _ray():
-    import ray
+    import ray  # Ray loads on first use, not when engine.runtime is imported
 
     return ray
 
@@ -169,7 +170,7 @@ def _shard_task(recipe_data: dict, base_dir: str, index: PoolIndex, spec: Any, o
     from .worker import make_shard
 
     recipe = parse_recipe(recipe_data, base_dir=base_dir)
-    import ray
+    import ray  # Ray loads on first use, not when engine.runtime is imported
 
     record = make_shard(recipe, index, spec, out)
     record["node_id"] = ray.get_runtime_context().get_node_id()
@@ -188,7 +189,7 @@ def _as_finished(submit: Callable[[Any], Any], items: Sequence[Any], limit: int,
     """Submit ``items`` as Ray tasks (``submit(item)`` returns the ref), at most ``limit``
     at a time, and yield ``(item, ref)`` as each finishes. ``pending`` (ref -> item) is the
     caller's, so that it can cancel what is still running when it stops early."""
-    import ray
+    import ray  # Ray loads on first use, not when engine.runtime is imported
 
     queue = list(items)
     while queue or pending:
@@ -203,7 +204,7 @@ def _as_finished(submit: Callable[[Any], Any], items: Sequence[Any], limit: int,
 def _resume_state(sink: OutputSink, limit: int, say: Callable[[str], None]) -> ResumeState:
     """The cheap checks (stats, recipe, rows, size) of every planned shard from one listing,
     then the sha256 of each shard that passed them, read back here or by the workers."""
-    import ray
+    import ray  # Ray loads on first use, not when engine.runtime is imported
 
     listing = sink.listing()
     cheap = sink.resume_state(listing)
@@ -285,7 +286,6 @@ def run(
 
     Example: ``run(load_recipe("recipes/demo_in_car.yaml"), "out/demo", workers=2)``
     """
-    from .coverage import analyze_coverage, check_forecast, describe_forecast
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     plan = make_plan(recipe)

@@ -41,7 +41,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
+from .version import __version__
 from .errors import ShardError
 from .layout import (
     COVERAGE_FILE,

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import InputError
-from .manifest import write_json
+from .storage import write_json
 from .media import find_media
 from .rng import keyed_rng, split_id
 from .tables import manifest_paths

@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
+import pyarrow.fs as pafs
+
 from .errors import BadSourceError, ShardError
 from .layout import temporary_name
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -47,7 +49,6 @@ def source_location(path: str):
     cannot be opened. Shared by the audio and image readers."""
     if not is_uri(path):
         return None
-    import pyarrow.fs as pafs
 
     try:
         return pafs.FileSystem.from_uri(path)
@@ -88,7 +89,6 @@ class Store:
             text = text[len("file://"):]
         if not is_uri(text):
             return cls(str(Path(text).absolute()), None, str(Path(text).absolute()))
-        import pyarrow.fs as pafs
 
         try:
             fs, root = pafs.FileSystem.from_uri(text)
@@ -125,7 +125,6 @@ class Store:
         )
 
     def _info(self, rel: str):
-        import pyarrow.fs as pafs
 
         try:
             info = self._fs.get_file_info(self.full(rel))  # type: ignore[union-attr]
@@ -190,7 +189,6 @@ class Store:
                 if stat.S_ISREG(st.st_mode):
                     found[p.relative_to(root).as_posix()] = st.st_size
             return found
-        import pyarrow.fs as pafs
 
         selector = pafs.FileSelector(self.full(prefix), recursive=True, allow_not_found=True)
         try:

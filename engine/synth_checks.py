@@ -32,8 +32,8 @@ from .pools import PoolIndex, index_pools
 from .recipe import Recipe
 from .rng import sample_rng
 from .shards import read_shard
-from .synth.base import SOURCE_TYPE, Sample, Synthesizer, build_synthesizer
-from .synth.registry import synthesizer_class
+from .synth.base import SOURCE_TYPE, Sample, Synthesizer
+from .synth.registry import build_synthesizer, synthesizer_class
 from .worker import make_shard
 
 

@@ -10,11 +10,13 @@ Example::
 from __future__ import annotations
 
 import json
+import ctypes
+import ctypes.util
 import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .version import __version__
 from .errors import BadSourceError, InputError, RejectSample, SynthesisError
 from .plan import ShardSpec
 from .pools import PoolIndex
@@ -55,8 +57,6 @@ def tune_allocator() -> None:
     if _ALLOCATOR_TUNED:
         return
     _ALLOCATOR_TUNED = True
-    import ctypes
-    import ctypes.util
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

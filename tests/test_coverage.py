@@ -23,7 +23,8 @@ from engine.coverage import (
     report_json,
 )
 from engine.coverage import catalog as coverage_catalog
-from engine.manifest import read_manifest, shard_files
+from engine.run_record import read_run_record
+from engine.run_record import shard_files
 from engine.pools import index_pools
 from engine.recipe import load_recipe, parse_recipe
 from engine.shards import read_shard
@@ -405,7 +406,7 @@ def test_narrow_run_is_refused_then_reports_the_true_reuse_with_allow_narrow(
     assert noise["unique_seconds_used"] == pytest.approx(3.0)
     assert noise["items_used"] == 1 and noise["max_share"] == 1.0
     assert not report["passed"]
-    assert "coverage.json" in read_manifest(out)["extra_files"]
+    assert "coverage.json" in read_run_record(out)["extra_files"]
 
     capsys.readouterr()
     assert main(["coverage", str(out), "--json", "--html", str(tmp_path / "r.html")]) == 3

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from engine.audio import io as audio_io
 from engine.cli import main
 from engine.errors import InputError
-from engine.manifest import shard_files
+from engine.run_record import shard_files
 from engine.mismatch import (
     EmbeddingSet,
     Rate,
@@ -488,7 +488,11 @@ def test_bad_predictions_files_are_clear_errors(holdout_run, tmp_path):
 
 
 def test_row_categories_follow_reverb_events_and_image_transforms():
-    from engine.mismatch.slices import _row_categories
+    from engine.mismatch.slices import row_categories
+    from engine.synth import synthesizer_class
+
+    mix = synthesizer_class("speech_noise_mix")
+    augment = synthesizer_class("image_augment")
 
     row = {"split": "train", "sources": [{"pool": "speech", "item": "s1"}, {"pool": "car", "item": "c1"},
                                          {"pool": "rain", "item": "r1"}]}
@@ -498,15 +502,15 @@ def test_row_categories_follow_reverb_events_and_image_transforms():
         "events": [{"pool": "clatter", "item": "k1", "snr_db": 0.0}],
         "reverb": {"pool": "rirs", "item": "room-3.wav", "rt60_s": 0.4},
     }
-    cats = _row_categories(row, params, {("rain", "r1")}, ["speaker"])
+    cats = row_categories(row, params, {("rain", "r1")}, ["speaker"], mix)
     assert cats["noise pool"] == ["car", "rain"] and cats["noise item"] == ["c1", "r1"]
     assert cats["SNR band"] == ["[5, 10) dB"]  # two layers at 10 dB: 6.99 dB together
     assert cats["event item"] == ["k1"] and cats["reverb"] == ["reverb"] and cats["reverb item"] == ["room-3.wav"]
     assert cats["sources"] == ["held-out (unseen) item"] and cats["speaker"] == ["None"]
-    cats = _row_categories(row, {**params, "total_snr_db": 17.0, "reverb": None}, set(), [])
+    cats = row_categories(row, {**params, "total_snr_db": 17.0, "reverb": None}, set(), [], mix)
     assert cats["SNR band"] == ["[15, 20) dB"] and cats["reverb"] == ["dry"] and "sources" not in cats
     image_row = {"split": "train", "sources": [{"pool": "photos", "item": "p1.png"}]}
-    cats = _row_categories(image_row, {"applied": {"GaussianBlur": {"sigma": 1.2}, "HorizontalFlip": {},
-                                                   "GaussianBlur#2": {"sigma": 0.5}}}, set(), [])
+    cats = row_categories(image_row, {"applied": {"GaussianBlur": {"sigma": 1.2}, "HorizontalFlip": {},
+                                                  "GaussianBlur#2": {"sigma": 0.5}}}, set(), [], augment)
     assert cats["transform"] == ["GaussianBlur", "HorizontalFlip"]
     assert cats["source item"] == ["p1.png"] and "noise item" not in cats

@@ -123,7 +123,7 @@ def test_the_doc_synthesizer_runs_end_to_end(plugin, tmp_path):
     assert band["boosted"]["error_rate"] == 1.0 and band["attenuated"]["error_rate"] == 0.0
     assert "speech item" in dims
 
-    ex = _cli(["export", str(out), "--to", str(tmp_path / "ex"), "--n", "3"], root, tmp_path)
+    ex = _cli(["export", str(out), "--split", "train", "--to", str(tmp_path / "ex"), "--n", "3"], root, tmp_path)
     assert ex.returncode == 0, ex.stderr[-2000:]
     assert len(list((tmp_path / "ex").glob("*.flac"))) == 3 and len(list((tmp_path / "ex").glob("*.json"))) == 3
 

@@ -355,7 +355,7 @@ def _lowpass_taps(up: int, down: int) -> np.ndarray:
     sinc = np.array(
         [1.0 if m == 0 else math.sin(math.pi * cutoff * m) / (math.pi * cutoff * m) for m in offsets]
     )
-    from scipy import special as _special
+    from scipy import special as _special  # scipy.special loads only when this operation runs
 
     kaiser = _special.i0(5.0 * np.sqrt(1.0 - (offsets / half_len) ** 2)) / _special.i0(5.0)
     taps = cutoff * sinc * kaiser
@@ -387,7 +387,7 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
         return np.zeros((0,) + a.shape[1:], dtype=np.float32)
     ratio = Fraction(sr_out, sr_in)
     up, down = ratio.numerator, ratio.denominator
-    from scipy import signal as _signal
+    from scipy import signal as _signal  # scipy.signal loads only when this operation runs
 
     y = _signal.resample_poly(a, up, down, axis=0, window=_lowpass_taps(up, down))
     y = np.asarray(y, dtype=np.float32)
@@ -642,7 +642,7 @@ def band_filter(
         return a.copy()
     lead = min(a.shape[0], 1024)
     y = np.concatenate([a[lead - 1 :: -1] if lead else a[:0], a]).astype(np.float64)
-    from scipy import signal as _signal
+    from scipy import signal as _signal  # scipy.signal loads only when this operation runs
 
     for sos in stages:
         y = _signal.sosfilt(sos.copy(), y)  # sosfilt wants a writable array

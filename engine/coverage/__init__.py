@@ -51,10 +51,10 @@ Example::
 from __future__ import annotations
 
 from ..stats import STATS_FORMAT, sample_key
-from .analyze import COVERAGE_FILE, POOL_INDEX_FILE, analyze_coverage, load_coverage_stats, write_coverage
+from .analyze import analyze_coverage, load_coverage_stats
 from .catalog import ITEM_CAP, PoolCatalog, build_catalog, catalog_from_index, catalog_from_parquet
 from .figures import NEAR_DUPLICATE_RMS, REPORT_BINS, VENDI_BANDWIDTH, round_floats
-from .forecast import FORECAST_DRAWS, SOURCE_MODELS, check_forecast, forecast_coverage, source_model
+from .forecast import FORECAST_DRAWS, check_forecast, forecast_coverage
 from .guards import GUARDS, evaluate_guards, guard_limits, guard_refusal
 from .merge import REPORT_FORMAT, CoverageStats
 from .report import (
@@ -68,11 +68,11 @@ from .report import (
 )
 
 __all__ = [
-    "COVERAGE_FILE", "CoverageStats", "PoolCatalog", "analyze_coverage", "load_coverage_stats",
-    "write_coverage", "forecast_coverage", "check_forecast", "guard_refusal", "evaluate_guards",
+    "CoverageStats", "PoolCatalog", "analyze_coverage", "load_coverage_stats",
+    "forecast_coverage", "check_forecast", "guard_refusal", "evaluate_guards",
     "describe_coverage", "describe_forecast", "coverage_html", "write_coverage_html",
     "catalog_from_index", "catalog_from_parquet", "STATS_FORMAT", "sample_key",
-    "POOL_INDEX_FILE", "REPORT_FORMAT", "ITEM_CAP", "REPORT_BINS", "VENDI_BANDWIDTH", "NEAR_DUPLICATE_RMS",
-    "FORECAST_DRAWS", "GUARDS", "SOURCE_MODELS", "build_catalog", "describe_guards", "describe_pools",
-    "guard_limits", "report_json", "round_floats", "source_model",
+    "REPORT_FORMAT", "ITEM_CAP", "REPORT_BINS", "VENDI_BANDWIDTH", "NEAR_DUPLICATE_RMS",
+    "FORECAST_DRAWS", "GUARDS", "build_catalog", "describe_guards", "describe_pools",
+    "guard_limits", "report_json", "round_floats",
 ]

@@ -1,10 +1,11 @@
-"""Analyzing a run's output folder: read its manifest, pool index and shard stats, merge
-them, and write ``OUT/coverage.json``.
+"""Analyzing a run's output folder: read its run record, pool index and shard stats, and
+merge them into the coverage report (a run writes it as ``OUT/coverage.json`` through its
+sink).
 
 Example::
 
     report, cs = load_coverage_stats("out/demo_in_car")
-    write_coverage("out/demo_in_car")["passed"]
+    analyze_coverage("out/demo_in_car")["passed"]
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ShardError
-from ..manifest import as_store, read_manifest, read_stats, write_json
+from ..layout import POOL_INDEX_FILE
 from ..recipe import parse_recipe
+from ..run_record import find_run_record
+from ..storage import as_store, read_json
 from .catalog import catalog_from_parquet
 from .merge import CoverageStats
-
-COVERAGE_FILE = "coverage.json"
-POOL_INDEX_FILE = "pool_index.parquet"
 
 
 def analyze_coverage(out: str | Path, recipe: Any = None) -> dict[str, Any]:
@@ -34,15 +34,16 @@ def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, 
     """The report and the merged :class:`CoverageStats` (for plots) of a run's output."""
     store = as_store(out)
     out = store.display()
-    manifest = read_manifest(store)
-    if manifest is None:
-        raise ShardError(f"{out}: no manifest.json; is this a shardsmith output folder?")
+    found = find_run_record(store)
+    if found is None:
+        raise ShardError(f"{out}: no run record (run.json); is this a shardsmith output folder?")
+    record_file, manifest = found
     if recipe is None:
         try:
-            recipe = parse_recipe(manifest["recipe"], source=f"{out}/manifest.json",
+            recipe = parse_recipe(manifest["recipe"], source=store.display(record_file),
                                   base_dir=manifest.get("recipe_dir") or out)
         except KeyError:
-            raise ShardError(f"{out}/manifest.json: has no recipe; re-run the recipe into this folder") from None
+            raise ShardError(f"{store.display(record_file)}: has no recipe; re-run the recipe into this folder") from None
     if not store.exists(POOL_INDEX_FILE):
         raise ShardError(f"{store.display(POOL_INDEX_FILE)}: pool index not found; it is written when a run starts")
     with store.open_input(POOL_INDEX_FILE) as f:
@@ -51,7 +52,7 @@ def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, 
     cs = CoverageStats(catalog, split_holdout)
     for split, entry in manifest.get("splits", {}).items():
         for shard in entry.get("shards", []):
-            record = read_stats(store, shard["stats"])
+            record = read_json(store, shard["stats"])
             if record is None:
                 raise ShardError(f"{store.display(shard['stats'])}: stats file missing or unreadable; re-run the recipe "
                                  "into this folder to rewrite the shard")
@@ -59,10 +60,3 @@ def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, 
     report = cs.report(recipe, recipe_hash=manifest.get("recipe_hash", ""),
                        complete=manifest.get("status") == "complete")
     return report, cs
-
-
-def write_coverage(out: str | Path, recipe: Any = None) -> dict[str, Any]:
-    """Analyze a run and write ``OUT/coverage.json``; returns the report."""
-    report = analyze_coverage(out, recipe)
-    write_json(out, COVERAGE_FILE, report)
-    return report

@@ -10,7 +10,7 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -22,69 +22,6 @@ from .figures import round_floats
 from .guards import evaluate_guards, guard_refusal
 
 FORECAST_DRAWS = 500  # sample_params draws per split for the plan-time forecast
-
-SourceModel = Callable[..., list[tuple[str, str, float]]]
-
-
-def _walk_refs(node: Any, path: str = "") -> Iterable[tuple[str, str, str]]:
-    """``(path, pool, item)`` of every ``{"pool": ..., "item": ...}`` in a params object."""
-    if isinstance(node, dict):
-        if isinstance(node.get("pool"), str) and isinstance(node.get("item"), str):
-            yield path, node["pool"], node["item"]
-        for k in sorted(node, key=str):
-            yield from _walk_refs(node[k], f"{path}.{k}" if path else str(k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _walk_refs(v, f"{path}[{i}]")
-
-
-def _generic_sources(params: dict[str, Any], duration: Callable[[str, str], float],
-                     config: Any = None) -> list[tuple[str, str, float]]:
-    """Every referenced item, assumed used whole (RIRs, images, short clips)."""
-    return [(pool, item, duration(pool, item)) for _, pool, item in _walk_refs(params)]
-
-
-def _speed(entry: dict[str, Any]) -> float:
-    return float((entry.get("perturb") or {}).get("speed", 1.0))
-
-
-def _speech_noise_sources(params: dict[str, Any], duration: Callable[[str, str], float],
-                          config: Any = None) -> list[tuple[str, str, float]]:
-    """speech_noise_mix, as its ``apply`` records sources: the utterance whole; each noise
-    layer for the utterance's length times its speed; each event for its crop (at most
-    ``max_duration_s`` of output, times its speed); the rest (reverb) whole."""
-    sp = params["speech"]
-    need = duration(sp["pool"], sp["item"])
-    out = [(sp["pool"], sp["item"], need)]
-    for layer in params.get("noise", []):
-        out.append((layer["pool"], layer["item"], need * _speed(layer)))
-    events_cfg = getattr(config, "events", None) or []
-    for ev in params.get("events", []):
-        speed = _speed(ev)
-        layer = ev.get("layer", 0)
-        cap = getattr(events_cfg[layer], "max_duration_s", need) if layer < len(events_cfg) else need
-        item_s = duration(ev["pool"], ev["item"])
-        out.append((ev["pool"], ev["item"], min(item_s / speed, cap, need) * speed))
-    rest = {k: v for k, v in params.items() if k not in ("speech", "noise", "events")}
-    return out + _generic_sources(rest, duration)
-
-
-# synth type -> (params, duration(pool, item), synth config) -> predicted (pool, item,
-# seconds) pieces, without audio. A new synthesizer registers its own; others fall back
-# to "every referenced item, whole".
-SOURCE_MODELS: dict[str, SourceModel] = {
-    "speech_noise_mix": _speech_noise_sources,
-}
-
-
-def source_model(synth_type: str) -> SourceModel:
-    """The pieces a synthesizer type takes from the pools per sample, predicted from its
-    params: the one place the forecast knows synthesizer types.
-
-    Example: ``source_model("speech_noise_mix")(params, duration, recipe.synth)``
-    """
-    return SOURCE_MODELS.get(synth_type, _generic_sources)
-
 
 def forecast_coverage(recipe: Any, index: Any, *, draws: int = FORECAST_DRAWS) -> dict[str, Any]:
     """Predict the pool figures and guards of a run before anything is synthesized.
@@ -98,7 +35,7 @@ def forecast_coverage(recipe: Any, index: Any, *, draws: int = FORECAST_DRAWS) -
     Example: ``forecast_coverage(recipe, index_pools(recipe))["passed"]``
     """
     synth = build_synthesizer(recipe, index)
-    model = source_model(recipe.synth.type)
+    model = synth.source_pieces  # the synthesizer's own prediction of the pieces it takes
     tables: dict[str, dict[str, int]] = {}
 
     def duration(pool: str, item: str) -> float:

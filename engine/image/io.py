@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import pyarrow.fs as pafs
+from PIL import Image, UnidentifiedImageError
 
 from engine.errors import BadSourceError
 from engine.media import IMAGE_FORMATS
@@ -157,7 +159,6 @@ def decode(data: bytes, mode: str = "rgb", *, path: str = "<bytes>") -> np.ndarr
 
 def _read_object(path: str, missing: str) -> bytes:
     """The bytes of an object-store URI such as ``s3://bucket/photos/a.jpg``."""
-    import pyarrow.fs as pafs
 
     def first_line(exc: Exception) -> str:
         return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
@@ -250,7 +251,6 @@ def _above(max_pixels: int) -> str:
 def _header(data: bytes, path: str, max_pixels: int) -> tuple[int, int, int, int, str] | None:
     """(width, height, channels, bit depth, format) from the header, without decoding
     the pixels; None when Pillow does not know the format (OpenCV may still)."""
-    from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():

@@ -44,6 +44,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from .. import env  # noqa: F401  (albumentations must never phone home from a worker)
 
@@ -93,7 +94,7 @@ class TransformSpecError(ValueError):
 @functools.lru_cache(maxsize=1)
 def _registry() -> dict[str, type]:
     import albumentations  # noqa: F401  (registers every transform)
-    from albumentations.core.composition import BaseCompose
+    from albumentations.core.composition import BaseCompose  # albumentations loads only for image recipes
     from albumentations.core.serialization import SERIALIZABLE_REGISTRY
     from albumentations.core.transforms_interface import BasicTransform
 
@@ -216,7 +217,6 @@ def _unwrap_compose(value: dict[str, Any]) -> list[Any]:
 
 def _schema_errors(exc: BaseException, args: dict[str, Any]) -> list[tuple[tuple[Any, ...], str, Any]]:
     """Pydantic errors inside an albumentations ValueError -> (sub-path, message, value)."""
-    from pydantic import ValidationError
 
     cause = exc.__cause__
     if not isinstance(cause, ValidationError):
@@ -243,7 +243,7 @@ def _schema_errors(exc: BaseException, args: dict[str, Any]) -> list[tuple[tuple
 
 
 def _construct(cls: type, args: dict[str, Any]) -> Any:
-    from albumentations.core.composition import BaseCompose
+    from albumentations.core.composition import BaseCompose  # albumentations loads only for image recipes
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -369,7 +369,7 @@ def build_compose(specs: list[dict[str, Any]], *, masks_and_boxes: bool = False)
 
     Example: ``build_compose(normalize_transforms(["HorizontalFlip"]))(image=img)["image"]``
     """
-    import albumentations as A
+    import albumentations as A  # albumentations loads only for image recipes
 
     bbox_params = None
     if masks_and_boxes:

@@ -73,7 +73,7 @@ from .errors import (
 )
 from .metrics import domain_classifier_auc, expected_coverage, feature_drift, frechet_distance, mmd2_permutation_test, prdc
 from .report import data_report_html
-from .slices import SNR_BAND_DB, SliceReport, slice_errors
+from .slices import SliceReport, row_categories, slice_errors
 
 __all__ = [
     "GAPS",
@@ -115,7 +115,6 @@ __all__ = [
     "MIN_N",
     "MMD_MAX_N",
     "PROBLEM_SHARE",
-    "SNR_BAND_DB",
     "TABLE_ROWS",
     "TABLE_ROW_LABELS",
 ]

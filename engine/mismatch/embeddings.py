@@ -22,7 +22,8 @@ import pyarrow as pa
 
 from ..errors import InputError
 from ..features.files import featurize_files
-from ..manifest import read_manifest, shard_files
+from ..layout import LEGACY_RUN_RECORD_FILE, RUN_RECORD_FILE
+from ..run_record import read_run_record, shard_files
 from ..media import MEDIA_EXTENSIONS, find_media, media_kind
 from ..rng import keyed_rng
 from ..tables import manifest_paths
@@ -69,7 +70,7 @@ def subsample(n: int, max_n: int, seed: int, stream: int) -> np.ndarray:
 def _shard_embeddings(
     out: Path, name: str, split: str | None, prefer_split: str | None, max_n: int, seed: int
 ) -> EmbeddingSet:
-    manifest = read_manifest(out) or {}
+    manifest = read_run_record(out) or {}
     available = list(manifest.get("splits", {}))
     if split is not None:
         if split not in available:
@@ -158,7 +159,7 @@ def load_embeddings(
     if max_n < MIN_N:
         raise InputError(f"max_n must be at least {MIN_N}, got {max_n}")
     if p.is_dir():
-        if (p / "manifest.json").exists():
+        if any((p / name).exists() for name in (RUN_RECORD_FILE, LEGACY_RUN_RECORD_FILE)):
             return _shard_embeddings(p, label, split, prefer_split, max_n, seed)
         files = find_media(p)
         ids = [Path(os.path.relpath(f, p)).as_posix() for f in files]

@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +23,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from ..manifest import as_store, read_manifest, shard_files
+from ..layout import POOL_INDEX_FILE
+from ..run_record import read_run_record, shard_files
+from ..storage import as_store
+from ..synth import Synthesizer, synthesizer_class
 from ..report import pct
 from ..statistics import wilson_interval
 from ..tables import read_table
 from .columns import read_columns
 
-SNR_BAND_DB = 5.0
 _TRUE = {"1", "true", "t", "yes", "y", "correct", "right"}
 _FALSE = {"0", "false", "f", "no", "n", "wrong", "incorrect", "error"}
 
@@ -48,70 +49,20 @@ def _as_bool(value: Any, where: str) -> bool:
     raise InputError(f"{where}: 'correct' must be true/false or 1/0, got {value!r}")
 
 
-def _effective_snr_db(snrs: list[float]) -> float:
-    """SNR of speech against all noise layers together (their powers add)."""
-    total = sum(10.0 ** (-s / 10.0) for s in snrs)
-    return -10.0 * math.log10(total)
-
-
-def _snr_band(snr_db: float) -> str:
-    lo = math.floor(snr_db / SNR_BAND_DB) * SNR_BAND_DB
-    return f"[{lo:g}, {lo + SNR_BAND_DB:g}) dB"
-
-
-def _transform_names(value: Any) -> list[str]:
-    if value is None or value is False:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        for key in ("name", "type", "transform", "__class_fullname__"):
-            if isinstance(value.get(key), str):
-                return [value[key]]
-        # {transform name: its applied params (maybe empty)}, or {name: enabled flag}
-        return [str(k) for k, v in value.items() if v is not None and v is not False]
-    if isinstance(value, (list, tuple)):
-        out: list[str] = []
-        for v in value:
-            out += _transform_names(v)
-        return out
-    return [str(value)]
-
-
-def _row_categories(
-    row: dict[str, Any], params: dict[str, Any], held: set[tuple[str, str]], by: Sequence[str]
+def row_categories(
+    row: dict[str, Any], params: dict[str, Any], held: set[tuple[str, str]], by: Sequence[str],
+    synth: type[Synthesizer],
 ) -> dict[str, list[str]]:
     """The categories of one row, per dimension (a row can be in several of one dimension,
-    e.g. two noise layers)."""
-    cats: dict[str, list[str]] = {"split": [str(row.get("split"))]}
+    e.g. two noise layers): its split, what its synthesizer says of its params
+    (:meth:`~engine.synth.Synthesizer.slice_categories`), seen vs held-out source items,
+    and the ``by`` columns.
+
+    Example: ``row_categories(row, params, set(), ["speaker"], synthesizer_class("image_augment"))``
+    """
     sources = row.get("sources") or []
-    layers = params.get("noise")
-    if isinstance(layers, list):  # speech + noise: slice by the noise actually mixed in
-        cats["noise pool"] = list(dict.fromkeys(str(x.get("pool")) for x in layers)) or ["(no noise)"]
-        cats["noise item"] = list(dict.fromkeys(str(x.get("item")) for x in layers)) or ["(no noise)"]
-        snrs = [float(x["snr_db"]) for x in layers if isinstance(x.get("snr_db"), (int, float))]
-        if isinstance(params.get("total_snr_db"), (int, float)):
-            cats["SNR band"] = [_snr_band(float(params["total_snr_db"]))]
-        elif snrs:
-            cats["SNR band"] = [_snr_band(_effective_snr_db(snrs))]
-        elif not layers:
-            cats["SNR band"] = ["(no noise)"]
-        events = params.get("events")
-        cats["event item"] = (
-            list(dict.fromkeys(str(e.get("item")) for e in events)) if isinstance(events, list) and events
-            else ["(no events)"]
-        )
-        reverb = params.get("reverb")
-        cats["reverb"] = ["reverb" if reverb else "dry"]
-        cats["reverb item"] = [str(reverb.get("item")) if isinstance(reverb, dict) else "dry"]
-    else:  # any other synthesizer: slice by every source it recorded
-        cats["source pool"] = list(dict.fromkeys(str(x["pool"]) for x in sources)) or ["(none)"]
-        cats["source item"] = list(dict.fromkeys(str(x["item"]) for x in sources)) or ["(none)"]
-    for key in ("applied", "transform", "transforms"):
-        if key in params:
-            names = [re.sub(r"#\d+$", "", n) for n in _transform_names(params[key])]
-            cats["transform"] = list(dict.fromkeys(names)) or ["(none)"]
-            break
+    cats: dict[str, list[str]] = {"split": [str(row.get("split"))]}
+    cats.update(synth.slice_categories(params, sources))
     if held:
         used = {(str(x["pool"]), str(x["item"])) for x in sources}
         cats["sources"] = ["held-out (unseen) item" if used & held else "seen items only"]
@@ -211,16 +162,19 @@ def slice_errors(
     ``predictions`` (CSV, TSV, JSONL or Parquet) has ``sample_id`` and either ``correct``
     (true/false, 1/0) or ``prediction`` -- compared with its own ``label`` column if it has
     one, else with the rows' ``label_column`` (default ``label``, else ``text``). Each row
-    falls in one category per dimension (noise pool and noise item can hold several):
-    split, noise pool, noise item, SNR band (5 dB bands of the effective SNR of all noise
-    layers together), reverb, transform, seen vs held-out source items (from
-    ``OUT/pool_index.parquet``) and any label column named in ``by``.
+    falls in one category per dimension (a dimension can hold several, e.g. two noise
+    items): split; the dimensions the output's synthesizer defines (speech_noise_mix: noise
+    pool and item, SNR band, events, reverb; the image synthesizers: source pool and item,
+    transform); seen vs held-out source items (from ``OUT/pool_index.parquet``); and any
+    label column named in ``by``.
 
     Example: ``slice_errors("out/demo", "preds.csv").table[0]``
     """
     out = as_store(shards)
-    if read_manifest(out) is None:
-        raise InputError(f"{out}: no manifest.json; --shards must be a shardsmith output folder")
+    record = read_run_record(out)
+    if record is None:
+        raise InputError(f"{out.display()}: no run record (run.json); --shards must be a shardsmith output folder")
+    synth = synthesizer_class(str(record.get("recipe", {}).get("synth", {}).get("type")))
     pred = _read_table_file(Path(predictions), "predictions file")
     cols = pred.column_names
     if "sample_id" not in cols:
@@ -243,8 +197,7 @@ def slice_errors(
     wanted = ["sample_id", "split", "sources", "params", *by]
     rows: dict[str, dict[str, Any]] = {}
     available: set[str] = set()
-    manifest = read_manifest(out) or {}
-    splits = [split] if split else list(manifest.get("splits", {}))
+    splits = [split] if split else list(record.get("splits", {}))
     for s in splits:
         for f in shard_files(out, s):
             t = read_columns(f, wanted + ["label", "text"] + ([label_column] if label_column else []))
@@ -270,14 +223,14 @@ def slice_errors(
 
     held: set[tuple[str, str]] = set()
     notes: list[str] = []
-    if out.exists("pool_index.parquet"):
-        with out.open_input("pool_index.parquet") as f:
+    if out.exists(POOL_INDEX_FILE):
+        with out.open_input(POOL_INDEX_FILE) as f:
             t = pq.read_table(f, columns=["pool", "item", "holdout"])
         held = {(p, it) for p, it, h in zip(*(t.column(c).to_pylist() for c in ("pool", "item", "holdout"))) if h}
         if not held:
             notes.append("no pool holds held-out items, so seen vs held-out cannot be sliced")
     else:
-        notes.append(f"{out.display('pool_index.parquet')} not found: seen vs held-out cannot be sliced")
+        notes.append(f"{out.display(POOL_INDEX_FILE)} not found: seen vs held-out cannot be sliced")
 
     not_joined: list[str] = []
     counts: dict[str, dict[str, list[int]]] = {}
@@ -299,7 +252,7 @@ def slice_errors(
             params = {}
         n += 1
         errors += 0 if ok else 1
-        for dim, cats in _row_categories(row, params if isinstance(params, dict) else {}, held, by).items():
+        for dim, cats in row_categories(row, params if isinstance(params, dict) else {}, held, by, synth).items():
             per = counts.setdefault(dim, {})
             for c in cats:
                 tally = per.setdefault(c, [0, 0])
@@ -307,7 +260,7 @@ def slice_errors(
                 tally[1] += 0 if ok else 1
     if n == 0:
         raise InputError(
-            f"{predictions}: none of its {len(ids)} sample_id(s) is a row of {out} "
+            f"{predictions}: none of its {len(ids)} sample_id(s) is a row of {out.display()} "
             f"(e.g. {ids[0]!r} if any); are these predictions for this output folder"
             + (f" and split {split!r}" if split else "") + "?"
         )

@@ -12,8 +12,15 @@ Example::
     sample = synth.apply(params)
 """
 
-from .base import SOURCE_TYPE, Sample, Synthesizer, build_synthesizer, first_seen, walk_refs, write_sidecar
-from .registry import ENTRY_POINT_GROUP, Registration, register, registrations, synthesizer_class
+from .base import SOURCE_TYPE, Sample, Synthesizer, first_seen, walk_refs, write_sidecar
+from .registry import (
+    ENTRY_POINT_GROUP,
+    Registration,
+    build_synthesizer,
+    register,
+    registrations,
+    synthesizer_class,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",

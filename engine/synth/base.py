@@ -8,7 +8,7 @@ as class-level hooks that need no pool data, how the rest of shardsmith reads it
 which pieces of which pools a params object takes (the coverage forecast), which
 categories a row falls in (``mismatch slices``), which params are not sampled values
 (coverage histograms), and how a row is exported as a file. The base knows no concrete
-synthesizer; :mod:`engine.synth.registry` finds them.
+synthesizer; :mod:`engine.synth.registry` finds and builds them.
 
 Example::
 
@@ -28,7 +28,6 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import BadSourceError
-from . import registry
 
 if TYPE_CHECKING:
     from ..pools import PoolIndex
@@ -179,11 +178,3 @@ def write_sidecar(row: dict[str, Any], dest: Path, skip: Iterable[str] = ()) -> 
     side = {k: v for k, v in row.items() if k not in drop}
     side["params"] = json.loads(side["params"])
     (dest / f"{row['sample_id']}.json").write_text(json.dumps(side, indent=1) + "\n")
-
-
-def build_synthesizer(recipe: "Recipe", index: "PoolIndex") -> Synthesizer:
-    """The registered synthesizer for ``recipe.synth.type``, built over indexed pools.
-
-    Example: ``build_synthesizer(recipe, index_pools(recipe))``
-    """
-    return registry.synthesizer_class(recipe.synth.type)(recipe, index)

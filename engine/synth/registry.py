@@ -30,9 +30,11 @@ from typing import TYPE_CHECKING
 
 from ..config import SynthConfig
 from ..errors import RecipeError
+from .base import Synthesizer
 
 if TYPE_CHECKING:
-    from .base import Synthesizer
+    from ..pools import PoolIndex
+    from ..recipe import Recipe
 
 ENTRY_POINT_GROUP = "shardsmith.synthesizers"
 TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -44,7 +46,7 @@ class Registration:
 
     type: str
     config: type[SynthConfig]
-    synthesizer: "str | type[Synthesizer]"
+    synthesizer: str | type[Synthesizer]
     origin: str = ""  # the entry point or module that registered it, for messages
 
 
@@ -61,7 +63,7 @@ def _config_type(config: type[SynthConfig]) -> str | None:
     return args[0]
 
 
-def register(name: str, config: type[SynthConfig], synthesizer: "str | type[Synthesizer]") -> Registration:
+def register(name: str, config: type[SynthConfig], synthesizer: str | type[Synthesizer]) -> Registration:
     """Register a synthesizer as ``synth.type: name`` (called by its package when imported).
 
     Example: ``register("tone_mix", ToneMix, "tone_mix.synth:ToneMixSynth")``
@@ -128,13 +130,11 @@ def registration(name: str) -> Registration:
     return reg
 
 
-def synthesizer_class(name: str) -> "type[Synthesizer]":
+def synthesizer_class(name: str) -> type[Synthesizer]:
     """The :class:`Synthesizer` subclass registered for ``type`` (imported on first use).
 
     Example: ``synthesizer_class("speech_noise_mix").media_column == "audio"``
     """
-    from .base import Synthesizer
-
     reg = registration(name)
     cls = reg.synthesizer
     if isinstance(cls, str):
@@ -149,3 +149,11 @@ def synthesizer_class(name: str) -> "type[Synthesizer]":
     if getattr(cls, "type", None) != name:
         raise RecipeError(f"synthesizer {name!r}: {cls.__name__}.type must be {name!r}")
     return cls
+
+
+def build_synthesizer(recipe: "Recipe", index: "PoolIndex") -> Synthesizer:
+    """The registered synthesizer for ``recipe.synth.type``, built over indexed pools.
+
+    Example: ``build_synthesizer(recipe, index_pools(recipe))``
+    """
+    return synthesizer_class(recipe.synth.type)(recipe, index)
