@@ -1,6 +1,6 @@
 """Arrow shards: the schema, a writer that commits atomically, and a reader.
 
-One row per sample (see ARCHITECTURE.md). Schema metadata holds the recipe hash, the
+One row per sample (see docs/output.md). Schema metadata holds the recipe hash, the
 engine version and a ``huggingface`` key so that ``datasets`` types the media column.
 
 Example::

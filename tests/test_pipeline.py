@@ -123,7 +123,7 @@ def test_replaying_params_reproduces_the_audio_bytes(reference_run, recipe_path)
 
 
 def test_realized_snr_of_written_rows_matches_the_sampled_snr(reference_run, recipe_path):
-    """Rebuild speech and scaled noise from a row's provenance; SNR as ARCHITECTURE.md defines it."""
+    """Rebuild speech and scaled noise from a row's provenance; SNR as docs/architecture.md defines it."""
     recipe = load_recipe(recipe_path)
     synth = build_synthesizer(recipe, index_pools(recipe))
     for r in all_rows(reference_run, "train")[:10]:

@@ -4,7 +4,7 @@ perturbation (speed, gain, filters, reversal), reverberation and signal generato
 Everything here is a plain function over numpy arrays: no I/O, no global randomness
 (the generators take a ``numpy.random.Generator``), no state.
 Samples are float32 in and float32 out; powers are accumulated in float64 so that the
-SNR contract of ARCHITECTURE.md (realized SNR == requested SNR within 0.01 dB) holds for
+SNR contract of docs/architecture.md (realized SNR == requested SNR within 0.01 dB) holds for
 long signals too.
 
 Level conventions:
@@ -242,7 +242,7 @@ def gain_to_db(g: float) -> float:
 def snr_gain(signal_power: float, noise_power: float, snr_db: float) -> float:
     """Amplitude gain for the noise so that ``signal_power / (g**2 * noise_power)`` is ``snr_db``.
 
-    Only the noise is scaled (ARCHITECTURE.md). Silent speech or silent noise has no
+    Only the noise is scaled (docs/architecture.md). Silent speech or silent noise has no
     finite gain and is an input error: raises ValueError for zero, negative or
     non-finite powers and for a non-finite ``snr_db``.
 
@@ -257,7 +257,7 @@ def snr_gain(signal_power: float, noise_power: float, snr_db: float) -> float:
 
 
 def realized_snr_db(speech: np.ndarray, noise: np.ndarray, sample_rate: int, **active_kw) -> float:
-    """SNR in dB by the ARCHITECTURE definition: ``active_power(speech) / power(noise)``.
+    """SNR in dB by the definition in docs/architecture.md: ``active_power(speech) / power(noise)``.
 
     ``active_kw`` (``frame_s``, ``threshold_db``) is passed to :func:`active_power`.
     Returns ``inf`` for silent noise and ``-inf`` for silent speech; ValueError if both are
