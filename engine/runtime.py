@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from tqdm import tqdm
+
 from .coverage import analyze_coverage, check_forecast, describe_forecast
 from .errors import GuardError, ShardError, ShardsmithError
 from .layout import COVERAGE_FILE, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_RECORD_FILE, shard_paths
@@ -247,7 +249,6 @@ class Progress:
         self.enabled = enabled and total > 0
         self._bar = None
         if self.enabled:
-            from tqdm import tqdm
 
             self._bar = tqdm(
                 total=total, unit="sample", unit_scale=True, file=sys.stderr, mininterval=1.0,

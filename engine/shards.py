@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .errors import ShardError
@@ -198,7 +199,6 @@ def read_shard(path: str | Path) -> pa.Table:
     text = str(path)
     try:
         if is_uri(text):
-            import pyarrow.fs as pafs
 
             fs, key = pafs.FileSystem.from_uri(text)
             with fs.open_input_file(key) as f:

@@ -28,6 +28,8 @@ from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import csv as pacsv
 
 from .errors import InputError
 from .storage import write_json
@@ -358,11 +360,9 @@ def _write_table(table: pa.Table, path: Path, fmt: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         if fmt == "csv":
-            from pyarrow import csv as pacsv
 
             pacsv.write_csv(table, tmp)
         elif fmt == "parquet":
-            import pyarrow.parquet as pq
 
             pq.write_table(table, tmp)
         else:

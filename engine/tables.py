@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import csv as pacsv
+from pyarrow import json as pajson
 
 from .errors import InputError
 from .storage import is_uri
@@ -50,7 +53,6 @@ def _read_format(path: Any, suffix: str, name: Path | str) -> pa.Table:
     # Each format's pyarrow reader is imported when a file of that format is read.
     try:
         if suffix == ".csv" or suffix == ".tsv":
-            from pyarrow import csv as pacsv
 
             opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
             table = pacsv.read_csv(path, parse_options=opts)
@@ -62,11 +64,9 @@ def _read_format(path: Any, suffix: str, name: Path | str) -> pa.Table:
                 )
             return table
         if suffix in (".jsonl", ".json", ".ndjson"):
-            from pyarrow import json as pajson
 
             return pajson.read_json(path)
         if suffix == ".parquet":
-            import pyarrow.parquet as pq
 
             return pq.read_table(path)
     except FileNotFoundError:

@@ -82,24 +82,23 @@ def test_no_private_name_is_imported_from_another_module():
 
 
 def test_an_import_inside_a_function_says_why():
-    """Module-level imports are the rule; one inside a function loads something heavy
-    lazily (Ray, matplotlib, albumentations, ...) and has a comment saying so on its line,
-    the line above, or the first line of the block of imports it belongs to."""
+    """Module-level imports are the rule; one inside a function (at any depth of it)
+    loads something heavy lazily (Ray, matplotlib, albumentations, ...) and has a comment
+    saying so on its line, the line above, or the first line of its block of imports."""
     offenders = []
     for path in SOURCES:
         lines = path.read_text().splitlines()
         tree = ast.parse("\n".join(lines))
-        for fn in ast.walk(tree):
-            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            block_start = None
-            for stmt in fn.body:
-                if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
-                    block_start = None
-                    continue
-                if block_start is None:
-                    block_start = stmt.lineno
-                near = lines[max(0, block_start - 2): stmt.end_lineno]
-                if not any("#" in line for line in near):
-                    offenders.append(f"{_rel(path)}:{stmt.lineno} {lines[stmt.lineno - 1].strip()}")
+        inner = sorted({
+            (node.lineno, node.end_lineno)
+            for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for node in ast.walk(fn) if isinstance(node, (ast.Import, ast.ImportFrom))
+        })
+        for start, end in inner:
+            first = start
+            while first - 1 >= 1 and re.match(r"\s*(from \S+ )?import ", lines[first - 2]):
+                first -= 1  # the first line of this block of imports
+            near = lines[max(0, first - 2): end]
+            if not any("#" in line for line in near):
+                offenders.append(f"{_rel(path)}:{start} {lines[start - 1].strip()}")
     assert not offenders, "say why each of these is imported inside a function:\n" + "\n".join(offenders)

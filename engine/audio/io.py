@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+import pyarrow.fs as pafs
 import soundfile as sf
 
 from engine.errors import BadSourceError
@@ -108,7 +109,6 @@ def _check_readable(path: str) -> int:
     """Return the size in bytes, or raise BadSourceError for missing/unreadable files."""
     remote = source_location(path)
     if remote is not None:
-        import pyarrow.fs as pafs
 
         fs, key = remote
         try:

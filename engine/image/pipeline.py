@@ -99,7 +99,7 @@ def _registry() -> dict[str, type]:
     from albumentations.core.transforms_interface import BasicTransform
 
     try:
-        from albumentations.core.transforms_interface import Transform3D
+        from albumentations.core.transforms_interface import Transform3D  # albumentations loads only for image recipes
     except ImportError:  # pragma: no cover - other albumentations versions
         Transform3D = ()  # type: ignore[assignment]
 
@@ -154,7 +154,7 @@ def _split_item(item: Any, loc: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
     if isinstance(item, str):
         return item, {}
     if isinstance(item, dict) and "__class_fullname__" in item:
-        from albumentations.core.serialization import shorten_class_name
+        from albumentations.core.serialization import shorten_class_name  # albumentations loads only for image recipes
 
         name = item["__class_fullname__"]
         if not isinstance(name, str):

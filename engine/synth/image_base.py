@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import cv2
 import pyarrow as pa
 
 from .. import features
@@ -93,7 +94,6 @@ class ImageSynthBase(Synthesizer):
         pixels must not depend on how OpenCV split its work (restored by :meth:`close`).
         """
         if self._compose is None:
-            import cv2
 
             self._saved_threads = cv2.getNumThreads()
             cv2.setNumThreads(1)
@@ -148,7 +148,6 @@ class ImageSynthBase(Synthesizer):
 
     def close(self) -> None:
         if self._saved_threads is not None:
-            import cv2
 
             cv2.setNumThreads(self._saved_threads)
             self._saved_threads = None
