@@ -101,11 +101,24 @@ class Output(StrictModel):
 # --------------------------------------------------------------------------- pools
 
 
+POOL_FORMATS = ("files", "table")
+# Pool fields added after the first release enter the recipe hash only when they differ
+# from these defaults, so an output written before them still resumes.
+POOL_FIELDS_HASHED_WHEN_SET = {"format": "files", "media_column": None, "key_column": None, "label_columns": None}
+
+
 class _FilePool(StrictModel):
     paths: list[str] | None = None
     manifest: str | None = None
     path_column: str = "path"
     holdout: float = Field(0.0, ge=0.0, le=0.9)
+    # How `paths` hold the items: loose media files, or tables whose rows hold them (the
+    # Hugging Face Audio / Image struct: Parquet, Arrow, a `datasets.save_to_disk` folder,
+    # a shardsmith output folder).
+    format: Literal["files", "table"] = "files"
+    media_column: str | None = None  # table: the struct column (default: the pool kind, audio or image)
+    key_column: str | None = None  # table: a column naming each row (default: the row number)
+    label_columns: list[str] | None = None  # table: the columns carried as labels (default: every plain one)
 
     @field_validator("paths")
     @classmethod
@@ -121,6 +134,11 @@ class _FilePool(StrictModel):
                 "give exactly one of 'paths' (a list of globs) or 'manifest' "
                 "(a CSV, JSONL or Parquet file with a 'path' column)"
             )
+        if self.format != "files" and self.paths is None:
+            raise ValueError(f"format {self.format!r} reads its containers from 'paths' (globs, folders or URIs), "
+                             "not from a manifest")
+        if self.format == "files" and (self.media_column or self.key_column or self.label_columns is not None):
+            raise ValueError("media_column, key_column and label_columns go with format: table")
         return self
 
 

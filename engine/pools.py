@@ -31,6 +31,7 @@ import pyarrow.fs as pafs
 from .audio import io as audio_io
 from .audio.generators import virtual_items
 from .errors import BadSourceError, InputError
+from .formats import list_items
 from .recipe import AudioPool, Recipe
 from .storage import is_uri
 from .tables import read_table, require_column
@@ -242,6 +243,20 @@ def _resolve_files(
     return files, label_table, rejects
 
 
+def _list_pool(
+    name: str, pool: Any, base_dir: Path
+) -> tuple[list[str], list[str], list[str], pa.Table | None, list[dict[str, Any]]]:
+    """``(locators, item ids, names for messages, labels, rejects)`` of a pool's items:
+    loose files (``format: files``) or the rows or members of containers
+    (:mod:`engine.formats`)."""
+    if pool.format == "files":
+        files, labels, rejects = _resolve_files(name, pool, base_dir)
+        paths = [str(f) for f in files]
+        return paths, [_item_id(f, base_dir) for f in files], paths, labels, rejects
+    listing = list_items(name, pool, base_dir)
+    return listing.locators, listing.ids, listing.ids, listing.labels, listing.rejects
+
+
 def _probe_one(path: str) -> tuple[str, Any]:
     try:
         return ("ok", audio_io.probe(path))
@@ -281,8 +296,8 @@ def index_pool(
 
     Example: ``items, rejects = index_pool("car", recipe.pools["car"], recipe.base_dir)``
     """
-    files, labels, rejects = _resolve_files(name, pool, base_dir)
-    results = (mapper or thread_mapper)(_probe_one, [str(f) for f in files])
+    paths, ids, shown, labels, rejects = _list_pool(name, pool, base_dir)
+    results = (mapper or thread_mapper)(_probe_one, paths)
     keep: list[int] = []
     infos: list[Any] = []
     for i, (status, value) in enumerate(results):
@@ -298,11 +313,11 @@ def index_pool(
             elif pool.max_duration_s is not None and value.duration_s > pool.max_duration_s:
                 reason = f"{value.duration_s:.1f} s is longer than pools.{name}.max_duration_s ({pool.max_duration_s} s)"
         if reason is not None:
-            rejects.append({"pool": name, "path": str(files[i]), "reason": reason})
+            rejects.append({"pool": name, "path": shown[i], "reason": reason})
             continue
         keep.append(i)
         infos.append(value)
-    items = [_item_id(files[i], base_dir) for i in keep]
+    items = [ids[i] for i in keep]
     holdout = select_holdout(name, items, pool.holdout)
     label_rows: list[dict[str, Any]] = []
     schema = pa.schema([])
@@ -314,7 +329,7 @@ def index_pool(
         name=name,
         kind=pool.kind,
         items=items,
-        paths=[str(files[i]) for i in keep],
+        paths=[paths[i] for i in keep],
         duration_s=np.array([x.duration_s for x in infos], dtype=np.float64),
         sample_rate=np.array([x.sample_rate for x in infos], dtype=np.int32),
         channels=np.array([x.channels for x in infos], dtype=np.int16),
@@ -350,9 +365,9 @@ def index_image_pool(
     Example: ``items, rejects = index_image_pool("photos", recipe.pools["photos"], recipe.base_dir)``
     """
 
-    files, labels, rejects = _resolve_files(name, pool, base_dir)
+    paths, ids, shown, labels, rejects = _list_pool(name, pool, base_dir)
     probe = functools.partial(_probe_image, max_pixels=pool.max_pixels, mode=pool.mode)
-    results = (mapper or thread_mapper)(probe, [str(f) for f in files])
+    results = (mapper or thread_mapper)(probe, paths)
     label_rows = labels.to_pylist() if labels is not None and labels.num_columns else []
     masks: dict[int, str] = {}
     if pool.mask_column is not None:
@@ -388,11 +403,11 @@ def index_image_pool(
                     reason = (f"mask {masks[i]} is {m_value.width}×{m_value.height} but the image is "
                               f"{value.width}×{value.height}")
         if reason is not None:
-            rejects.append({"pool": name, "path": str(files[i]), "reason": reason})
+            rejects.append({"pool": name, "path": shown[i], "reason": reason})
             continue
         keep.append(i)
         infos.append(value)
-    items = [_item_id(files[i], base_dir) for i in keep]
+    items = [ids[i] for i in keep]
     holdout = select_holdout(name, items, pool.holdout)
     kept_labels: list[dict[str, Any]] = []
     schema = pa.schema([])
@@ -408,7 +423,7 @@ def index_image_pool(
         name=name,
         kind=pool.kind,
         items=items,
-        paths=[str(files[i]) for i in keep],
+        paths=[paths[i] for i in keep],
         duration_s=np.zeros(n, dtype=np.float64),
         sample_rate=np.zeros(n, dtype=np.int32),
         channels=np.array([x.channels for x in infos], dtype=np.int16),

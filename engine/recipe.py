@@ -27,6 +27,7 @@ from .config import (  # noqa: F401  (re-exported: the recipe's models, importab
     NAME_PATTERN,
     NOISE_COLOURS,
     POOL_CLASSES,
+    POOL_FIELDS_HASHED_WHEN_SET,
     POOL_KINDS,
     SPLIT_PATTERN,
     AudioPool,
@@ -460,5 +461,9 @@ def recipe_hash(recipe: Recipe) -> str:
     Example: ``recipe_hash(load_recipe("r.yaml"))[:12]``
     """
     data = {k: v for k, v in recipe_to_dict(recipe).items() if k not in UNHASHED_FIELDS}
+    for pool in data["pools"].values():
+        for key, default in POOL_FIELDS_HASHED_WHEN_SET.items():
+            if key in pool and pool[key] == default:
+                del pool[key]
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()

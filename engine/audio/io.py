@@ -20,12 +20,14 @@ import struct
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow.fs as pafs
 import soundfile as sf
 
+from engine import sources
+from engine.audio.segments import SegmentHandle
 from engine.errors import BadSourceError
 from engine.media import AUDIO_FORMATS
 from engine.storage import source_location
@@ -144,6 +146,8 @@ def _check_readable(path: str) -> int:
 
 
 def _open(path: str) -> sf.SoundFile:
+    if sources.is_locator(path):
+        return _open_item(path)
     try:
         if source_location(path) is not None:
             return sf.SoundFile(_open_raw(path))
@@ -155,6 +159,36 @@ def _open(path: str) -> sf.SoundFile:
         if header is not None and header.sample_rate is not None and header.channels is not None:
             _check_rate_and_channels(path, header.sample_rate, header.channels)
         raise BadSourceError(path, _not_audio_reason(path, exc)) from None
+
+
+def _open_item(locator: str) -> Any:
+    """An item inside a container (a table row, a tar member) or a segment of a
+    recording, opened like a file (see :mod:`engine.sources`)."""
+    raw, segment = sources.open_media(locator)
+    where = sources.describe(locator)
+    if isinstance(raw, str):
+        handle = _open(raw)
+    else:
+        try:
+            handle = sf.SoundFile(raw)
+        except (sf.SoundFileError, RuntimeError) as exc:
+            raise BadSourceError(where, _not_audio_reason(where, exc)) from None
+    if segment is None:
+        return handle
+    sr = int(handle.samplerate)
+    start = int(round(segment.start_s * sr))
+    frames = handle.frames - start if segment.duration_s is None else int(round(segment.duration_s * sr))
+    if start < 0 or frames <= 0 or start + frames > handle.frames + 1:  # one frame of rounding
+        total = handle.frames / sr
+        handle.close()
+        raise BadSourceError(
+            where, f"segment {segment.start_s:g}..{segment.start_s + (segment.duration_s or 0):g} s is past the "
+                   f"end of its {total:.3f} s recording")
+    if segment.channel is not None and not 0 <= segment.channel < handle.channels:
+        channels = handle.channels
+        handle.close()
+        raise BadSourceError(where, f"channel {segment.channel} of a {channels}-channel recording")
+    return SegmentHandle(handle, start, min(frames, handle.frames - start), segment.channel)
 
 
 @dataclass(frozen=True)
@@ -257,8 +291,9 @@ def probe(
     Example: ``probe("noise/car/001.wav").duration_s  # 31.2``
     """
     path = os.fspath(path)
-    size = _check_readable(path)
-    if size == 0:
+    inside = sources.is_locator(path)  # an item of a container: its bytes are checked by decoding
+    size = 0 if inside else _check_readable(path)
+    if size == 0 and not inside:
         raise BadSourceError(path, "empty file (0 bytes)")
     with _open(path) as f:
         sample_rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
@@ -266,7 +301,7 @@ def probe(
         _check_rate_and_channels(path, sample_rate, channels)
         if frames <= 0:
             raise BadSourceError(path, "no audio: 0 frames (header only)")
-        if fmt.startswith("WAV"):
+        if fmt.startswith("WAV") and not inside:
             header = _read_wav_header(path, size)
             bytes_per_frame = _bytes_per_frame(subtype, channels)
             if (

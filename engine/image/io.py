@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow.fs as pafs
 from PIL import Image, UnidentifiedImageError
 
+from engine import sources
 from engine.errors import BadSourceError
 from engine.media import IMAGE_FORMATS
 from engine.storage import is_uri, source_location
@@ -179,6 +180,17 @@ def _read_object(path: str, missing: str) -> bytes:
         raise BadSourceError(path, f"cannot be read ({first_line(exc)})") from None
 
 
+def _item_bytes(locator: str) -> bytes:
+    """The encoded bytes of an item inside a container (a table row, a tar member)."""
+    raw, _ = sources.open_media(locator)
+    if not isinstance(raw, str):
+        return raw.read()
+    if is_uri(raw):
+        return _read_object(raw, "file not found")
+    with open(raw, "rb") as f:  # a table row that names a file beside the table
+        return f.read()
+
+
 def read_image(path: str, mode: str = "rgb") -> np.ndarray:
     """Read and decode one image file, local or on an object store (see :func:`decode`).
 
@@ -186,7 +198,9 @@ def read_image(path: str, mode: str = "rgb") -> np.ndarray:
     """
     missing = "file not found (deleted or moved after indexing?)"
     try:
-        if is_uri(path):
+        if sources.is_locator(path):
+            data = np.frombuffer(_item_bytes(path), dtype=np.uint8)
+        elif is_uri(path):
             data = np.frombuffer(_read_object(path, missing), dtype=np.uint8)
         else:
             data = np.fromfile(path, dtype=np.uint8)
@@ -288,7 +302,9 @@ def probe(path: str, max_pixels: int = 40_000_000, mode: str = "rgb") -> ImageIn
     Example: ``probe("photos/a.png").width``
     """
     try:
-        if is_uri(path):
+        if sources.is_locator(path):
+            data = _item_bytes(path)
+        elif is_uri(path):
             data = _read_object(path, "file not found")
         else:
             if os.path.getsize(path) == 0:
