@@ -1,4 +1,7 @@
-"""Specification of engine.audio.ops: the SNR contract and the signal-shaping invariants."""
+"""Specification of engine.audio.ops: the SNR contract (active power, SNR gain, realized
+SNR, dB conversions, level gain, the local active power an event is measured against) and
+the signal-shaping invariants (looping with crossfade, resampling, peak limiting, downmix,
+level checks). Perturbation, reverberation and generators: test_audio_perturb.py."""
 
 from __future__ import annotations
 
