@@ -582,6 +582,13 @@ def test_generator_pool_settings_are_checked(demo_corpus):
     assert "pools.hum.colours" in _error(data)
 
 
+def test_parse_recipe_rejects_a_missing_pool_reference_before_any_work(demo_corpus):
+    data = small_recipe(demo_corpus)
+    data["synth"]["noise"][0]["pool"] = "cabn"
+    with pytest.raises(Exception, match=r"synth\.noise\[0\]\.pool.*'cabin'"):
+        parse_recipe(data)
+
+
 @pytest.mark.parametrize("name", ["demo_in_car.yaml", "in_car_template.yaml"])
 def test_the_shipped_in_car_recipes_are_valid(name):
     from engine.recipe import load_recipe

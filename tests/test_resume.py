@@ -1,7 +1,13 @@
-"""What a user meets when running, interrupting, re-running and overwriting: the CLI with
-an object-store --out, object-store errors, a folder holding another tool's manifest.json,
-stats files of the wrong shape, and the run record written after a resume that failed.
-Real files, a real local Ray instance and a real S3-compatible server (moto)."""
+"""Running again into an OUT that already holds something, on a real local Ray instance:
+a folder that is not a shardsmith output (another tool's manifest.json included) or holds
+another recipe's output is refused; --overwrite removes what the old run record lists and
+nothing else, even when that record is malformed or is the one a killed run left; an older
+output (its record in manifest.json) resumes and is migrated to run.json; a resume that
+fails leaves a run record that vouches only for whole shards.
+
+Elsewhere: the same bytes after a resume or a SIGKILL in test_run.py, damage found at
+resume in test_faults.py, the resume rules as a pure function in test_resume_state.py,
+--overwrite and the commit protocol without Ray in test_sink.py and test_security.py."""
 
 from __future__ import annotations
 
@@ -11,82 +17,54 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
+from engine.errors import ShardError
 from engine.recipe import load_recipe, recipe_hash
 from engine.run_record import read_run_record, shard_files
 from engine.runtime import run
-from engine.storage import Store
 
-from .conftest import digests, make_bucket, moto_server, small_recipe, write_recipe
+from .conftest import digests, small_recipe, write_recipe
 
 
 @pytest.fixture(scope="module")
 def recipe_path(demo_corpus, tmp_path_factory) -> Path:
     data = small_recipe(demo_corpus, splits={"train": {"samples": 60}})
-    return write_recipe(tmp_path_factory.mktemp("edge") / "r.yaml", data)
+    return write_recipe(tmp_path_factory.mktemp("resume") / "r.yaml", data)
 
 
 @pytest.fixture(scope="module")
-def ray_s3(s3_server, ray_local):
-    """S3 variables are set before Ray starts, so its workers see the endpoint too."""
-    make_bucket("cli-out")
-    return ray_local
-
-
-@pytest.fixture(scope="module")
-def reference(ray_s3, recipe_path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("edge_ref") / "out"
+def reference(ray_local, recipe_path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("resume_ref") / "out"
     assert run(load_recipe(recipe_path), out, progress=False).status == "complete"
     return out
 
 
-# --------------------------------------------------------------------------- CLI + S3
+# --------------------------------------------------------------------------- refusals
 
 
 @pytest.mark.ray
-def test_cli_run_with_an_s3_out_writes_to_the_bucket_not_a_local_folder(
-    ray_s3, recipe_path, reference, tmp_path, monkeypatch, capsys
-):
-    monkeypatch.chdir(tmp_path)  # a wrong local fallback would land here, not in the checkout
-    uri = "s3://cli-out/run"
-    assert main(["run", str(recipe_path), "--out", uri, "--no-progress"]) == 0
-    assert not any(tmp_path.iterdir()), f"wrote locally: {list(tmp_path.rglob('*'))[:5]}"
-    store = Store.open(uri)
-    assert store.exists("run.json") and not store.exists("manifest.json")
-    for rel, digest in digests(reference).items():
-        assert store.sha256(rel) == digest, rel
-    assert uri in capsys.readouterr().out  # the summary names the bucket, not a mangled path
+def test_another_recipe_into_the_same_out_is_refused(ray_local, demo_corpus, tmp_path):
+    out = tmp_path / "o"
+    r1 = write_recipe(tmp_path / "a.yaml", small_recipe(demo_corpus, splits={"train": {"samples": 20}}))
+    r2 = write_recipe(tmp_path / "b.yaml", small_recipe(demo_corpus, seed=8, splits={"train": {"samples": 20}}))
+    run(load_recipe(r1), out, progress=False)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ShardError, match="another recipe"):
+        run(load_recipe(r2), out, progress=False)
+    summary = run(load_recipe(r2), out, overwrite=True, progress=False)
+    assert summary.status == "complete"
+    assert (out / "notes.txt").read_text() == "mine"  # --overwrite deletes only listed files
+    assert read_run_record(out)["recipe"]["seed"] == 8
 
 
-@pytest.fixture(scope="module")
-def s3_with_auth():
-    """A second moto server that checks credentials (INITIAL_NO_AUTH_ACTION_COUNT=0), so
-    unknown keys are refused like on real S3."""
-    with moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as endpoint:
-        yield endpoint
+@pytest.mark.ray
+def test_a_non_empty_folder_that_is_not_an_output_is_refused(ray_local, recipe_path, tmp_path):
+    (tmp_path / "precious.txt").write_text("x")
+    with pytest.raises(ShardError, match="not a shardsmith output"):
+        run(load_recipe(recipe_path), tmp_path, progress=False)
+    assert (tmp_path / "precious.txt").read_text() == "x"
 
 
-def test_s3_credentials_that_are_refused_give_one_clear_message_and_exit_1(
-    s3_with_auth, recipe_path, tmp_path, monkeypatch, capsys
-):
-    monkeypatch.chdir(tmp_path)
-    for k, v in {"AWS_ENDPOINT_URL": s3_with_auth, "AWS_ACCESS_KEY_ID": "nobody",
-                 "AWS_SECRET_ACCESS_KEY": "wrong", "AWS_DEFAULT_REGION": "us-east-1",
-                 "AWS_EC2_METADATA_DISABLED": "true"}.items():
-        monkeypatch.setenv(k, v)
-    for argv in (["run", str(recipe_path), "--out", "s3://locked/x", "--no-progress"],
-                 ["export", "s3://locked/x", "--split", "train", "--to", "unused"],
-                 ["coverage", "s3://locked/x"]):
-        code = main(argv)  # an uncaught exception (a traceback) fails the test here
-        err = capsys.readouterr().err
-        assert code == 1, (argv, err)
-        assert "s3://locked/x" in err and "Traceback" not in err, err
-        assert "AWS_ACCESS_KEY_ID" in err or "credentials" in err, err
-
-
-# --------------------------------------------------------------------------- overwrite
-
-
-def test_overwrite_never_deletes_another_tools_manifest(ray_s3, recipe_path, tmp_path, capsys):
+def test_overwrite_never_deletes_another_tools_manifest(ray_local, recipe_path, tmp_path, capsys):
     """A folder with a manifest.json that shardsmith did not write is not a shardsmith
     output: --overwrite must not delete that file (nor write into the folder)."""
     out = tmp_path / "data"
@@ -101,6 +79,9 @@ def test_overwrite_never_deletes_another_tools_manifest(ray_s3, recipe_path, tmp
     assert (out / "manifest.json").read_text() == theirs
     assert (out / "rejects.jsonl").read_text() == '{"theirs": 1}\n'
     assert sorted(p.name for p in out.iterdir()) == ["a.tar", "manifest.json", "rejects.jsonl"]
+
+
+# --------------------------------------------------------------------------- overwrite
 
 
 def test_overwrite_of_an_old_run_record_with_malformed_entries_is_a_clear_error(recipe_path, tmp_path):
@@ -125,83 +106,8 @@ def test_overwrite_of_an_old_run_record_with_malformed_entries_is_a_clear_error(
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
-# --------------------------------------------------------------------------- resume
-
-
 @pytest.mark.ray
-def test_a_stats_file_of_the_wrong_shape_is_rewritten_at_resume(ray_s3, recipe_path, reference, tmp_path):
-    """A stats file that is valid JSON with this recipe's hash but the wrong types (as an
-    older engine or a hand edit might leave): the shard is rewritten, not a crash."""
-    out = tmp_path / "out"
-    recipe = load_recipe(recipe_path)
-    run(recipe, out, progress=False)
-    stats = sorted(out.glob("train/*.stats.json"))
-    bad = {"recipe_hash": recipe_hash(recipe), "rows": "20", "bytes": None, "stats": []}
-    stats[0].write_text(json.dumps(bad))
-    stats[1].write_text(json.dumps({"recipe_hash": recipe_hash(recipe)}))
-    messages: list[str] = []
-    summary = run(recipe, out, progress=False, log=messages.append)
-    assert (summary.shards_written, summary.status) == (2, "complete")
-    assert digests(out) == digests(reference)
-
-
-@pytest.mark.ray
-def test_an_older_output_with_manifest_json_resumes_and_is_migrated_to_run_json(
-    ray_s3, recipe_path, reference, tmp_path
-):
-    """An output written before the run record was renamed (its record in manifest.json),
-    interrupted with one shard still to write: the run resumes it, rewrites the record as
-    run.json and removes manifest.json (it would go stale), and the bytes are the same."""
-    import shutil
-
-    out = tmp_path / "old"
-    shutil.copytree(reference, out)
-    (out / "run.json").rename(out / "manifest.json")
-    (out / "coverage.json").unlink()
-    shard_files(out)[1].unlink()
-    messages: list[str] = []
-    summary = run(load_recipe(recipe_path), out, progress=False, log=messages.append)
-    assert (summary.shards_written, summary.shards_skipped, summary.status) == (1, 2, "complete")
-    assert any("manifest.json to run.json" in m for m in messages), messages
-    assert (out / "run.json").is_file() and not (out / "manifest.json").exists()
-    assert (out / "coverage.json").is_file()
-    assert digests(out) == digests(reference)
-
-
-@pytest.mark.ray
-def test_a_resume_that_fails_leaves_a_run_record_listing_only_whole_shards(
-    ray_s3, recipe_path, reference, tmp_path
-):
-    """Resume finds three damaged shards; the first cannot be rewritten (its path is now a
-    folder), so the run stops before the others are rewritten. The run record written on the
-    way out must vouch neither for the truncated shard nor for the one whose bytes were
-    flipped in place (same size: only its checksum tells, so its stats file must go)."""
-    out = tmp_path / "out"
-    recipe = load_recipe(recipe_path)
-    run(recipe, out, progress=False)
-    first, second, third = shard_files(out)
-    first.unlink()
-    first.mkdir()
-    data = bytearray(second.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    second.write_bytes(bytes(data))
-    third.write_bytes(third.read_bytes()[:500])
-    with pytest.raises(Exception, match=first.name):
-        run(recipe, out, workers=1, progress=False)
-    record = read_run_record(out)
-    assert record["status"] == "partial"
-    listed = {sh["file"]: sh for s in record["splits"].values() for sh in s["shards"]}
-    assert f"train/{third.name}" not in listed and f"train/{second.name}" not in listed
-    for rel, sh in listed.items():
-        assert (out / rel).stat().st_size == sh["bytes"], rel
-    # once the obstacle is gone, a re-run repairs everything
-    first.rmdir()
-    assert run(recipe, out, progress=False).status == "complete"
-    assert digests(out) == digests(reference)
-
-
-@pytest.mark.ray
-def test_overwrite_after_a_killed_run_leaves_no_shard_of_the_old_plan(ray_s3, recipe_path, tmp_path):
+def test_overwrite_after_a_killed_run_leaves_no_shard_of_the_old_plan(ray_local, recipe_path, tmp_path):
     """A run killed with SIGKILL never rewrites its run record: on disk there are its
     finished shards and the record it wrote before the first shard (which lists none).
     --overwrite with a recipe of another shape must still remove those shards, or they
@@ -233,20 +139,59 @@ def test_overwrite_after_a_killed_run_leaves_no_shard_of_the_old_plan(ray_s3, re
                     "train-00001-of-00002.arrow", "train-00001-of-00002.stats.json"]
 
 
-def test_a_parquet_shard_replaced_by_a_folder_is_not_read_as_an_empty_table(tmp_path):
-    from engine.errors import ShardError
-    from engine.shards import read_shard
-
-    shard = tmp_path / "train-00000-of-00001.parquet"
-    shard.mkdir()
-    with pytest.raises(ShardError, match="not a file"):
-        read_shard(shard)
+# --------------------------------------------------------------------------- resume
 
 
-def test_export_to_a_path_that_is_a_file_is_one_clear_error(reference, tmp_path, capsys):
-    target = tmp_path / "listen"
-    target.write_text("a file")
-    code = main(["export", str(reference), "--split", "train", "--n", "2", "--to", str(target)])
-    err = capsys.readouterr().err
-    assert code == 1 and str(target) in err and "Traceback" not in err, err
-    assert target.read_text() == "a file"
+@pytest.mark.ray
+def test_an_older_output_with_manifest_json_resumes_and_is_migrated_to_run_json(
+    ray_local, recipe_path, reference, tmp_path
+):
+    """An output written before the run record was renamed (its record in manifest.json),
+    interrupted with one shard still to write: the run resumes it, rewrites the record as
+    run.json and removes manifest.json (it would go stale), and the bytes are the same."""
+    import shutil
+
+    out = tmp_path / "old"
+    shutil.copytree(reference, out)
+    (out / "run.json").rename(out / "manifest.json")
+    (out / "coverage.json").unlink()
+    shard_files(out)[1].unlink()
+    messages: list[str] = []
+    summary = run(load_recipe(recipe_path), out, progress=False, log=messages.append)
+    assert (summary.shards_written, summary.shards_skipped, summary.status) == (1, 2, "complete")
+    assert any("manifest.json to run.json" in m for m in messages), messages
+    assert (out / "run.json").is_file() and not (out / "manifest.json").exists()
+    assert (out / "coverage.json").is_file()
+    assert digests(out) == digests(reference)
+
+
+@pytest.mark.ray
+def test_a_resume_that_fails_leaves_a_run_record_listing_only_whole_shards(
+    ray_local, recipe_path, reference, tmp_path
+):
+    """Resume finds three damaged shards; the first cannot be rewritten (its path is now a
+    folder), so the run stops before the others are rewritten. The run record written on the
+    way out must vouch neither for the truncated shard nor for the one whose bytes were
+    flipped in place (same size: only its checksum tells, so its stats file must go)."""
+    out = tmp_path / "out"
+    recipe = load_recipe(recipe_path)
+    run(recipe, out, progress=False)
+    first, second, third = shard_files(out)
+    first.unlink()
+    first.mkdir()
+    data = bytearray(second.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    second.write_bytes(bytes(data))
+    third.write_bytes(third.read_bytes()[:500])
+    with pytest.raises(Exception, match=first.name):
+        run(recipe, out, workers=1, progress=False)
+    record = read_run_record(out)
+    assert record["status"] == "partial"
+    listed = {sh["file"]: sh for s in record["splits"].values() for sh in s["shards"]}
+    assert f"train/{third.name}" not in listed and f"train/{second.name}" not in listed
+    for rel, sh in listed.items():
+        assert (out / rel).stat().st_size == sh["bytes"], rel
+    # once the obstacle is gone, a re-run repairs everything
+    first.rmdir()
+    assert run(recipe, out, progress=False).status == "complete"
+    assert digests(out) == digests(reference)
