@@ -80,6 +80,17 @@ def digests(out: Path, suffixes: tuple[str, ...] = (".arrow",)) -> dict[str, str
     }
 
 
+def all_rows(out: Path, split: str | None = None) -> list[dict]:
+    """Every row of the shards below ``out`` (of one split if given), in shard order."""
+    from engine.run_record import shard_files
+    from engine.shards import read_shard
+
+    rows = []
+    for f in shard_files(out, split):
+        rows += read_shard(f).to_pylist()
+    return rows
+
+
 def write_recipe(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -1,4 +1,7 @@
-"""Specification of engine.audio.ops: the SNR contract and the signal-shaping invariants."""
+"""Specification of engine.audio.ops: the SNR contract (active power, SNR gain, realized
+SNR, dB conversions, level gain, the local active power an event is measured against) and
+the signal-shaping invariants (looping with crossfade, resampling, peak limiting, downmix,
+level checks). Perturbation, reverberation and generators: test_audio_perturb.py."""
 
 from __future__ import annotations
 
@@ -115,6 +118,29 @@ def test_gain_to_db_of_zero_is_minus_infinity():
     assert ops.gain_to_db(0.0) == -math.inf
     with pytest.raises(ValueError):
         ops.gain_to_db(-1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(level_dbfs=st.floats(-60.0, -3.0), scale=st.floats(1e-3, 1.0), seed=st.integers(0, 2**31))
+def test_level_gain_puts_the_active_speech_at_the_target_within_0_05_db(level_dbfs, scale, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(16000) * scale).astype(np.float32)
+    x[4000:8000] = 0.0  # a pause does not count
+    g = ops.level_gain(ops.active_power(x, 16000), level_dbfs)
+    y = (x * np.float32(g)).astype(np.float32)
+    assert 10 * math.log10(ops.active_power(y, 16000)) == pytest.approx(level_dbfs, abs=0.05)
+
+
+def test_local_active_power_is_the_speech_around_a_span():
+    sr = 16000
+    loud = np.full(sr, 0.5, np.float32)
+    quiet = np.full(sr, 0.05, np.float32)
+    x = np.concatenate([loud, quiet, np.zeros(sr, np.float32), loud])
+    assert ops.local_active_power(x, sr, 0, sr) == pytest.approx(0.25, rel=1e-6)
+    assert ops.local_active_power(x, sr, sr, 2 * sr) == pytest.approx(0.0025, rel=1e-5)
+    # Only digital silence around the span: the utterance's own active power is used.
+    assert ops.local_active_power(x, sr, 2 * sr + 100, 3 * sr - 100) == pytest.approx(
+        ops.active_power(x, sr), rel=1e-9)
 
 
 @settings(max_examples=150, deadline=None)

@@ -24,7 +24,7 @@ from engine.run_record import shard_files
 from engine.runtime import run
 from engine.shards import read_shard
 
-from .conftest import small_recipe, write_recipe
+from .conftest import all_rows, small_recipe, write_recipe
 
 SR = 16000
 
@@ -177,6 +177,38 @@ def test_a_run_over_a_pool_of_bad_files_completes_and_uses_none_of_them(ray_loca
     assert used and not used & set(expected)
 
 
+def _bad_noise_pool(folder: Path, corpus: Path) -> dict[str, str]:
+    """Good noise files plus one bad file of each kind; returns {bad name: expected reason word}."""
+    folder.mkdir()
+    for src in sorted((corpus / "noise" / "car").glob("*.wav"))[:2]:
+        (folder / src.name).write_bytes(src.read_bytes())
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "text.wav").write_text("this is not audio\n" * 20)
+    good = (folder / sorted(p.name for p in folder.glob("car*.wav"))[0]).read_bytes()
+    (folder / "truncated.wav").write_bytes(good[: len(good) // 3])
+    sf.write(folder / "nan.wav", np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    sf.write(folder / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    return {"empty.wav": "empty", "text.wav": "audio", "truncated.wav": "trunc",
+            "nan.wav": "nan", "silent.wav": "silent"}
+
+
+@pytest.mark.ray
+def test_bad_source_files_are_rejected_with_a_reason_and_never_used(ray_local, demo_corpus, tmp_path):
+    bad = _bad_noise_pool(tmp_path / "noise", demo_corpus)
+    data = small_recipe(demo_corpus, splits={"train": {"samples": 40}})
+    data["pools"]["cabin"] = {"paths": [str(tmp_path / "noise" / "*.wav")]}
+    out = tmp_path / "out"
+    summary = run(load_recipe(write_recipe(tmp_path / "r.yaml", data)), out, progress=False)
+    assert summary.status == "complete" and summary.samples == 40
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    by_name = {Path(r["path"]).name: r["reason"].lower() for r in rejects}
+    assert set(by_name) == set(bad)
+    for name, word in bad.items():
+        assert word in by_name[name], (name, by_name[name])
+    used = {Path(s["item"]).name for r in all_rows(out) for s in r["sources"]}
+    assert not used & set(bad)
+
+
 @pytest.mark.ray
 def test_new_files_in_a_pool_between_run_and_resume_are_refused_and_nothing_is_damaged(
     ray_local, demo_corpus, tmp_path
@@ -210,6 +242,21 @@ def test_fail_mode_names_the_bad_file_without_a_traceback(demo_corpus, tmp_path)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "noise/" in proc.stderr and "on_bad_input" in proc.stderr
+
+
+def test_fail_mode_stops_naming_the_file_without_a_traceback(demo_corpus, tmp_path):
+    _bad_noise_pool(tmp_path / "noise", demo_corpus)
+    data = small_recipe(demo_corpus, on_bad_input="fail", splits={"train": {"samples": 20}})
+    data["pools"]["cabin"] = {"paths": [str(tmp_path / "noise" / "*.wav")]}
+    recipe = write_recipe(tmp_path / "r.yaml", data)
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "plan", str(recipe)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "empty.wav" in proc.stderr and "on_bad_input" in proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def make_bad_images(folder: Path) -> dict[str, str]:

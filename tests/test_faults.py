@@ -1,9 +1,11 @@
-"""Fault injection on a real local Ray instance: a worker killed mid-shard, damaged shards
-and stats files found at resume, disk errors surfaced as clear messages. Nothing is lost,
-nothing is duplicated, nothing already written is damaged."""
+"""Fault injection on a real local Ray instance: a worker killed mid-shard; damaged shards
+and stats files (missing, truncated, flipped bytes, the wrong shape) found at resume and
+rewritten; a full disk, a file or folder in the way, a shard that is a folder: clear
+messages. Nothing is lost, nothing is duplicated, nothing already written is damaged."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ShardError
-from engine.recipe import load_recipe
+from engine.recipe import load_recipe, recipe_hash
 from engine.run_record import read_run_record, shard_files
 from engine.runtime import run
 from engine.shards import read_shard
@@ -141,6 +143,22 @@ def test_a_missing_stats_file_makes_its_shard_rewritten(ray_local, recipe_path, 
     assert digests(out) == digests(reference)
 
 
+def test_a_stats_file_of_the_wrong_shape_is_rewritten_at_resume(ray_local, recipe_path, reference, tmp_path):
+    """A stats file that is valid JSON with this recipe's hash but the wrong types (as an
+    older engine or a hand edit might leave): the shard is rewritten, not a crash."""
+    out = tmp_path / "out"
+    recipe = load_recipe(recipe_path)
+    run(recipe, out, progress=False)
+    stats = sorted(out.glob("train/*.stats.json"))
+    bad = {"recipe_hash": recipe_hash(recipe), "rows": "20", "bytes": None, "stats": []}
+    stats[0].write_text(json.dumps(bad))
+    stats[1].write_text(json.dumps({"recipe_hash": recipe_hash(recipe)}))
+    messages: list[str] = []
+    summary = run(recipe, out, progress=False, log=messages.append)
+    assert (summary.shards_written, summary.status) == (2, "complete")
+    assert digests(out) == digests(reference)
+
+
 def test_an_output_folder_blocked_by_a_file_is_a_clear_error(ray_local, recipe_path, tmp_path):
     out = tmp_path / "out"
     run(load_recipe(recipe_path), out, progress=False)
@@ -210,3 +228,13 @@ def test_a_shard_replaced_by_a_folder_is_a_clear_error_and_nothing_else_is_touch
     victim.rmdir()
     assert run(load_recipe(recipe_path), out, progress=False).status == "complete"
     assert digests(out) == digests(reference)
+
+
+def test_a_parquet_shard_replaced_by_a_folder_is_not_read_as_an_empty_table(tmp_path):
+    from engine.errors import ShardError
+    from engine.shards import read_shard
+
+    shard = tmp_path / "train-00000-of-00001.parquet"
+    shard.mkdir()
+    with pytest.raises(ShardError, match="not a file"):
+        read_shard(shard)

@@ -1,5 +1,6 @@
 """Shards load in PyArrow, Polars, Hugging Face `datasets` and DuckDB; the CLI's export
-and plan commands work on a real run."""
+and plan commands work on a real run, and their errors (an unknown split, a target that is
+a file, a bad recipe) are one clear message."""
 
 from __future__ import annotations
 
@@ -38,6 +39,12 @@ def parquet_out(ray_local, demo_corpus, tmp_path_factory) -> Path:
     out = d / "parquet"
     run(load_recipe(write_recipe(d / "r.yaml", data)), out, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def reference(arrow_out) -> Path:
+    """A finished run to export from: the Arrow output."""
+    return arrow_out
 
 
 def test_schema_carries_recipe_hash_version_and_huggingface_features(arrow_out):
@@ -117,6 +124,15 @@ def test_export_writes_wav_files_with_provenance_sidecars(arrow_out, tmp_path, c
 def test_export_of_an_unknown_split_is_a_clear_error(arrow_out, tmp_path, capsys):
     assert main(["export", str(arrow_out), "--split", "nope", "--to", str(tmp_path)]) == 1
     assert "no split 'nope'" in capsys.readouterr().err
+
+
+def test_export_to_a_path_that_is_a_file_is_one_clear_error(reference, tmp_path, capsys):
+    target = tmp_path / "listen"
+    target.write_text("a file")
+    code = main(["export", str(reference), "--split", "train", "--n", "2", "--to", str(target)])
+    err = capsys.readouterr().err
+    assert code == 1 and str(target) in err and "Traceback" not in err, err
+    assert target.read_text() == "a file"
 
 
 def test_plan_prints_splits_shards_and_pools(demo_corpus, tmp_path, capsys):

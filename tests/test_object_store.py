@@ -1,14 +1,19 @@
-"""Output to an object store: `--out s3://bucket/prefix` on a real S3-compatible server
-(moto on 127.0.0.1). Same bytes as a local run, the same resume and overwrite guarantees."""
+"""Object stores on a real S3-compatible server (moto on 127.0.0.1): `--out s3://bucket/prefix`
+gives the same bytes as a local run with the same resume and overwrite guarantees, from the
+API and from the CLI (nothing lands in a local folder); slices and export read an output on
+S3; audio and image pools can be read from S3; an empty glob and refused credentials are
+one clear message each."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from engine.cli import main
 from engine.coverage import analyze_coverage
 from engine.errors import ShardError
 from engine.recipe import load_recipe
@@ -17,7 +22,7 @@ from engine.runtime import run
 from engine.shards import read_shard
 from engine.storage import Store
 
-from .conftest import make_bucket, small_recipe, write_recipe
+from .conftest import digests, make_bucket, moto_server, small_recipe, write_recipe
 
 pytestmark = pytest.mark.ray
 
@@ -26,6 +31,7 @@ pytestmark = pytest.mark.ray
 def ray_s3(s3_server, ray_local):
     """S3 variables are set before Ray starts, so its workers see the endpoint too."""
     make_bucket("shards")
+    make_bucket("cli-out")
     return ray_local
 
 
@@ -41,10 +47,16 @@ def _digests(store: Store) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def local_reference(ray_s3, recipe_path, tmp_path_factory):
+def reference(ray_s3, recipe_path, tmp_path_factory) -> Path:
+    """The same recipe run into a local folder."""
     out = tmp_path_factory.mktemp("s3ref") / "out"
-    run(load_recipe(recipe_path), out, progress=False)
-    return Store.open(out)
+    assert run(load_recipe(recipe_path), out, progress=False).status == "complete"
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_reference(reference) -> Store:
+    return Store.open(reference)
 
 
 def test_a_run_to_s3_gives_the_same_bytes_as_a_local_run(ray_s3, recipe_path, local_reference):
@@ -102,6 +114,20 @@ def test_slices_and_export_read_an_output_on_s3(ray_s3, recipe_path, tmp_path):
     assert len(list((tmp_path / "wav").glob("*.wav"))) == 2
 
 
+def test_cli_run_with_an_s3_out_writes_to_the_bucket_not_a_local_folder(
+    ray_s3, recipe_path, reference, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)  # a wrong local fallback would land here, not in the checkout
+    uri = "s3://cli-out/run"
+    assert main(["run", str(recipe_path), "--out", uri, "--no-progress"]) == 0
+    assert not any(tmp_path.iterdir()), f"wrote locally: {list(tmp_path.rglob('*'))[:5]}"
+    store = Store.open(uri)
+    assert store.exists("run.json") and not store.exists("manifest.json")
+    for rel, digest in digests(reference).items():
+        assert store.sha256(rel) == digest, rel
+    assert uri in capsys.readouterr().out  # the summary names the bucket, not a mangled path
+
+
 def test_pools_can_be_read_from_an_object_store(ray_s3, demo_corpus, tmp_path):
     """Speech through a manifest (relative paths) and noise through a ** glob, both on S3;
     a bad object is rejected with its reason, like a bad local file."""
@@ -136,6 +162,32 @@ def test_a_glob_on_an_object_store_that_matches_nothing_is_a_clear_error(s3_serv
     make_bucket("empty-pools")
     with pytest.raises(InputError, match=r"pools\.noise\.paths\[0\]: 's3://empty-pools/x/\*\.wav' matches no objects"):
         index_pool("noise", AudioPool(paths=["s3://empty-pools/x/*.wav"]), __import__("pathlib").Path("."))
+
+
+@pytest.fixture(scope="module")
+def s3_with_auth():
+    """A second moto server that checks credentials (INITIAL_NO_AUTH_ACTION_COUNT=0), so
+    unknown keys are refused like on real S3."""
+    with moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as endpoint:
+        yield endpoint
+
+
+def test_s3_credentials_that_are_refused_give_one_clear_message_and_exit_1(
+    s3_with_auth, recipe_path, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    for k, v in {"AWS_ENDPOINT_URL": s3_with_auth, "AWS_ACCESS_KEY_ID": "nobody",
+                 "AWS_SECRET_ACCESS_KEY": "wrong", "AWS_DEFAULT_REGION": "us-east-1",
+                 "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(k, v)
+    for argv in (["run", str(recipe_path), "--out", "s3://locked/x", "--no-progress"],
+                 ["export", "s3://locked/x", "--split", "train", "--to", "unused"],
+                 ["coverage", "s3://locked/x"]):
+        code = main(argv)  # an uncaught exception (a traceback) fails the test here
+        err = capsys.readouterr().err
+        assert code == 1, (argv, err)
+        assert "s3://locked/x" in err and "Traceback" not in err, err
+        assert "AWS_ACCESS_KEY_ID" in err or "credentials" in err, err
 
 
 def _png(img) -> bytes:

@@ -1,5 +1,11 @@
-"""End-to-end on a real local Ray instance: determinism, provenance, replay, resume,
-refusals and bad source files."""
+"""A recipe run end to end on a real local Ray instance: the same bytes on one and two
+workers, after a resume that rewrites deleted and corrupted shards, after a SIGKILL and
+with pools probed on Ray; the run record with every shard's checksum; rows that carry
+provenance, labels and params, keep held-out items to the holdout split, replay to their
+audio bytes and have the SNR they sampled.
+
+Elsewhere: refusals, --overwrite and older outputs in test_resume.py, injected faults in
+test_faults.py, bad source files in test_bad_inputs.py, image recipes in test_image_run.py."""
 
 from __future__ import annotations
 
@@ -15,19 +21,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import soundfile as sf
 
 from engine.audio import io as audio_io
 from engine.audio import ops
-from engine.errors import ShardError
 from engine.pools import index_pools
-from engine.recipe import load_recipe, parse_recipe
+from engine.recipe import load_recipe
 from engine.run_record import read_run_record, shard_files
 from engine.runtime import run
-from engine.shards import read_shard
 from engine.synth import build_synthesizer
 
-from .conftest import digests, small_recipe, write_recipe
+from .conftest import all_rows, digests, small_recipe, write_recipe
 
 pytestmark = pytest.mark.ray
 
@@ -38,13 +41,6 @@ def sha(path: Path) -> str:
 
 def output_digests(out: Path) -> dict[str, str]:
     return digests(out, (".arrow", ".parquet"))
-
-
-def all_rows(out: Path, split: str | None = None) -> list[dict]:
-    rows = []
-    for f in shard_files(out, split):
-        rows += read_shard(f).to_pylist()
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -154,73 +150,6 @@ def test_resume_rewrites_only_deleted_and_corrupted_shards(ray_local, recipe_pat
     assert output_digests(out) == output_digests(reference_run)
 
 
-def test_another_recipe_into_the_same_out_is_refused(ray_local, demo_corpus, tmp_path):
-    out = tmp_path / "o"
-    r1 = write_recipe(tmp_path / "a.yaml", small_recipe(demo_corpus, splits={"train": {"samples": 20}}))
-    r2 = write_recipe(tmp_path / "b.yaml", small_recipe(demo_corpus, seed=8, splits={"train": {"samples": 20}}))
-    run(load_recipe(r1), out, progress=False)
-    (out / "notes.txt").write_text("mine")
-    with pytest.raises(ShardError, match="another recipe"):
-        run(load_recipe(r2), out, progress=False)
-    summary = run(load_recipe(r2), out, overwrite=True, progress=False)
-    assert summary.status == "complete"
-    assert (out / "notes.txt").read_text() == "mine"  # --overwrite deletes only listed files
-    assert read_run_record(out)["recipe"]["seed"] == 8
-
-
-def test_a_non_empty_folder_that_is_not_an_output_is_refused(ray_local, recipe_path, tmp_path):
-    (tmp_path / "precious.txt").write_text("x")
-    with pytest.raises(ShardError, match="not a shardsmith output"):
-        run(load_recipe(recipe_path), tmp_path, progress=False)
-    assert (tmp_path / "precious.txt").read_text() == "x"
-
-
-def _bad_noise_pool(folder: Path, corpus: Path) -> dict[str, str]:
-    """Good noise files plus one bad file of each kind; returns {bad name: expected reason word}."""
-    folder.mkdir()
-    for src in sorted((corpus / "noise" / "car").glob("*.wav"))[:2]:
-        (folder / src.name).write_bytes(src.read_bytes())
-    (folder / "empty.wav").write_bytes(b"")
-    (folder / "text.wav").write_text("this is not audio\n" * 20)
-    good = (folder / sorted(p.name for p in folder.glob("car*.wav"))[0]).read_bytes()
-    (folder / "truncated.wav").write_bytes(good[: len(good) // 3])
-    sf.write(folder / "nan.wav", np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
-    sf.write(folder / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
-    return {"empty.wav": "empty", "text.wav": "audio", "truncated.wav": "trunc",
-            "nan.wav": "nan", "silent.wav": "silent"}
-
-
-def test_bad_source_files_are_rejected_with_a_reason_and_never_used(ray_local, demo_corpus, tmp_path):
-    bad = _bad_noise_pool(tmp_path / "noise", demo_corpus)
-    data = small_recipe(demo_corpus, splits={"train": {"samples": 40}})
-    data["pools"]["cabin"] = {"paths": [str(tmp_path / "noise" / "*.wav")]}
-    out = tmp_path / "out"
-    summary = run(load_recipe(write_recipe(tmp_path / "r.yaml", data)), out, progress=False)
-    assert summary.status == "complete" and summary.samples == 40
-    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
-    by_name = {Path(r["path"]).name: r["reason"].lower() for r in rejects}
-    assert set(by_name) == set(bad)
-    for name, word in bad.items():
-        assert word in by_name[name], (name, by_name[name])
-    used = {Path(s["item"]).name for r in all_rows(out) for s in r["sources"]}
-    assert not used & set(bad)
-
-
-def test_fail_mode_stops_naming_the_file_without_a_traceback(demo_corpus, tmp_path):
-    _bad_noise_pool(tmp_path / "noise", demo_corpus)
-    data = small_recipe(demo_corpus, on_bad_input="fail", splits={"train": {"samples": 20}})
-    data["pools"]["cabin"] = {"paths": [str(tmp_path / "noise" / "*.wav")]}
-    recipe = write_recipe(tmp_path / "r.yaml", data)
-    proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "plan", str(recipe)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 1
-    assert "Traceback" not in proc.stderr
-    assert "empty.wav" in proc.stderr and "on_bad_input" in proc.stderr
-    assert not (tmp_path / "out").exists()
-
-
 def test_a_run_killed_with_sigkill_resumes_to_exactly_the_requested_rows(
     ray_local, demo_corpus, reference_run, recipe_path, tmp_path
 ):
@@ -254,13 +183,6 @@ def test_a_run_killed_with_sigkill_resumes_to_exactly_the_requested_rows(
     assert len(ids) == 100 and len(set(ids)) == 100
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
     assert output_digests(out) == output_digests(reference_run)
-
-
-def test_parse_recipe_rejects_a_missing_pool_reference_before_any_work(demo_corpus):
-    data = small_recipe(demo_corpus)
-    data["synth"]["noise"][0]["pool"] = "cabn"
-    with pytest.raises(Exception, match=r"synth\.noise\[0\]\.pool.*'cabin'"):
-        parse_recipe(data)
 
 
 def test_large_pools_are_probed_on_ray_with_the_same_result(ray_local, recipe_path, reference_run, tmp_path, monkeypatch):

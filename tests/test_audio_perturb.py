@@ -1,5 +1,8 @@
 """Specification of the perturbation, reverberation and generator operations of
-engine.audio.ops (and engine.audio.generators): the invariants each one promises."""
+engine.audio.ops and engine.audio.generators, the invariants each one promises: speed
+perturbation, filters, gain sweeps and reversal; convolution with a room response
+(linear or circular, aligned on the direct path) and the RT60 and DRR estimates;
+coloured noise and generated noise and room items."""
 
 from __future__ import annotations
 
@@ -147,6 +150,21 @@ def test_reverb_matches_a_full_convolution_cut_at_the_direct_path():
     np.testing.assert_allclose(ops.convolve_aligned(x, h), ref, atol=2e-5)
 
 
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3000), m=st.integers(1, 3000), d_frac=st.floats(0, 1), seed=st.integers(0, 2**16))
+def test_circular_convolution_is_the_wrapped_convolution_aligned_on_the_direct_path(n, m, d_frac, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n).astype(np.float32)
+    h = (rng.standard_normal(m) * np.exp(-np.arange(m) / max(1.0, m / 4))).astype(np.float32)
+    d = int(d_frac * (m - 1))
+    y = ops.convolve_aligned(x, h, direct=d, circular=True)
+    wrapped = np.zeros(n)
+    np.add.at(wrapped, np.arange(m) % n, h.astype(np.float64))
+    ref = np.roll(np.real(np.fft.ifft(np.fft.fft(x.astype(np.float64)) * np.fft.fft(wrapped))), -(d % n))
+    assert y.dtype == np.float32 and y.shape == (n,)
+    np.testing.assert_allclose(y, ref, atol=2e-5 * max(1.0, float(np.abs(ref).max())))
+
+
 def test_direct_path_is_not_a_later_louder_reflection_far_away():
     h = np.zeros(2000, np.float32)
     h[100] = 0.8
@@ -169,7 +187,7 @@ def test_rt60_of_a_bare_impulse_is_not_a_number():
     assert math.isnan(ops.rt60_estimate(h, 16000))
 
 
-# --------------------------------------------------------------------------- generators and level
+# --------------------------------------------------------------------------- generators
 
 
 @pytest.mark.parametrize("slope", [0.0, -3.0, -6.0, 3.0, -4.5])
@@ -209,26 +227,3 @@ def test_noise_generator_items_per_colour():
         assert x.shape == (32000,) and x.dtype == np.float32
     with pytest.raises(ValueError, match="not an item"):
         generators.item_labels(cfg, "gen:white/0000")
-
-
-@settings(max_examples=40, deadline=None)
-@given(level_dbfs=st.floats(-60.0, -3.0), scale=st.floats(1e-3, 1.0), seed=st.integers(0, 2**31))
-def test_level_gain_puts_the_active_speech_at_the_target_within_0_05_db(level_dbfs, scale, seed):
-    rng = np.random.default_rng(seed)
-    x = (rng.standard_normal(16000) * scale).astype(np.float32)
-    x[4000:8000] = 0.0  # a pause does not count
-    g = ops.level_gain(ops.active_power(x, 16000), level_dbfs)
-    y = (x * np.float32(g)).astype(np.float32)
-    assert 10 * math.log10(ops.active_power(y, 16000)) == pytest.approx(level_dbfs, abs=0.05)
-
-
-def test_local_active_power_is_the_speech_around_a_span():
-    sr = 16000
-    loud = np.full(sr, 0.5, np.float32)
-    quiet = np.full(sr, 0.05, np.float32)
-    x = np.concatenate([loud, quiet, np.zeros(sr, np.float32), loud])
-    assert ops.local_active_power(x, sr, 0, sr) == pytest.approx(0.25, rel=1e-6)
-    assert ops.local_active_power(x, sr, sr, 2 * sr) == pytest.approx(0.0025, rel=1e-5)
-    # Only digital silence around the span: the utterance's own active power is used.
-    assert ops.local_active_power(x, sr, 2 * sr + 100, 3 * sr - 100) == pytest.approx(
-        ops.active_power(x, sr), rel=1e-9)

@@ -1,6 +1,9 @@
-"""Image recipes end to end on a real local Ray instance: same bytes on 1 and 2 workers,
-rows replay from their params, bad images end in rejects.jsonl, holdout is respected, and
-the shards load in Hugging Face ``datasets`` with a real ``Image`` column."""
+"""Image recipes (image_augment, image_composite) run end to end on a real local Ray
+instance: same bytes on 1 and 2 workers, rows replay from their params, bad images end in
+rejects.jsonl, holdout is respected, composite sources are counted per item, export writes
+image files with provenance, and the shards load in Hugging Face ``datasets`` with a real
+``Image`` column. The synthesizers without Ray: test_image_synth.py; the albumentations
+pipeline in a recipe: test_image_recipe.py."""
 
 from __future__ import annotations
 
