@@ -104,13 +104,17 @@ class Output(StrictModel):
 POOL_FORMATS = ("files", "table")
 # Pool fields added after the first release enter the recipe hash only when they differ
 # from these defaults, so an output written before them still resumes.
-POOL_FIELDS_HASHED_WHEN_SET = {"format": "files", "media_column": None, "key_column": None, "label_columns": None}
+POOL_FIELDS_HASHED_WHEN_SET = {"format": "files", "media_column": None, "key_column": None, "label_columns": None,
+                               "media_dir": None}
 
 
 class _FilePool(StrictModel):
     paths: list[str] | None = None
     manifest: str | None = None
     path_column: str = "path"
+    # The folder the manifest's relative paths resolve against (default: the manifest's
+    # own folder). Common Voice's TSVs name clips inside clips/: media_dir: clips
+    media_dir: str | None = None
     holdout: float = Field(0.0, ge=0.0, le=0.9)
     # How `paths` hold the items: loose media files, or tables whose rows hold them (the
     # Hugging Face Audio / Image struct: Parquet, Arrow, a `datasets.save_to_disk` folder,
@@ -137,6 +141,8 @@ class _FilePool(StrictModel):
         if self.format != "files" and self.paths is None:
             raise ValueError(f"format {self.format!r} reads its containers from 'paths' (globs, folders or URIs), "
                              "not from a manifest")
+        if self.media_dir is not None and self.manifest is None:
+            raise ValueError("media_dir says where a manifest's relative paths point; it goes with 'manifest'")
         if self.format == "files" and (self.media_column or self.key_column or self.label_columns is not None):
             raise ValueError("media_column, key_column and label_columns go with format: table")
         return self

@@ -202,6 +202,8 @@ def _resolve_files(
     if isinstance(manifest, Path) and not manifest.is_absolute():
         manifest = base_dir / manifest
     manifest_dir = manifest_text.rsplit("/", 1)[0] if isinstance(manifest, str) else str(manifest.parent)
+    if pool.media_dir is not None:  # relative to the manifest's folder, like its entries
+        manifest_dir = _join_location(manifest_dir, pool.media_dir)
     manifest_name = str(manifest).rsplit("/", 1)[-1]
     table = read_table(manifest)
     require_column(table, pool.path_column, manifest, f"add it or set pools.{pool_name}.path_column")

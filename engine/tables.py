@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyarrow import csv as pacsv
 from pyarrow import json as pajson
@@ -34,8 +35,6 @@ def read_table(path: Path | str) -> pa.Table:
     """
     suffix = os.path.splitext(str(path))[1].lower()
     if is_uri(str(path)):
-        import pyarrow.fs as pafs  # lazily: only object-store manifests need the filesystems
-
         try:
             fs, key = pafs.FileSystem.from_uri(str(path))
             if fs.get_file_info(key).type != pafs.FileType.File:
@@ -50,11 +49,11 @@ def read_table(path: Path | str) -> pa.Table:
 
 
 def _read_format(path: Any, suffix: str, name: Path | str) -> pa.Table:
-    # Each format's pyarrow reader is imported when a file of that format is read.
     try:
         if suffix == ".csv" or suffix == ".tsv":
-
-            opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
+            # TSV has no quoting (Common Voice's sentences hold bare quote marks); CSV does.
+            opts = (pacsv.ParseOptions(delimiter="\t", quote_char=False) if suffix == ".tsv"
+                    else pacsv.ParseOptions(delimiter=","))
             table = pacsv.read_csv(path, parse_options=opts)
             # pyarrow reads invalid UTF-8 as a binary column rather than failing.
             binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
@@ -64,10 +63,8 @@ def _read_format(path: Any, suffix: str, name: Path | str) -> pa.Table:
                 )
             return table
         if suffix in (".jsonl", ".json", ".ndjson"):
-
             return pajson.read_json(path)
         if suffix == ".parquet":
-
             return pq.read_table(path)
     except FileNotFoundError:
         raise InputError(f"{name}: manifest file not found") from None

@@ -108,6 +108,22 @@ def _layout_hf_speech(demo: Path, work: Path) -> Path:
     return rec
 
 
+def _layout_common_voice(demo: Path, work: Path) -> Path:
+    rec = work / "recipes"
+    root = rec / "corpora/cv-corpus/en"
+    (root / "clips").mkdir(parents=True, exist_ok=True)
+    lines = ["client_id\tpath\tsentence\tgender"]
+    with open(demo / "speech/manifest.csv") as src:
+        for i, r in enumerate(csv.DictReader(src)):
+            data, rate = sf.read(demo / "speech" / r["path"], dtype="float32")
+            name = f"common_voice_en_{i:05d}.mp3"
+            sf.write(root / "clips" / name, data, rate, format="MP3")
+            lines.append(f"{r['speaker']}\t{name}\t{r['text']}\t{'female' if i % 2 else 'male'}")
+    (root / "train.tsv").write_text("\n".join(lines) + "\n")
+    _as_flac(sorted((demo / "noise/car").glob("*.wav")), rec / "corpora/noise/car/a")
+    return rec
+
+
 TEMPLATES = {
     "in_car_template.yaml": (_layout_in_car_template, ["--set", "splits.train_dev.samples=20",
                                                        "--set", "splits.train_dev_unseen.samples=20",
@@ -117,6 +133,9 @@ TEMPLATES = {
     "template_hf_speech.yaml": (_layout_hf_speech, ["--set", "splits.train_dev.samples=20",
                                                      "--set", "splits.train_dev_unseen.samples=20",
                                                      "--allow-narrow"]),
+    "template_common_voice.yaml": (_layout_common_voice, ["--set", "splits.train_dev.samples=20",
+                                                          "--set", "splits.train_dev_unseen.samples=20",
+                                                          "--allow-narrow"]),
     "mobile_photos.yaml": (_layout_mobile_photos, ["--set", "splits.train_dev.samples=20",
                                                    "--set", "splits.train_dev_unseen.samples=20",
                                                    "--allow-narrow"]),

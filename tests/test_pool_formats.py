@@ -218,3 +218,20 @@ def test_a_shardsmith_output_is_the_pool_of_a_second_run(ray_local, demo_corpus,
         assert row["upstream_recipe_hash"] == recipe_hash(stage1)
         assert row["text"] == parent["text"] and row["speaker"] == parent["speaker"]
         assert row["sources"][0]["item"].startswith("stage1/train/")
+
+
+def test_a_common_voice_tsv_with_clips_beside_it(demo_corpus, tmp_path):
+    """Common Voice's layout: an unquoted TSV whose `path` names MP3 files inside clips/
+    (media_dir), sentences with bare quote marks; its columns become labels."""
+    rows = list(csv.DictReader(open(demo_corpus / "speech" / "manifest.csv")))[:6]
+    (tmp_path / "en" / "clips").mkdir(parents=True)
+    lines = ["client_id\tpath\tsentence\tgender"]
+    for i, r in enumerate(rows):
+        x, rate = sf.read(demo_corpus / "speech" / r["path"], dtype="float32")
+        sf.write(tmp_path / "en" / "clips" / f"common_voice_en_{i}.mp3", x, rate, format="MP3")
+        lines.append(f"c{i}\tcommon_voice_en_{i}.mp3\t\"{r['text']}\" she said\t{'female' if i % 2 else 'male'}")
+    (tmp_path / "en" / "train.tsv").write_text("\n".join(lines) + "\n")
+    recipe = _recipe(demo_corpus, tmp_path, {"manifest": "en/train.tsv", "media_dir": "clips"})
+    pool = index_pools(recipe).pools["speech"]
+    assert len(pool) == 6 and pool.items[0] == "en/clips/common_voice_en_0.mp3"
+    assert pool.labels[0]["sentence"] == f"\"{rows[0]['text']}\" she said" and pool.labels[1]["gender"] == "female"
