@@ -36,8 +36,9 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from .errors import InputError
-from .layout import LEGACY_RUN_RECORD_FILE, RUN_RECORD_FILE, is_temporary, parse_shard_path
-from .sources import Locator, encode, table_kind
+from .layout import LEGACY_RUN_RECORD_FILE, RUN_RECORD_FILE, STATS_SUFFIX, is_temporary, parse_shard_path
+from .sources import Locator, encode, open_container, table_kind
+from .storage import Store, glob_uri, is_uri
 
 TABLE_SUFFIXES = (".parquet", ".arrow")
 # Columns of a shardsmith shard that describe the synthesis, not the item: not labels.
@@ -62,54 +63,59 @@ def _plain(t: pa.DataType) -> bool:
             or pa.types.is_floating(t) or pa.types.is_boolean(t))
 
 
-def _shard_files(folder: Path) -> list[Path]:
-    """The committed shards of a shardsmith output folder (a shard with its stats record)."""
+def _shard_files(store: Store, names: list[str]) -> list[str]:
+    """The committed shards of a shardsmith output (a shard with its stats record)."""
+    present = set(names)
     found = []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder).as_posix()
-        if p.suffix in TABLE_SUFFIXES and not is_temporary(p.name) and parse_shard_path(rel):
-            split, name = parse_shard_path(rel)
-            if (folder / split / f"{name}.stats.json").exists():
-                found.append(p)
+    for rel in names:
+        parsed = parse_shard_path(rel)
+        if parsed and rel.endswith(TABLE_SUFFIXES) and not is_temporary(rel.rsplit("/", 1)[-1]):
+            split, name = parsed
+            if f"{split}/{name}{STATS_SUFFIX}" in present:
+                found.append(store.display(rel))
     return found
 
 
-def _tables_of(pool_name: str, i: int, pattern: str, base_dir: Path) -> tuple[list[Path], bool]:
-    """The table files a ``paths`` entry names, and whether they are a shardsmith output."""
-    full = pattern if os.path.isabs(pattern) else str(base_dir / pattern)
+def _tables_of(pool_name: str, i: int, pattern: str, base_dir: Path) -> tuple[list[str], bool]:
+    """The table files (local paths or object URIs) a ``paths`` entry names, and whether
+    they are the shards of a shardsmith output."""
     where = f"pools.{pool_name}.paths[{i}]"
-    if "://" in pattern:
-        raise InputError(f"{where}: {pattern!r}: tables on object stores are not read yet; copy them locally")
-    if os.path.isdir(full):
-        folder = Path(full)
-        if (folder / RUN_RECORD_FILE).exists() or (folder / LEGACY_RUN_RECORD_FILE).exists():
-            files = _shard_files(folder)
-            if not files:
-                raise InputError(f"{where}: {pattern!r} is a shardsmith output without a finished shard")
-            return files, True
-        state = folder / "state.json"
-        if state.exists():  # datasets.save_to_disk: its Arrow files in order
-            try:
-                names = [d["filename"] for d in json.loads(state.read_text())["_data_files"]]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise InputError(f"{state}: not a datasets state.json ({exc})") from None
-            return [folder / n for n in names], False
-        files = sorted(p for p in folder.rglob("*") if p.suffix in TABLE_SUFFIXES and p.is_file())
+    full = pattern if is_uri(pattern) or os.path.isabs(pattern) else str(base_dir / pattern)
+    if any(c in pattern for c in "*?["):
+        files = glob_uri(full) if is_uri(full) else sorted(
+            m for m in glob.glob(full, recursive=True) if not os.path.isdir(m))
         if not files:
-            raise InputError(f"{where}: folder {full} holds no .parquet or .arrow table")
+            raise InputError(f"{where}: {pattern!r} matches no files (looked for {full})")
         return files, False
-    files = sorted(Path(m) for m in glob.glob(full, recursive=True) if not os.path.isdir(m))
+    store = Store.open(full)
+    names = store.list()
+    if not names:  # a single file, or nothing
+        if store.exists(""):
+            return [full], False
+        raise InputError(f"{where}: {full} not found")
+    if RUN_RECORD_FILE in names or LEGACY_RUN_RECORD_FILE in names:
+        files = _shard_files(store, names)
+        if not files:
+            raise InputError(f"{where}: {pattern!r} is a shardsmith output without a finished shard")
+        return files, True
+    if "state.json" in names:  # datasets.save_to_disk: its Arrow files in order
+        try:
+            data = [d["filename"] for d in json.loads(store.read_bytes("state.json"))["_data_files"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{store.display('state.json')}: not a datasets state.json ({exc})") from None
+        return [store.display(n) for n in data], False
+    files = [store.display(n) for n in names if n.endswith(TABLE_SUFFIXES)]
     if not files:
-        raise InputError(f"{where}: {pattern!r} matches no files (looked for {full})")
+        raise InputError(f"{where}: folder {full} holds no .parquet or .arrow table")
     return files, False
 
 
-def _schema(path: Path) -> tuple[pa.Schema, int]:
-    kind = table_kind(str(path))
-    if kind == "parquet":
-        f = pq.ParquetFile(path)
-        return f.schema_arrow, f.metadata.num_rows
-    with pa.memory_map(str(path)) as src:
+def _schema(path: str) -> tuple[pa.Schema, int]:
+    kind = table_kind(path)
+    with open_container(path) as src:
+        if kind == "parquet":
+            f = pq.ParquetFile(src)
+            return f.schema_arrow, f.metadata.num_rows
         if kind == "arrow-file":
             reader = ipc.open_file(src)
             return reader.schema, sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
@@ -117,11 +123,11 @@ def _schema(path: Path) -> tuple[pa.Schema, int]:
         return reader.schema, sum(b.num_rows for b in reader)
 
 
-def _read_columns(path: Path, columns: list[str]) -> pa.Table:
-    kind = table_kind(str(path))
-    if kind == "parquet":
-        return pq.read_table(path, columns=columns)
-    with pa.memory_map(str(path)) as src:
+def _read_columns(path: str, columns: list[str]) -> pa.Table:
+    kind = table_kind(path)
+    with open_container(path) as src:
+        if kind == "parquet":
+            return pq.read_table(src, columns=columns)
         reader = ipc.open_file(src) if kind == "arrow-file" else ipc.open_stream(src)
         batches = ([reader.get_batch(i) for i in range(reader.num_record_batches)] if kind == "arrow-file"
                    else list(reader))
@@ -175,7 +181,7 @@ def list_table_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
             extra = [c for c in ([pool.key_column] if pool.key_column else []) + (["sample_id"] if upstream else [])
                      if c not in wanted]
             cols = _read_columns(path, wanted + extra)
-            rel = Path(os.path.relpath(path, base_dir)).as_posix()
+            rel = path if is_uri(path) else Path(os.path.relpath(path, base_dir)).as_posix()
             keys = cols.column(pool.key_column).to_pylist() if pool.key_column else None
             labels = cols.select(wanted)
             if upstream:
@@ -194,7 +200,8 @@ def list_table_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
                                      "name each row once")
                 seen[item] = item
                 ids.append(item)
-                locators.append(encode(Locator(src=str(path.resolve()), row=row, column=media)))
+                locators.append(encode(Locator(src=path if is_uri(path) else os.path.abspath(path),
+                                               row=row, column=media)))
     labels = pa.concat_tables(label_tables, promote_options="permissive") if label_tables else None
     return Listing(ids, locators, labels, rejects)
 

@@ -33,7 +33,7 @@ from .audio.generators import virtual_items
 from .errors import BadSourceError, InputError
 from .formats import list_items
 from .recipe import AudioPool, Recipe
-from .storage import is_uri
+from .storage import glob_uri, is_uri
 from .tables import read_table, require_column
 from .rng import stable_unit
 
@@ -112,47 +112,6 @@ def _item_id(path: Path | str, base_dir: Path) -> str:
     return Path(os.path.relpath(path, base_dir)).as_posix()
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """Glob semantics for object keys: ``*`` and ``?`` stay within one level, ``**/`` spans any."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
-def _glob_uri(pattern: str) -> list[str]:
-    """Objects matching an object-store glob such as ``s3://bucket/noise/**/*.wav``."""
-
-    try:
-        fs, key = pafs.FileSystem.from_uri(pattern)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types here
-        raise InputError(f"{pattern}: cannot open this location ({str(exc).splitlines()[0][:200]})") from None
-    scheme = pattern.split("://", 1)[0]
-    wild = [i for i in (key.find(c) for c in "*?[") if i >= 0]
-    if not wild:
-        info = fs.get_file_info(key)
-        return [pattern] if info.type == pafs.FileType.File else []
-    base = key[: min(wild)].rsplit("/", 1)[0]
-    regex = _glob_regex(key)
-    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    return sorted(f"{scheme}://{i.path}" for i in infos if i.type == pafs.FileType.File and regex.match(i.path))
-
-
 def _join_location(parent: str, child: str) -> str:
     """``child`` resolved against the folder ``parent`` (a local path or a URI)."""
     if is_uri(child) or (not is_uri(parent) and os.path.isabs(child)):
@@ -173,7 +132,7 @@ def _resolve_files(
         remote: set[str] = set()
         for i, pattern in enumerate(pool.paths):
             if is_uri(pattern):
-                matches_uri = _glob_uri(pattern)
+                matches_uri = glob_uri(pattern)
                 if not matches_uri:
                     raise InputError(
                         f"pools.{pool_name}.paths[{i}]: {pattern!r} matches no objects; fix the pattern, "

@@ -137,10 +137,12 @@ def describe(text: str) -> str:
     return where
 
 
-def _open_container(src: str) -> IO[bytes]:
+def open_container(src: str) -> IO[bytes]:
+    """A binary file object of a local path (memory-mapped: skipping over record batches
+    or members costs no read) or of an object URI."""
     remote = source_location(src)
     if remote is None:
-        return open(src, "rb")
+        return pa.memory_map(src, "r")
     fs, key = remote
     return fs.open_input_file(key)
 
@@ -164,7 +166,7 @@ class _TableIndex:
 
 def table_kind(src: str) -> str:
     """``parquet``, ``arrow-file`` or ``arrow-stream`` by the file's first bytes."""
-    with _open_container(src) as f:
+    with open_container(src) as f:
         head = f.read(8)
     if head[:4] == b"PAR1":
         return "parquet"
@@ -176,7 +178,7 @@ def table_kind(src: str) -> str:
 def _batch_starts(src: str) -> tuple[str, list[int]]:
     kind = table_kind(src)
     sizes: list[int] = []
-    with _open_container(src) as f:
+    with open_container(src) as f:
         if kind == "parquet":
             meta = pq.ParquetFile(f).metadata
             sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
@@ -194,7 +196,7 @@ def _batch_starts(src: str) -> tuple[str, list[int]]:
 
 def read_batch(src: str, kind: str, k: int, columns: list[str] | None = None) -> pa.RecordBatch | pa.Table:
     """Batch (or row group) ``k`` of a table file, only ``columns``."""
-    with _open_container(src) as f:
+    with open_container(src) as f:
         if kind == "parquet":
             return pq.ParquetFile(f).read_row_group(k, columns=columns)
         if kind == "arrow-file":
@@ -272,7 +274,7 @@ def open_media(text: str) -> tuple[str | IO[bytes], Segment | None]:
     where = describe(text)
     if loc.kind == "tar":
         try:
-            with _open_container(loc.src) as f:
+            with open_container(loc.src) as f:
                 f.seek(int(loc.offset))
                 data = f.read(int(loc.size))
         except OSError as exc:

@@ -32,8 +32,9 @@ from typing import IO, Iterator
 
 import pyarrow.fs as pafs
 
-from .errors import BadSourceError, ShardError
+from .errors import BadSourceError, InputError, ShardError
 from .layout import temporary_name
+
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -301,3 +302,49 @@ def write_json(out: str | os.PathLike | Store, rel: str, data: object, *, compac
     text = (json.dumps(data, sort_keys=True, separators=(",", ":")) if compact
             else json.dumps(data, indent=1, sort_keys=True))
     as_store(out).write_bytes(rel, (text + "\n").encode("utf-8"))
+
+
+# --------------------------------------------------------------------------- globs
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Glob semantics for object keys: ``*`` and ``?`` stay within one level, ``**/`` spans any."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def glob_uri(pattern: str) -> list[str]:
+    """Objects matching an object-store glob such as ``s3://bucket/noise/**/*.wav``.
+
+    Example: ``glob_uri("s3://corpus/noise/**/*.wav")[:2]``
+    """
+    try:
+        fs, key = pafs.FileSystem.from_uri(pattern)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types here
+        raise InputError(f"{pattern}: cannot open this location ({str(exc).splitlines()[0][:200]})") from None
+    scheme = pattern.split("://", 1)[0]
+    wild = [i for i in (key.find(c) for c in "*?[") if i >= 0]
+    if not wild:
+        info = fs.get_file_info(key)
+        return [pattern] if info.type == pafs.FileType.File else []
+    base = key[: min(wild)].rsplit("/", 1)[0]
+    regex = _glob_regex(key)
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    return sorted(f"{scheme}://{i.path}" for i in infos if i.type == pafs.FileType.File and regex.match(i.path))

@@ -235,3 +235,48 @@ def test_a_common_voice_tsv_with_clips_beside_it(demo_corpus, tmp_path):
     pool = index_pools(recipe).pools["speech"]
     assert len(pool) == 6 and pool.items[0] == "en/clips/common_voice_en_0.mp3"
     assert pool.labels[0]["sentence"] == f"\"{rows[0]['text']}\" she said" and pool.labels[1]["gender"] == "female"
+
+
+@pytest.fixture(scope="module")
+def hub_on_s3(hub):
+    """The same Parquet files and save_to_disk folder in a bucket of a real S3-compatible
+    server (moto on 127.0.0.1)."""
+    import boto3
+
+    from .conftest import make_bucket, moto_server
+
+    with moto_server() as endpoint:
+        env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+        mp = pytest.MonkeyPatch()
+        for k, v in env.items():
+            mp.setenv(k, v)
+        try:
+            make_bucket("corpus")
+            s3 = boto3.client("s3")
+            for f in sorted(p for p in hub.rglob("*") if p.is_file()):
+                s3.upload_file(str(f), "corpus", f"hub/{f.relative_to(hub).as_posix()}")
+            yield "s3://corpus/hub"
+        finally:
+            mp.undo()
+
+
+def test_tables_on_an_object_store_give_the_same_items_and_bytes(hub_on_s3, hub, demo_corpus, tmp_path):
+    from engine.plan import make_plan
+    from engine.worker import make_shard
+
+    local = _recipe(demo_corpus, hub, {"format": "table", "paths": ["data/*.parquet"]})
+    remote = _recipe(demo_corpus, hub, {"format": "table", "paths": [f"{hub_on_s3}/data/*.parquet"]})
+    saved = _recipe(demo_corpus, hub, {"format": "table", "paths": [f"{hub_on_s3}/saved"]})
+    pl, pr, ps = (index_pools(r).pools["speech"] for r in (local, remote, saved))
+    assert pr.items[0] == f"{hub_on_s3}/data/train-00000-of-00002.parquet#row=0" and len(ps) == 24
+    assert pr.labels == pl.labels and list(pr.duration_s) == list(pl.duration_s)
+    out_l, out_r = tmp_path / "l", tmp_path / "r"
+    spec = make_plan(local).shards[0]
+    make_shard(local, index_pools(local), spec, out_l)
+    make_shard(remote, index_pools(remote), spec, out_r)
+    from engine.shards import read_shard
+
+    rows_l = read_shard(next(out_l.rglob("*.arrow"))).to_pylist()
+    rows_r = read_shard(next(out_r.rglob("*.arrow"))).to_pylist()
+    assert [r["audio"]["bytes"] for r in rows_l] == [r["audio"]["bytes"] for r in rows_r]
