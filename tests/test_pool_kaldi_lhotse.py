@@ -24,7 +24,7 @@ from engine.audio import io as audio_io
 from engine.errors import InputError, RecipeError
 from engine.plan import make_plan
 from engine.pools import index_pools
-from engine.recipe import parse_recipe, recipe_hash
+from engine.recipe import load_recipe, parse_recipe, recipe_hash
 from engine.shards import read_shard
 from engine.synth import build_synthesizer
 from engine.synth_checks import CHECKS, check_context
@@ -384,3 +384,9 @@ def test_the_format_enters_the_recipe_hash(demo_corpus):
     kaldi = recipe_hash(parse_recipe(data))
     data["pools"]["speech"] = {"format": "lhotse", "paths": ["data/train"]}
     assert recipe_hash(parse_recipe(data)) != kaldi
+
+
+@pytest.mark.parametrize("name", ["template_kaldi.yaml", "template_lhotse.yaml"])
+def test_the_shipped_kaldi_and_lhotse_templates_are_valid(name):
+    recipe = load_recipe(Path(__file__).parent.parent / "recipes" / name)
+    assert {p.format for p in recipe.pools.values() if hasattr(p, "format")} & {"kaldi", "lhotse"}
