@@ -101,7 +101,8 @@ class Output(StrictModel):
 # --------------------------------------------------------------------------- pools
 
 
-POOL_FORMATS = ("files", "table")
+POOL_FORMATS = ("files", "table", "kaldi", "lhotse")
+AUDIO_ONLY_FORMATS = ("kaldi", "lhotse")  # their items are stretches of recordings
 # Pool fields added after the first release enter the recipe hash only when they differ
 # from these defaults, so an output written before them still resumes.
 POOL_FIELDS_HASHED_WHEN_SET = {"format": "files", "media_column": None, "key_column": None, "label_columns": None,
@@ -116,10 +117,10 @@ class _FilePool(StrictModel):
     # own folder). Common Voice's TSVs name clips inside clips/: media_dir: clips
     media_dir: str | None = None
     holdout: float = Field(0.0, ge=0.0, le=0.9)
-    # How `paths` hold the items: loose media files, or tables whose rows hold them (the
+    # How `paths` hold the items: loose media files, tables whose rows hold them (the
     # Hugging Face Audio / Image struct: Parquet, Arrow, a `datasets.save_to_disk` folder,
-    # a shardsmith output folder).
-    format: Literal["files", "table"] = "files"
+    # a shardsmith output folder), Kaldi / ESPnet data dirs, or Lhotse JSONL manifests.
+    format: Literal["files", "table", "kaldi", "lhotse"] = "files"
     media_column: str | None = None  # table: the struct column (default: the pool kind, audio or image)
     key_column: str | None = None  # table: a column naming each row (default: the row number)
     label_columns: list[str] | None = None  # table: the columns carried as labels (default: every plain one)
@@ -143,8 +144,12 @@ class _FilePool(StrictModel):
                              "not from a manifest")
         if self.media_dir is not None and self.manifest is None:
             raise ValueError("media_dir says where a manifest's relative paths point; it goes with 'manifest'")
-        if self.format == "files" and (self.media_column or self.key_column or self.label_columns is not None):
+        if self.format != "table" and (self.media_column or self.key_column or self.label_columns is not None):
             raise ValueError("media_column, key_column and label_columns go with format: table")
+        kind = getattr(self, "kind", "audio")
+        if self.format in AUDIO_ONLY_FORMATS and kind != "audio":
+            raise ValueError(f"format {self.format!r} lists audio recordings; {kind} pools read format files "
+                             "or table")
         return self
 
 

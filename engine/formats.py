@@ -16,6 +16,14 @@ open (:mod:`engine.sources`), and its labels:
 Only the schema and the label columns are read here; media bytes are read by workers a
 batch at a time.
 
+- ``kaldi``: Kaldi / ESPnet data dirs (``wav.scp``, optional ``segments``, ``text``,
+  ``utt2spk``, ``spk2gender``), listed by :mod:`engine.kaldi_dirs`.
+- ``lhotse``: Lhotse JSONL manifests (cuts, or recordings and supervisions), listed by
+  :mod:`engine.lhotse_manifests`.
+
+Items of these two are segments of recordings (:class:`engine.sources.Segment`), read by
+seeking inside the recording's file.
+
 Example::
 
     listing = list_items("hub", recipe.pools["hub"], recipe.base_dir)
@@ -27,7 +35,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +43,10 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from .errors import InputError
+from .kaldi_dirs import list_kaldi_items
 from .layout import LEGACY_RUN_RECORD_FILE, RUN_RECORD_FILE, STATS_SUFFIX, is_temporary, parse_shard_path
-from .sources import Locator, encode, open_container, table_kind
+from .lhotse_manifests import list_lhotse_items
+from .sources import Listing, Locator, encode, open_container, table_kind
 from .storage import Store, glob_uri, is_uri
 
 TABLE_SUFFIXES = (".parquet", ".arrow")
@@ -46,16 +55,6 @@ SHARD_COLUMNS = frozenset({"sample_id", "split", "sources", "params", "embedding
                            "duration_s", "width", "height", "objects"})
 UPSTREAM_SAMPLE_ID = "upstream_sample_id"
 UPSTREAM_RECIPE_HASH = "upstream_recipe_hash"
-
-
-@dataclass
-class Listing:
-    """The items of one pool before probing: ids, locators, labels (one row per item)."""
-
-    ids: list[str]
-    locators: list[str]
-    labels: pa.Table | None
-    rejects: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _plain(t: pa.DataType) -> bool:
@@ -206,7 +205,7 @@ def list_table_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
     return Listing(ids, locators, labels, rejects)
 
 
-LISTERS = {"table": list_table_items}
+LISTERS = {"table": list_table_items, "kaldi": list_kaldi_items, "lhotse": list_lhotse_items}
 
 
 def list_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:

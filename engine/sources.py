@@ -27,7 +27,7 @@ import io
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -135,6 +135,30 @@ def describe(text: str) -> str:
         where += f"@{s.start_s:g}s" + (f"+{s.duration_s:g}s" if s.duration_s is not None else "")
         where += f"/ch{s.channel}" if s.channel is not None else ""
     return where
+
+
+@dataclass
+class Listing:
+    """The items of one pool before probing: ids, locators, labels (one row per item),
+    and the entries refused while listing (``{"pool", "path", "reason"}``)."""
+
+    ids: list[str]
+    locators: list[str]
+    labels: pa.Table | None
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+
+
+def label_table(rows: list[dict[str, Any]], names: list[str]) -> pa.Table | None:
+    """The labels ``names`` of ``rows`` as string columns, keeping only the columns some
+    row has a value for (None when none has any).
+
+    Example: ``label_table([{"text": "go"}, {}], ["text", "speaker"])  # one column, text``
+    """
+    kept = [n for n in names if any(r.get(n) is not None for r in rows)]
+    if not kept:
+        return None
+    return pa.table({n: pa.array([None if r.get(n) is None else str(r[n]) for r in rows], pa.string())
+                     for n in kept})
 
 
 def open_container(src: str) -> IO[bytes]:
