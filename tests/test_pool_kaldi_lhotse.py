@@ -280,13 +280,16 @@ def test_bad_kaldi_entries_are_refused_with_reasons_and_never_run(corpus, demo_c
     (data / "segments").write_text(
         "u_ok r_ok 0.0 1.0\n"
         f"u_past r_ok 1.0 {total_s + 5:.2f}\n"
+        f"u_over r_ok {total_s - 1:.3f} {total_s + 0.3:.3f}\n"
         "u_pipe r_pipe 0.0 1.0\n"
         "u_unknown r_nowhere 0.0 1.0\n"
         "u_backwards r_ok 2.0 1.0\n"
         "u_short r_ok 2.0\n")
     index = index_pools(_recipe(demo_corpus, tmp_path, {"format": "kaldi", "paths": ["data/train"]}))
     reasons = {r["path"]: r["reason"] for r in index.rejects}
-    assert index.pools["speech"].items == ["data/train#u_ok"]
+    assert index.pools["speech"].items == ["data/train#u_ok", "data/train#u_over"]
+    # a segment up to 0.5 s past its recording (Kaldi's --max-overshoot) is cut at the end
+    assert index.pools["speech"].duration_s[1] == pytest.approx(1.0, abs=1e-3)
     assert not marker.exists()
     assert reasons["data/train/wav.scp#r_pipe"].startswith("a piped command ('touch ")
     assert "shardsmith never runs a shell: convert the audio to files first" in reasons["data/train/wav.scp#r_pipe"]
@@ -297,7 +300,7 @@ def test_bad_kaldi_entries_are_refused_with_reasons_and_never_run(corpus, demo_c
     assert reasons["data/train#u_pipe"] == "its recording 'r_pipe' is not usable (see data/train/wav.scp#r_pipe)"
     assert reasons["data/train#u_unknown"] == "its recording 'r_nowhere' is not in data/train/wav.scp"
     assert "the end after it" in reasons["data/train#u_backwards"]
-    assert "expected '<utt-id> <recording-id> <start> <end>'" in reasons["data/train/segments#line=6"]
+    assert "expected '<utt-id> <recording-id> <start> <end>'" in reasons["data/train/segments#line=7"]
     assert len(index.rejects) == 9
 
 
@@ -331,7 +334,7 @@ def test_bad_lhotse_records_are_refused_with_reasons_and_never_run(corpus, demo_
         {"id": "s_url", "recording_id": "rec_url", **sup},
         {"id": "s_speed", "recording_id": "rec_speed", **sup},
         {"id": "s_orphan", "recording_id": "rec_elsewhere", **sup},
-        {"id": "s_past", "recording_id": "rec_ok", **sup, "start": frames / RATE - 0.5},
+        {"id": "s_past", "recording_id": "rec_ok", **sup, "start": frames / RATE - 0.2},
         {"id": "s_ch2", "recording_id": "rec_ok", **sup, "channel": 2},
         {"id": "s_ok", "recording_id": "rec_ok", **sup},
     ])

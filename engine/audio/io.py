@@ -161,6 +161,9 @@ def _open(path: str) -> sf.SoundFile:
         raise BadSourceError(path, _not_audio_reason(path, exc)) from None
 
 
+SEGMENT_OVERSHOOT_S = 0.5
+
+
 def _open_item(locator: str) -> Any:
     """An item inside a container (a table row, a tar member) or a segment of a
     recording, opened like a file (see :mod:`engine.sources`)."""
@@ -178,12 +181,14 @@ def _open_item(locator: str) -> Any:
     sr = int(handle.samplerate)
     start = int(round(segment.start_s * sr))
     frames = handle.frames - start if segment.duration_s is None else int(round(segment.duration_s * sr))
-    if start < 0 or frames <= 0 or start + frames > handle.frames + 1:  # one frame of rounding
+    # A segment may end a little past its recording (Kaldi's extract-segments allows
+    # SEGMENT_OVERSHOOT_S, as its --max-overshoot default): it is cut at the end.
+    if start < 0 or frames <= 0 or start >= handle.frames or start + frames > handle.frames + SEGMENT_OVERSHOOT_S * sr:
         total = handle.frames / sr
         handle.close()
         raise BadSourceError(
             where, f"segment {segment.start_s:g}..{segment.start_s + (segment.duration_s or 0):g} s is past the "
-                   f"end of its {total:.3f} s recording")
+                   f"end of its {total:.3f} s recording (more than {SEGMENT_OVERSHOOT_S:g} s over)")
     if segment.channel is not None and not 0 <= segment.channel < handle.channels:
         channels = handle.channels
         handle.close()
