@@ -101,7 +101,7 @@ class Output(StrictModel):
 # --------------------------------------------------------------------------- pools
 
 
-POOL_FORMATS = ("files", "table")
+POOL_FORMATS = ("files", "table", "webdataset")
 # Pool fields added after the first release enter the recipe hash only when they differ
 # from these defaults, so an output written before them still resumes.
 POOL_FIELDS_HASHED_WHEN_SET = {"format": "files", "media_column": None, "key_column": None, "label_columns": None}
@@ -114,11 +114,12 @@ class _FilePool(StrictModel):
     holdout: float = Field(0.0, ge=0.0, le=0.9)
     # How `paths` hold the items: loose media files, or tables whose rows hold them (the
     # Hugging Face Audio / Image struct: Parquet, Arrow, a `datasets.save_to_disk` folder,
-    # a shardsmith output folder).
-    format: Literal["files", "table"] = "files"
+    # a shardsmith output folder; or WebDataset tar shards).
+    format: Literal["files", "table", "webdataset"] = "files"
     media_column: str | None = None  # table: the struct column (default: the pool kind, audio or image)
+    # webdataset: media_column is the extension of the member to take (default: the one audio/image member)
     key_column: str | None = None  # table: a column naming each row (default: the row number)
-    label_columns: list[str] | None = None  # table: the columns carried as labels (default: every plain one)
+    label_columns: list[str] | None = None  # table, webdataset: the labels carried (default: every plain one)
 
     @field_validator("paths")
     @classmethod
@@ -138,7 +139,10 @@ class _FilePool(StrictModel):
             raise ValueError(f"format {self.format!r} reads its containers from 'paths' (globs, folders or URIs), "
                              "not from a manifest")
         if self.format == "files" and (self.media_column or self.key_column or self.label_columns is not None):
-            raise ValueError("media_column, key_column and label_columns go with format: table")
+            raise ValueError("media_column, key_column and label_columns go with format: table "
+                             "(media_column and label_columns with format: webdataset too)")
+        if self.format == "webdataset" and self.key_column:
+            raise ValueError("key_column goes with format: table; a webdataset item is named by its members' key")
         return self
 
 
