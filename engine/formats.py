@@ -427,8 +427,8 @@ def list_webdataset_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
         samples = _wds_samples(members)
         if not samples:
             reject(rel, problem or ("empty tar: no members" if not members else
-                                    f"no WebDataset samples: none of its {len(members)} members is named "
-                                    "key.extension"))
+                                    f"no WebDataset samples: no member is named key.extension "
+                                    f"({len(members)} member(s))"))
             continue
         counts: dict[str, int] = {}
         for s in samples:
@@ -461,8 +461,8 @@ def list_webdataset_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
                 elif problem and n == len(samples) - 1:
                     reason = f"the tar stops being readable after this sample ({problem}): its members may be cut off"
                 elif not media:
-                    want = f"a .{wanted_ext} member (pools.{pool_name}.media_column)" if wanted_ext else \
-                        f"an {pool.kind} member (one of .{', .'.join(sorted(media_exts))})"
+                    want = f".{wanted_ext} member (pools.{pool_name}.media_column)" if wanted_ext else \
+                        f"{pool.kind} member (one of .{', .'.join(sorted(media_exts))})"
                     reason = (f"a missing tar member: no {want}; the key has "
                               f"{', '.join('.' + e for e in sample.members)}")
                 elif len(media) > 1:
