@@ -270,12 +270,12 @@ def _tar_members(path: Path, shown: str) -> tuple[list[_Member], str | None]:
         members: list[_Member] = []
         try:
             tar = tarfile.open(fileobj=f, mode="r:")
-        except tarfile.ReadError as exc:
+        except (tarfile.TarError, ValueError) as exc:
             return members, f"not a tar file (tarfile: {exc})"
         while True:
             try:
                 info = tar.next()
-            except tarfile.ReadError as exc:
+            except (tarfile.TarError, ValueError) as exc:
                 return members, f"cut short or corrupt after member {members[-1].name if members else '-'} ({exc})"
             if info is None:
                 break
@@ -363,7 +363,7 @@ def _label_table(rows: list[dict[str, Any]], pool_name: str, wanted: list[str] |
     names = list(dict.fromkeys(k for r in rows for k in r))
     if wanted is not None:
         missing = [c for c in wanted if c not in names]
-        if missing:
+        if missing and rows:
             raise InputError(f"pools.{pool_name}.label_columns names {missing}, which no item has "
                              f"(labels: {', '.join(names) or 'none'})")
         names = list(wanted)
@@ -400,6 +400,34 @@ def _wds_tars(pool_name: str, patterns: list[str], base_dir: Path) -> list[Path]
     return sorted(found)
 
 
+def _sample_problem(sample: _Sample, runs: int, media: list[str], tar_size: int, pool_name: str, pool: Any,
+                    media_exts: set[str], wanted_ext: str | None) -> str | None:
+    """Why a sample cannot be an item (its labels aside), or None."""
+    if runs > 1:
+        return (f"its members are not adjacent in the tar ({runs} runs of members with this key; WebDataset "
+                "would read as many samples): re-pack with each key's members together")
+    if sample.duplicates:
+        return f"member {sample.duplicates[0]} appears twice in the tar"
+    past = [m for m in sample.members.values() if m.offset + m.size > tar_size]
+    if past:
+        m = past[0]
+        return (f"cut short: member {m.name} needs bytes {m.offset:,}..{m.offset + m.size:,}, the tar ends at "
+                f"byte {tar_size:,} (a truncated tar: copy it again)")
+    if not media:
+        want = (f".{wanted_ext} member (pools.{pool_name}.media_column)" if wanted_ext else
+                f"{pool.kind} member (one of .{', .'.join(sorted(media_exts))})")
+        return f"a missing tar member: no {want}; the key has {', '.join('.' + e for e in sample.members)}"
+    if len(media) > 1:
+        return (f"two {pool.kind} members ({', '.join(sample.members[e].name for e in media)}); set "
+                f"pools.{pool_name}.media_column to the extension to take")
+    m = sample.members[media[0]]
+    if m.sparse:
+        return f"member {m.name} is a sparse file, which cannot be read by offset"
+    if m.size == 0:
+        return f"member {m.name} is empty (0 bytes)"
+    return None
+
+
 def list_webdataset_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
     """Every sample of the pool's WebDataset tar shards, as items (see the module
     docstring and docs/recipes.md): id ``shards/train-00003.tar#<key>``, a locator of the
@@ -419,59 +447,37 @@ def list_webdataset_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
 
     for path in _wds_tars(pool_name, pool.paths, base_dir):
         rel = Path(os.path.relpath(path, base_dir)).as_posix()
-        size = path.stat().st_size
-        if size == 0:
-            reject(rel, "empty file (0 bytes), not a tar")
+        try:
+            size = path.stat().st_size
+            members, problem = _tar_members(path, rel) if size else ([], None)
+        except OSError as exc:
+            reject(rel, f"not readable ({exc.strerror or exc})")
             continue
-        members, problem = _tar_members(path, rel)
         samples = _wds_samples(members)
         if not samples:
-            reject(rel, problem or ("empty tar: no members" if not members else
-                                    f"no WebDataset samples: no member is named key.extension "
-                                    f"({len(members)} member(s))"))
+            reject(rel, "empty file (0 bytes), not a tar" if not size else problem or (
+                "empty tar: no members" if not members else
+                f"no WebDataset samples: no member is named key.extension ({len(members)} member(s))"))
             continue
-        counts: dict[str, int] = {}
-        for s in samples:
-            counts[s.key] = counts.get(s.key, 0) + 1
-        reported: set[str] = set()
-        cut = any(m.offset + m.size > size for m in members)
-        if problem and not cut:
+        runs: dict[str, int] = {}
+        for sample in samples:
+            runs[sample.key] = runs.get(sample.key, 0) + 1
+        if problem and not any(m.offset + m.size > size for m in members):
             reject(rel, f"{problem}; the samples before it are used")
+        seen: set[str] = set()
         with open(path, "rb") as f:
             for n, sample in enumerate(samples):
+                if sample.key in seen:
+                    continue  # a key in several runs is rejected once, at its first
+                seen.add(sample.key)
                 item = f"{rel}#{sample.key}"
-                ms = list(sample.members.values())
-                past = [m for m in ms if m.offset + m.size > size]
-                media = [e for e in sample.members if e == wanted_ext] if wanted_ext else \
-                    sorted(e for e in sample.members if e in media_exts)
-                reason = None
-                if counts[sample.key] > 1:
-                    if sample.key in reported:
-                        continue
-                    reported.add(sample.key)
-                    reason = (f"its members are not adjacent in the tar ({counts[sample.key]} runs of members "
-                              "with this key; WebDataset would read as many samples): re-pack with each key's "
-                              "members together")
-                elif sample.duplicates:
-                    reason = f"member {sample.duplicates[0]} appears twice in the tar"
-                elif past:
-                    m = past[0]
-                    reason = (f"cut short: member {m.name} needs bytes {m.offset:,}..{m.offset + m.size:,}, "
-                              f"the tar ends at byte {size:,} (a truncated tar: copy it again)")
-                elif problem and n == len(samples) - 1:
+                if wanted_ext:
+                    media = [wanted_ext] if wanted_ext in sample.members else []
+                else:
+                    media = sorted(e for e in sample.members if e in media_exts)
+                reason = _sample_problem(sample, runs[sample.key], media, size, pool_name, pool, media_exts, wanted_ext)
+                if reason is None and problem and n == len(samples) - 1:
                     reason = f"the tar stops being readable after this sample ({problem}): its members may be cut off"
-                elif not media:
-                    want = f".{wanted_ext} member (pools.{pool_name}.media_column)" if wanted_ext else \
-                        f"{pool.kind} member (one of .{', .'.join(sorted(media_exts))})"
-                    reason = (f"a missing tar member: no {want}; the key has "
-                              f"{', '.join('.' + e for e in sample.members)}")
-                elif len(media) > 1:
-                    reason = (f"two {pool.kind} members ({', '.join(sample.members[e].name for e in media)}); "
-                              f"set pools.{pool_name}.media_column to the extension to take")
-                elif sample.members[media[0]].sparse:
-                    reason = f"member {sample.members[media[0]].name} is a sparse file, which cannot be read by offset"
-                elif sample.members[media[0]].size == 0:
-                    reason = f"member {sample.members[media[0]].name} is empty (0 bytes)"
                 if reason is None:
                     try:
                         labels = _wds_labels(f, sample)
