@@ -101,7 +101,7 @@ class Output(StrictModel):
 # --------------------------------------------------------------------------- pools
 
 
-POOL_FORMATS = ("files", "table", "kaldi", "lhotse")
+POOL_FORMATS = ("files", "table", "kaldi", "lhotse", "webdataset")
 AUDIO_ONLY_FORMATS = ("kaldi", "lhotse")  # their items are stretches of recordings
 # Pool fields added after the first release enter the recipe hash only when they differ
 # from these defaults, so an output written before them still resumes.
@@ -119,11 +119,13 @@ class _FilePool(StrictModel):
     holdout: float = Field(0.0, ge=0.0, le=0.9)
     # How `paths` hold the items: loose media files, tables whose rows hold them (the
     # Hugging Face Audio / Image struct: Parquet, Arrow, a `datasets.save_to_disk` folder,
-    # a shardsmith output folder), Kaldi / ESPnet data dirs, or Lhotse JSONL manifests.
-    format: Literal["files", "table", "kaldi", "lhotse"] = "files"
+    # a shardsmith output folder), Kaldi / ESPnet data dirs, Lhotse JSONL manifests, or
+    # WebDataset tar shards.
+    format: Literal["files", "table", "kaldi", "lhotse", "webdataset"] = "files"
     media_column: str | None = None  # table: the struct column (default: the pool kind, audio or image)
+    # webdataset: media_column is the extension of the member to take (default: the one audio/image member)
     key_column: str | None = None  # table: a column naming each row (default: the row number)
-    label_columns: list[str] | None = None  # table: the columns carried as labels (default: every plain one)
+    label_columns: list[str] | None = None  # table, webdataset: the labels carried (default: every plain one)
 
     @field_validator("paths")
     @classmethod
@@ -144,12 +146,16 @@ class _FilePool(StrictModel):
                              "not from a manifest")
         if self.media_dir is not None and self.manifest is None:
             raise ValueError("media_dir says where a manifest's relative paths point; it goes with 'manifest'")
-        if self.format != "table" and (self.media_column or self.key_column or self.label_columns is not None):
-            raise ValueError("media_column, key_column and label_columns go with format: table")
+        if self.format not in ("table", "webdataset") and (
+                self.media_column or self.key_column or self.label_columns is not None):
+            raise ValueError("media_column, key_column and label_columns go with format: table "
+                             "(media_column and label_columns with format: webdataset too)")
+        if self.format == "webdataset" and self.key_column:
+            raise ValueError("key_column goes with format: table; a webdataset item is named by its members' key")
         kind = getattr(self, "kind", "audio")
         if self.format in AUDIO_ONLY_FORMATS and kind != "audio":
-            raise ValueError(f"format {self.format!r} lists audio recordings; {kind} pools read format files "
-                             "or table")
+            raise ValueError(f"format {self.format!r} lists audio recordings; {kind} pools read format files, "
+                             "table or webdataset")
         return self
 
 

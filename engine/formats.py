@@ -5,24 +5,23 @@ formats here list items that live inside containers, each with a stable id that 
 the container and the key (``data/train-00003.parquet#row=1821``), a locator the readers
 open (:mod:`engine.sources`), and its labels:
 
-- ``table``: Parquet or Arrow (file or stream) tables whose media column is the Hugging
-  Face ``Audio`` / ``Image`` struct (bytes, or a path relative to the table), as
+- ``table`` (here): Parquet or Arrow (file or stream) tables whose media column is the
+  Hugging Face ``Audio`` / ``Image`` struct (bytes, or a path relative to the table), as
   ``datasets`` writes them (``to_parquet``, ``save_to_disk``, the Hub's Parquet) and as
-  shardsmith writes its shards. A path may be a table file, a glob, a
-  ``datasets.save_to_disk`` folder or a shardsmith output folder. Rows of a shardsmith
-  output carry their upstream provenance as labels (``upstream_sample_id``,
-  ``upstream_recipe_hash``).
-
-Only the schema and the label columns are read here; media bytes are read by workers a
-batch at a time.
-
+  shardsmith writes its shards; local or on an object store. A path may be a table file,
+  a glob, a ``datasets.save_to_disk`` folder or a shardsmith output folder. Rows of a
+  shardsmith output carry their upstream provenance as labels (``upstream_sample_id``,
+  ``upstream_recipe_hash``). Only the schema and the label columns are read here; media
+  bytes are read by workers a batch at a time.
+- ``webdataset``: uncompressed WebDataset tar shards, listed from their headers by
+  :mod:`engine.webdataset_tars`; a worker reads the media member's bytes by offset.
 - ``kaldi``: Kaldi / ESPnet data dirs (``wav.scp``, optional ``segments``, ``text``,
   ``utt2spk``, ``spk2gender``), listed by :mod:`engine.kaldi_dirs`.
 - ``lhotse``: Lhotse JSONL manifests (cuts, or recordings and supervisions), listed by
   :mod:`engine.lhotse_manifests`.
 
-Items of these two are segments of recordings (:class:`engine.sources.Segment`), read by
-seeking inside the recording's file.
+Items of the last two are segments of recordings (:class:`engine.sources.Segment`),
+read by seeking inside the recording's file.
 
 Example::
 
@@ -48,6 +47,7 @@ from .layout import LEGACY_RUN_RECORD_FILE, RUN_RECORD_FILE, STATS_SUFFIX, is_te
 from .lhotse_manifests import list_lhotse_items
 from .sources import Listing, Locator, encode, open_container, table_kind
 from .storage import Store, glob_uri, is_uri
+from .webdataset_tars import list_webdataset_items
 
 TABLE_SUFFIXES = (".parquet", ".arrow")
 # Columns of a shardsmith shard that describe the synthesis, not the item: not labels.
@@ -205,7 +205,8 @@ def list_table_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
     return Listing(ids, locators, labels, rejects)
 
 
-LISTERS = {"table": list_table_items, "kaldi": list_kaldi_items, "lhotse": list_lhotse_items}
+LISTERS = {"table": list_table_items, "kaldi": list_kaldi_items, "lhotse": list_lhotse_items,
+           "webdataset": list_webdataset_items}
 
 
 def list_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
