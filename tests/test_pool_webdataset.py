@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine import formats
+from engine import webdataset_tars
 from engine.errors import InputError, RecipeError
-from engine.formats import list_items, wds_key
+from engine.formats import list_items
+from engine.webdataset_tars import wds_key
 from engine.pools import index_pools
 from engine.recipe import parse_recipe
 from engine.sources import decode, open_media
@@ -125,7 +126,7 @@ def test_listing_reads_headers_and_labels_not_media(wds, demo_corpus, monkeypatc
             return real_open(path, mode, *args, **kwargs)
         return Counting(real_open(path, "rb", buffering=0))
 
-    monkeypatch.setattr(formats, "open", counting_open, raising=False)
+    monkeypatch.setattr(webdataset_tars, "open", counting_open, raising=False)
     listing = list_items("speech", _recipe(demo_corpus, wds, WDS).pools["speech"], wds)
     media = sum(decode(x).size for x in listing.locators)
     assert len(listing.ids) == 24 and 0 < read[0] < media / 4
