@@ -9,6 +9,40 @@
   back; encoding is deterministic (same samples -> same bytes).
 
 Arrays are float32 ``(frames, channels)`` for reads and full scale is 1.0.
+
+Compressed sources (MP3, Ogg Vorbis, Opus) are read so that a window ``(start, frames)``
+gives the same samples however it is reached: a fresh handle, a cached handle used for
+other reads in any order, or a whole-file decode sliced. What libsndfile 1.2.2 does and
+what that costs, measured (``tests/test_audio_codecs.py`` holds each of these):
+
+- **pysoundfile's** ``SoundFile.read`` **seeks after every read** (to where it thinks the
+  read ended). For MP3 that restarts mpg123 at every block: the bit reservoir is lost,
+  libmpg123 prints ``part2_3_length ... too large`` and the samples depend on the block
+  size. Compressed sources are therefore read with ``sf_readf_float`` directly
+  (:func:`_decode_raw`), which continues the decoder.
+- **MP3**: libsndfile's seek is never sample-exact (1-ulp differences everywhere, and
+  glitches where the reservoir is missing). Reads decode forward from the first sample
+  and discard: a cached handle continues forward, a read before its position reopens the
+  file. A file whose decode is at most a quarter of the cache's budget (default 32 MiB,
+  8.7 min at 16 kHz mono) is decoded whole once per :class:`HandleCache` and sliced. A
+  read without a cache, or into a longer file, costs a decode from the start.
+- **MP3 length**: libsndfile trusts the Xing/Info frame count, and without one it
+  estimates from the first frame's bitrate, then never returns samples past that
+  estimate. Such files (no Xing frame, or one whose count disagrees with the frames in
+  the file) are fed to libsndfile through a pipe (without the stale Xing frame), so that
+  it decodes to the true end; :func:`probe` always decodes an MP3 to its end.
+- **Opus**: libsndfile seeks to a page 80 ms early and lets the decoder converge; that
+  is not sample-exact (a few ulp, in a fifth of random windows). Read like MP3.
+- **Ogg Vorbis**: a seek from a fresh handle is exact (Vorbis blocks depend only on the
+  previous one), but a short forward seek on a handle used before decodes wrongly. A
+  used handle is sent back to the start before it seeks; a target within one block
+  ahead is decoded forward instead. Costs about two Ogg page searches per read.
+- **Terminal noise**: libmpg123 writes its complaints straight to the process's stderr.
+  Every libsndfile call on an MP3 runs with file descriptor 2 pointed at a scratch file
+  (:func:`_decoder_messages`, serialized by a lock: MP3 decoding in one process runs one
+  call at a time); other text that lands there meanwhile is written back to stderr. Since
+  MP3 reads never seek, a decoder complaint means corrupt data and becomes a
+  :class:`~engine.errors.BadSourceError`.
 """
 
 from __future__ import annotations
@@ -17,10 +51,13 @@ import io
 import os
 import stat
 import struct
+import sys
+import tempfile
+import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Union
 
 import numpy as np
 import pyarrow.fs as pafs
@@ -143,11 +180,17 @@ def _check_readable(path: str) -> int:
     return st.st_size
 
 
-def _open(path: str) -> sf.SoundFile:
+def _open_plain(path: str, quiet: bool = False) -> sf.SoundFile:
+    """libsndfile's handle of ``path`` (``quiet``: with an MP3 decoder's stderr captured)."""
     try:
+        if quiet:
+            with _decoder_messages():
+                return _open_plain(path)
         if source_location(path) is not None:
             return sf.SoundFile(_open_raw(path))
         return sf.SoundFile(path)
+    except BadSourceError:
+        raise
     except (sf.SoundFileError, RuntimeError, OSError) as exc:
         # Only a failure pays for the diagnosis: missing, unreadable, a folder, not audio.
         size = _check_readable(path)
@@ -238,6 +281,374 @@ def _read_at(f: sf.SoundFile, path: str, start: int, frames: int) -> np.ndarray:
     return block
 
 
+# ---------------------------------------------------------------- compressed sources
+
+_MP3_EXTENSIONS = (".mp3", ".mp2", ".mpga")
+_NOT_MP3_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"caff", b"NIST", b"riff")
+_STDERR_LOCK = threading.Lock()
+_SCRATCH: list[int] = []  # the fd of the scratch file fd 2 points at during an MP3 call
+
+
+def _scratch_fd() -> int:
+    if not _SCRATCH:
+        with tempfile.TemporaryFile(buffering=0) as f:
+            _SCRATCH.append(os.dup(f.fileno()))  # unlinked already; lives as long as the process
+    return _SCRATCH[0]
+
+
+def _is_decoder_line(line: str) -> bool:
+    return "libmpg123" in line or line.startswith(("Note: ", "Warning: ", "error: "))
+
+
+@contextmanager
+def _decoder_messages() -> Iterator[list[str]]:
+    """Run one libsndfile call with fd 2 pointed at a scratch file; yields the list that
+    receives what the decoder wrote there (its complaints, one per line).
+
+    libmpg123 prints to the process's stderr itself, below Python, so only a file
+    descriptor redirect hides it. fd 2 is per process: the lock makes each window belong
+    to one call, so a complaint is known to be about that file. Text from elsewhere that
+    lands in the window (another thread's warning) is written back to stderr. Costs a
+    few system calls (~10 us) per call: nothing beside decoding a block.
+    """
+    messages: list[str] = []
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no stderr at all: nothing to hide
+            yield messages
+            return
+        scratch = _scratch_fd()
+        os.lseek(scratch, 0, os.SEEK_SET)
+        os.ftruncate(scratch, 0)
+        os.dup2(scratch, 2)
+        try:
+            yield messages
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            size = os.fstat(scratch).st_size
+            text = os.pread(scratch, size, 0).decode("utf-8", "replace") if size else ""
+            other = []
+            for line in text.splitlines():
+                if line.strip():
+                    (messages if _is_decoder_line(line) else other).append(line)
+            if other:
+                os.write(2, ("\n".join(other) + "\n").encode())
+
+
+def _complaint(line: str) -> str:
+    """A decoder message without libmpg123's source-location prefix."""
+    if line.startswith("[") and "] " in line:
+        line = line.split("] ", 1)[1]
+    return line.strip()
+
+
+def _fatal(messages: list[str]) -> list[str]:
+    # "Warning: Xing stream size off": the header is stale, handled by _mp3_layout.
+    return [m for m in messages if not m.startswith("Warning: ")]
+
+
+def _decode_raw(handle: sf.SoundFile, path: str, frames: int, first_frame: int, quiet: bool) -> np.ndarray:
+    """Decode the next ``frames`` frames with libsndfile's ``sf_readf_float``: float32
+    ``(frames_read, channels)``, fewer at the end of the stream.
+
+    Not ``SoundFile.read``: pysoundfile seeks after each read to where it thinks the read
+    ended, and for MP3 that seek restarts mpg123 (see the module docstring). ``quiet``
+    runs the call with the decoder's stderr captured; a complaint is a BadSourceError.
+    """
+    out = np.empty((frames, handle.channels), dtype=np.float32)
+    buf = sf._ffi.cast("float *", out.ctypes.data)  # pysoundfile's own cffi binding of libsndfile
+    if quiet:
+        with _decoder_messages() as messages:
+            got = sf._snd.sf_readf_float(handle._file, buf, frames)
+        bad = _fatal(messages)
+    else:
+        got, bad = sf._snd.sf_readf_float(handle._file, buf, frames), []
+    error = handle._errorcode
+    if error or bad:
+        detail = (
+            f"the decoder reports {len(bad)} error(s), first: {_complaint(bad[0])}"
+            if bad
+            else f"libsndfile: {sf._error_str(error).rstrip('.')}"
+        )
+        raise BadSourceError(
+            path,
+            f"corrupt: decoding failed in frames {first_frame}..{first_frame + frames} ({detail})",
+        )
+    return out[:got]
+
+
+@dataclass(frozen=True)
+class _Mp3Layout:
+    """The MPEG audio frames of a file, walked header by header (nothing decoded)."""
+
+    data: bytes
+    xing: tuple[int, int] | None  # (offset, size) of the Xing/Info frame, if any
+    xing_frames: int | None  # the frame count it declares
+    audio_frames: int  # frames after the Xing frame, up to where the chain stops
+    cut_bytes: int  # > 0: the last frame runs this many bytes past the end of the file
+
+    @property
+    def header_is_right(self) -> bool:
+        """libsndfile's length will be right: the Xing count matches the frames present."""
+        return self.xing_frames is not None and self.xing_frames == self.audio_frames and not self.cut_bytes
+
+
+_MP3_KBPS = {
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mp3_frame(data: bytes, i: int) -> tuple[int, int] | None:
+    """(frame size in bytes, offset of a Xing tag in it) of the MPEG audio frame at ``i``, or None."""
+    if i + 4 > len(data):
+        return None
+    h = int.from_bytes(data[i : i + 4], "big")
+    version, layer_bits = (h >> 19) & 3, (h >> 17) & 3
+    rate_index, kbps_index = (h >> 10) & 3, (h >> 12) & 15
+    if (h >> 21) != 0x7FF or version == 1 or layer_bits == 0 or rate_index == 3 or kbps_index in (0, 15):
+        return None
+    mpeg1, layer = version == 3, 4 - layer_bits
+    bitrate = _MP3_KBPS[(mpeg1, min(layer, 2) if not mpeg1 else layer)][kbps_index] * 1000
+    rate, padding, mono = _MP3_RATES[version][rate_index], (h >> 9) & 1, ((h >> 6) & 3) == 3
+    if layer == 1:
+        size = (12 * bitrate // rate + padding) * 4
+    else:
+        size = (144 if mpeg1 or layer == 2 else 72) * bitrate // rate + padding
+    side = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
+    return size, i + 4 + (0 if (h >> 16) & 1 else 2) + side
+
+
+def _mp3_layout(data: bytes) -> _Mp3Layout | None:
+    """Walk the frame headers of MP3 bytes; None if no chain of MPEG audio frames starts
+    within the first 64 KiB after any ID3v2 tag (then it is not an MP3 at all)."""
+    start = 0
+    if data[:3] == b"ID3" and len(data) >= 10:
+        start = 10 + int.from_bytes(bytes(b & 0x7F for b in data[6:10]), "big") + (10 if data[5] & 0x10 else 0)
+    first = None
+    for i in range(start, min(len(data), start + 65536)):
+        if data[i] == 0xFF and _mp3_frame(data, i) is not None:
+            size, _ = _mp3_frame(data, i)
+            if i + size >= len(data) or _mp3_frame(data, i + size) is not None:
+                first = i
+                break
+    if first is None:
+        return None
+    xing = xing_frames = None
+    size, tag = _mp3_frame(data, first)
+    i, frames = first, 0
+    if data[tag : tag + 4] in (b"Xing", b"Info"):
+        flags = int.from_bytes(data[tag + 4 : tag + 8], "big")
+        if flags & 1:
+            xing_frames = int.from_bytes(data[tag + 8 : tag + 12], "big")
+        xing, i = (first, size), first + size
+    cut = 0
+    while (frame := _mp3_frame(data, i)) is not None:
+        if i + frame[0] > len(data):
+            cut = i + frame[0] - len(data)
+            break
+        frames += 1
+        i += frame[0]
+    return _Mp3Layout(data, xing, xing_frames, frames, cut)
+
+
+def _read_bytes(path: str) -> bytes:
+    with _open_raw(path) as fh:
+        return fh.read()
+
+
+def _open_pipe(data: bytes) -> sf.SoundFile:
+    """libsndfile reading ``data`` from a pipe: it cannot look at the end of the stream,
+    so mpg123 has no length to trust and libsndfile decodes to the true end."""
+    read_fd, write_fd = os.pipe()
+
+    def feed() -> None:
+        try:
+            with open(write_fd, "wb") as w:
+                w.write(data)
+        except OSError:  # the reader closed early (EPIPE): nothing more is wanted
+            pass
+
+    threading.Thread(target=feed, name="shardsmith-mp3-pipe", daemon=True).start()
+    try:
+        return sf.SoundFile(read_fd, closefd=True)
+    except BaseException:
+        os.close(read_fd)
+        raise
+
+
+def _may_be_mp3(path: str) -> bool:
+    ext = os.path.splitext(path)[1].lower()
+    if ext in _MP3_EXTENSIONS:
+        return True
+    if ext in (".wav", ".wave", ".flac") or source_location(path) is not None:
+        return False  # the hot path: no extra read (a mislabelled MP3 is found after opening)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return len(head) == 4 and head not in _NOT_MP3_MAGIC
+
+
+class _Stream:
+    """An MP3 or Opus source read forward only from its first sample, so that every read
+    is a slice of one continuous decode (their seeks are not sample-exact).
+
+    ``frames`` is None when the length is unknown until decoded (an MP3 read through a
+    pipe); ``layout`` is the MP3 frame walk (None for Opus).
+    """
+
+    def __init__(self, path: str, handle: sf.SoundFile, layout: _Mp3Layout | None):
+        self.path, self.handle, self.layout = path, handle, layout
+        self.pos = 0
+        self.quiet = handle.format == "MP3"
+        self.frames: int | None = int(handle.frames) if handle.seekable() else None
+        self.channels, self.samplerate = int(handle.channels), int(handle.samplerate)
+        self.format, self.subtype = str(handle.format), str(handle.subtype)
+
+    @property
+    def closed(self) -> bool:
+        return self.handle.closed
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def rewind(self) -> None:
+        self.handle.close()
+        self.handle = _open_stream_handle(self.path, self.layout, self.quiet)
+        self.pos = 0
+
+    def decode(self, frames: int) -> np.ndarray:
+        block = _decode_raw(self.handle, self.path, frames, self.pos, self.quiet)
+        self.pos += block.shape[0]
+        return block
+
+    def read(self, start: int, frames: int) -> np.ndarray:
+        """Frames ``[start, start + frames)``: fewer at the end, a BadSourceError if the
+        decode stops before the length the header declares."""
+        if start < self.pos:
+            self.rewind()
+        while self.pos < start:
+            if self.decode(min(_BLOCK_FRAMES, start - self.pos)).shape[0] == 0:
+                break
+        block = self.decode(frames) if self.pos == start else np.zeros((0, self.channels), np.float32)
+        if self.frames is not None and block.shape[0] < max(0, min(frames, self.frames - start)):
+            raise BadSourceError(
+                self.path,
+                f"truncated: the header declares {self.frames} frames but decoding stops at frame "
+                f"{self.pos}",
+            )
+        return block
+
+    def read_whole(self, max_frames: int | None = None) -> np.ndarray | None:
+        """The whole decode, or None if it is longer than ``max_frames`` (then the stream
+        is left part way)."""
+        if self.pos:
+            self.rewind()
+        if self.frames is not None:
+            if max_frames is not None and self.frames > max_frames:
+                return None
+            return self.read(0, self.frames)
+        blocks, total = [], 0
+        while (block := self.decode(_BLOCK_FRAMES)).shape[0]:
+            blocks.append(block)
+            total += block.shape[0]
+            if max_frames is not None and total > max_frames:
+                return None
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.channels), np.float32)
+
+    def __enter__(self) -> "_Stream":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _open_stream_handle(path: str, layout: _Mp3Layout | None, quiet: bool) -> sf.SoundFile:
+    if layout is None or layout.header_is_right:
+        return _open_plain(path, quiet=quiet)
+    data = layout.data
+    if layout.xing is not None:  # a stale count: without the Xing frame mpg123 decodes to the end
+        offset, size = layout.xing
+        data = data[:offset] + data[offset + size :]
+    with _decoder_messages():
+        return _open_pipe(data)
+
+
+def _vorbis_segment(handle: sf.SoundFile, path: str, start: int, frames: int) -> np.ndarray:
+    """Frames ``[start, start + frames)`` of an Ogg Vorbis handle, sample-exact.
+
+    libsndfile's Vorbis seek is exact from a fresh handle but not for a short forward
+    seek on a handle that has decoded before: such a handle goes back to the start
+    first. A target less than one block ahead is decoded forward instead.
+    """
+    try:
+        pos = handle.tell()
+        if 0 < start - pos <= _BLOCK_FRAMES:
+            _decode_raw(handle, path, start - pos, pos, quiet=False)
+        elif start != pos:
+            if pos:
+                handle.seek(0)
+            if start:
+                handle.seek(start)
+    except (sf.SoundFileError, RuntimeError) as exc:
+        detail = str(exc).removeprefix("Error :").strip().rstrip(".")
+        raise BadSourceError(path, f"truncated or corrupt: seeking to frame {start} failed (libsndfile: {detail})") from None
+    block = _decode_raw(handle, path, frames, start, quiet=False)
+    if block.shape[0] < max(0, min(frames, handle.frames - start)):
+        raise BadSourceError(
+            path,
+            f"truncated: the header declares {handle.frames} frames but decoding stops at frame "
+            f"{start + block.shape[0]}",
+        )
+    return block
+
+
+def _is_vorbis(handle: sf.SoundFile) -> bool:
+    return handle.format == "OGG" and handle.subtype == "VORBIS"
+
+
+_Source = Union[sf.SoundFile, _Stream]
+
+
+def _open_mp3(path: str) -> _Stream | None:
+    """An MP3 source as a :class:`_Stream`, or None if the bytes hold no MPEG audio frames."""
+    try:
+        layout = _mp3_layout(_read_bytes(path))
+    except OSError:
+        return None  # _open_plain says why
+    if layout is None or layout.audio_frames == 0:
+        return None
+    return _Stream(path, _open_stream_handle(path, layout, quiet=True), layout)
+
+
+def _open(path: str) -> _Source:
+    """An open source: a SoundFile, or a :class:`_Stream` for MP3 and Opus (read forward
+    only); BadSourceError with the reason if the file is unusable."""
+    if _may_be_mp3(path) and (stream := _open_mp3(path)) is not None:
+        return stream
+    handle = _open_plain(path, quiet=_may_be_mp3(path))
+    if handle.format == "MP3":  # an MP3 under another name, or one the frame walk missed
+        handle.close()
+        stream = _open_mp3(path)
+        return stream if stream is not None else _Stream(path, _open_plain(path, quiet=True), None)
+    if handle.format == "OGG" and handle.subtype == "OPUS":
+        return _Stream(path, handle, None)
+    return handle
+
+
+def _lossy(source: _Source) -> bool:
+    return isinstance(source, _Stream) or _is_vorbis(source)
+
+
 def probe(
     path: str,
     *,
@@ -260,10 +671,15 @@ def probe(
     size = _check_readable(path)
     if size == 0:
         raise BadSourceError(path, "empty file (0 bytes)")
-    with _open(path) as f:
-        sample_rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
+    with _open(path) as source:
+        f = source.handle if isinstance(source, _Stream) else source
+        sample_rate, channels = int(f.samplerate), int(f.channels)
+        frames = int(f.frames) if f.seekable() else 0  # 0: an MP3 whose length only decoding tells
         fmt, subtype = str(f.format), str(f.subtype)
         _check_rate_and_channels(path, sample_rate, channels)
+        if isinstance(source, _Stream) and (source.layout is not None or frames / sample_rate <= full_read_max_s):
+            frames, peak = _decode_to_end(source)
+            return _probe_result(path, frames, sample_rate, channels, fmt, subtype, peak, True, silence_floor_dbfs)
         if frames <= 0:
             raise BadSourceError(path, "no audio: 0 frames (header only)")
         if fmt.startswith("WAV"):
@@ -301,9 +717,43 @@ def probe(
                 _check_block(path, block, start)
                 peak = max(peak, float(np.max(np.abs(block))))
 
+    return _probe_result(
+        path, frames, sample_rate, channels, fmt, subtype, peak, duration_s <= full_read_max_s, silence_floor_dbfs
+    )
+
+
+def _decode_to_end(stream: _Stream) -> tuple[int, float]:
+    """Decode a stream from its start to its end: (frames, peak). An MP3 is decoded whole
+    whatever its length, as only that tells its true length when the header is absent or
+    wrong (about 0.5 s per hour of 16 kHz audio, see docs/performance.md)."""
+    layout, path = stream.layout, stream.path
+    if layout is not None and layout.cut_bytes:
+        declared = f"; the Xing header declares {layout.xing_frames} frames" if layout.xing_frames else ""
+        raise BadSourceError(
+            path,
+            f"truncated: MPEG frame {layout.audio_frames + 1} needs {layout.cut_bytes} more bytes than "
+            f"the file holds ({layout.audio_frames} whole frames{declared})",
+        )
+    peak = 0.0
+    while (block := stream.decode(_BLOCK_FRAMES)).shape[0]:
+        _check_block(path, block, stream.pos - block.shape[0])
+        peak = max(peak, float(np.max(np.abs(block))))
+    if stream.frames is not None and stream.pos < stream.frames:
+        raise BadSourceError(
+            path, f"truncated: the header declares {stream.frames} frames but decoding stops at frame {stream.pos}"
+        )
+    if stream.pos == 0:
+        raise BadSourceError(path, "no audio: 0 frames (no decodable audio frame)")
+    return stream.pos, peak
+
+
+def _probe_result(
+    path: str, frames: int, sample_rate: int, channels: int, fmt: str, subtype: str,
+    peak: float, read_whole: bool, silence_floor_dbfs: float,
+) -> AudioInfo:
     floor = 10.0 ** (silence_floor_dbfs / 20.0)
     if peak < floor:
-        where = "" if duration_s <= full_read_max_s else " in every spot-checked window"
+        where = "" if read_whole else " in every spot-checked window"
         if peak == 0:
             reason = f"silent: all samples are zero{where}"
         else:
@@ -316,7 +766,7 @@ def probe(
         frames=frames,
         sample_rate=sample_rate,
         channels=channels,
-        duration_s=duration_s,
+        duration_s=frames / sample_rate,
         format=fmt,
         subtype=subtype,
     )
@@ -338,23 +788,31 @@ def _bytes_per_frame(subtype: str, channels: int) -> int:
 
 
 class HandleCache:
-    """A small LRU of open ``soundfile.SoundFile`` handles, one per worker.
+    """A small LRU of open sources, one per worker, and the whole decodes of short MP3 and
+    Opus files.
 
     Re-opening a FLAC for every segment costs more than the read; a worker keeps its
     most recently used handles open (``capacity``, default 64) and closes the least
-    recently used one when full. Not thread-safe (one per worker process).
+    recently used one when full. An MP3 or Opus file is read forward only (see the module
+    docstring); one whose decode takes at most a quarter of ``decoded_bytes`` (default
+    128 MiB) is decoded whole on first use and later reads are slices of it, the least
+    recently used decodes going first. Not thread-safe (one per worker process).
 
     Example: ``with HandleCache() as cache: read_segment(path, 0, 16000, cache=cache)``
     """
 
-    def __init__(self, capacity: int = 64):
+    def __init__(self, capacity: int = 64, decoded_bytes: int = 128 * 2**20):
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self._handles: OrderedDict[str, sf.SoundFile] = OrderedDict()
+        self.decoded_bytes = int(decoded_bytes)
+        self._handles: OrderedDict[str, _Source] = OrderedDict()
+        self._decoded: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._too_long: set[str] = set()
 
-    def get(self, path: str) -> sf.SoundFile:
-        """The open handle for ``path`` (opened on first use; BadSourceError if unusable)."""
+    def source(self, path: str) -> _Source:
+        """The open source of ``path``: a SoundFile, or a forward-only stream for MP3 and
+        Opus (opened on first use; BadSourceError if unusable)."""
         key = os.fspath(path)
         handle = self._handles.get(key)
         if handle is not None and not handle.closed:
@@ -367,14 +825,42 @@ class HandleCache:
             old.close()
         return handle
 
+    def get(self, path: str) -> sf.SoundFile:
+        """The open libsndfile handle for ``path`` (opened on first use; BadSourceError if unusable)."""
+        source = self.source(path)
+        return source.handle if isinstance(source, _Stream) else source
+
+    def decoded(self, stream: _Stream) -> np.ndarray | None:
+        """The whole decode of a stream, read-only, if it fits a quarter of the budget (else None)."""
+        key = stream.path
+        pcm = self._decoded.get(key)
+        if pcm is not None:
+            self._decoded.move_to_end(key)
+            return pcm
+        if key in self._too_long:
+            return None
+        pcm = stream.read_whole(max_frames=self.decoded_bytes // 4 // (4 * stream.channels))
+        if pcm is None:
+            self._too_long.add(key)
+            return None
+        pcm.setflags(write=False)
+        self._decoded[key] = pcm
+        while sum(a.nbytes for a in self._decoded.values()) > self.decoded_bytes and len(self._decoded) > 1:
+            self._decoded.popitem(last=False)
+        return pcm
+
     def discard(self, path: str) -> None:
         """Close and forget the handle of ``path`` (after a decode error left it in a bad state)."""
-        handle = self._handles.pop(os.fspath(path), None)
+        key = os.fspath(path)
+        self._decoded.pop(key, None)
+        handle = self._handles.pop(key, None)
         if handle is not None:
             handle.close()
 
     def close(self) -> None:
-        """Close every open handle."""
+        """Close every open handle and drop the decodes."""
+        self._decoded.clear()
+        self._too_long.clear()
         while self._handles:
             _, handle = self._handles.popitem()
             handle.close()
@@ -393,10 +879,10 @@ class HandleCache:
 
 
 @contextmanager
-def _reading(path: str, cache: HandleCache | None) -> Iterator[sf.SoundFile]:
-    """An open handle for one read: from the cache (kept open, dropped if the file turns
+def _reading(path: str, cache: HandleCache | None) -> Iterator[_Source]:
+    """An open source for one read: from the cache (kept open, dropped if the file turns
     out bad, so a broken handle is not reused) or opened and closed here."""
-    handle = cache.get(path) if cache is not None else _open(path)
+    handle = cache.source(path) if cache is not None else _open(path)
     try:
         yield handle
     except BadSourceError:
@@ -406,6 +892,22 @@ def _reading(path: str, cache: HandleCache | None) -> Iterator[sf.SoundFile]:
     finally:
         if cache is None:
             handle.close()
+
+
+def _lossy_segment(
+    source: _Source, path: str, start_frame: int, frames: int, cache: HandleCache | None
+) -> np.ndarray:
+    """Frames of an MP3, Opus or Vorbis source, sample-exact (see the module docstring):
+    float32 ``(frames_read, channels)``, a new array."""
+    if isinstance(source, _Stream):
+        pcm = cache.decoded(source) if cache is not None else None
+        block = pcm[start_frame : start_frame + frames].copy() if pcm is not None else source.read(start_frame, frames)
+    else:
+        if start_frame >= source.frames or frames == 0:
+            return np.zeros((0, source.channels), dtype=np.float32)
+        block = _vorbis_segment(source, path, start_frame, frames)
+    _check_block(path, block, start_frame)
+    return block
 
 
 def _check_range(start_frame: int, frames: int) -> tuple[int, int]:
@@ -437,6 +939,8 @@ def read_segment(
     path = os.fspath(path)
     start_frame, frames = _check_range(start_frame, frames)
     with _reading(path, cache) as handle:
+        if _lossy(handle):
+            return _lossy_segment(handle, path, start_frame, frames, cache)
         return _segment(handle, path, start_frame, frames)
 
 
@@ -455,6 +959,9 @@ def read_mono(
     path = os.fspath(path)
     start_frame, frames = _check_range(start_frame, frames)
     with _reading(path, cache) as handle:
+        if _lossy(handle):
+            block = _lossy_segment(handle, path, start_frame, frames, cache)
+            return block[:, 0].copy() if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float64).astype(np.float32)
         if start_frame >= handle.frames or frames == 0:
             return np.zeros(0, dtype=np.float32)
         if handle.channels != 1:
@@ -485,6 +992,13 @@ def read_all(path: str, *, cache: HandleCache | None = None) -> np.ndarray:
     """
     path = os.fspath(path)
     with _reading(path, cache) as handle:  # one open for the length and the read
+        if isinstance(handle, _Stream):
+            pcm = cache.decoded(handle) if cache is not None else None
+            whole = pcm.copy() if pcm is not None else handle.read_whole()
+            _check_block(path, whole, 0)
+            return whole
+        if _lossy(handle):
+            return _lossy_segment(handle, path, 0, int(handle.frames), cache)
         return _segment(handle, path, 0, int(handle.frames))
 
 
