@@ -25,7 +25,8 @@ what that costs, measured (``tests/test_audio_codecs.py`` holds each of these):
   and discard: a cached handle continues forward, a read before its position reopens the
   file. A file whose decode is at most a quarter of the cache's budget (default 32 MiB,
   8.7 min at 16 kHz mono) is decoded whole once per :class:`HandleCache` and sliced. A
-  read without a cache, or into a longer file, costs a decode from the start.
+  read without a cache, or into a longer file, costs a decode from the start (figures
+  per format in docs/performance.md).
 - **MP3 length**: libsndfile trusts the Xing/Info frame count, and without one it
   estimates from the first frame's bitrate, then never returns samples past that
   estimate. Such files (no Xing frame, or one whose count disagrees with the frames in
@@ -33,10 +34,10 @@ what that costs, measured (``tests/test_audio_codecs.py`` holds each of these):
   it decodes to the true end; :func:`probe` always decodes an MP3 to its end.
 - **Opus**: libsndfile seeks to a page 80 ms early and lets the decoder converge; that
   is not sample-exact (a few ulp, in a fifth of random windows). Read like MP3.
-- **Ogg Vorbis**: a seek from a fresh handle is exact (Vorbis blocks depend only on the
-  previous one), but a short forward seek on a handle used before decodes wrongly. A
-  used handle is sent back to the start before it seeks; a target within one block
-  ahead is decoded forward instead. Costs about two Ogg page searches per read.
+- **Ogg Vorbis**: a seek from a fresh handle is mostly exact, but not into the last page
+  (libsndfile's granule arithmetic there is off), and a short forward seek on a used
+  handle skips blocks without decoding them, so the first samples lack their overlap.
+  Read like MP3.
 - **Terminal noise**: libmpg123 writes its complaints straight to the process's stderr.
   Every libsndfile call on an MP3 runs with file descriptor 2 pointed at a scratch file
   (:func:`_decoder_messages`, serialized by a lock: MP3 decoding in one process runs one
@@ -54,6 +55,7 @@ import struct
 import sys
 import tempfile
 import threading
+import zlib
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -389,6 +391,8 @@ class _Mp3Layout:
     xing_frames: int | None  # the frame count it declares
     audio_frames: int  # frames after the Xing frame, up to where the chain stops
     cut_bytes: int  # > 0: the last frame runs this many bytes past the end of the file
+    lame: int | None = None  # offset of the LAME tag after the Xing fields, if any
+    stop: int = 0  # byte offset where the chain of frame headers stops
 
     @property
     def header_is_right(self) -> bool:
@@ -426,28 +430,37 @@ def _mp3_frame(data: bytes, i: int) -> tuple[int, int] | None:
     return size, i + 4 + (0 if (h >> 16) & 1 else 2) + side
 
 
+def _next_frame_chain(data: bytes, start: int, limit: int | None = None) -> int | None:
+    """The offset of the first two consecutive MPEG frame headers at or after ``start``
+    (within ``limit`` bytes), or None. Tags at the end of a file (ID3v1, APE) hold none."""
+    end = len(data) if limit is None else min(len(data), start + limit)
+    i = data.find(b"\xff", start, end)
+    while i != -1:
+        frame = _mp3_frame(data, i)
+        if frame is not None and (i + frame[0] >= len(data) or _mp3_frame(data, i + frame[0]) is not None):
+            return i
+        i = data.find(b"\xff", i + 1, end)
+    return None
+
+
 def _mp3_layout(data: bytes) -> _Mp3Layout | None:
     """Walk the frame headers of MP3 bytes; None if no chain of MPEG audio frames starts
     within the first 64 KiB after any ID3v2 tag (then it is not an MP3 at all)."""
     start = 0
     if data[:3] == b"ID3" and len(data) >= 10:
         start = 10 + int.from_bytes(bytes(b & 0x7F for b in data[6:10]), "big") + (10 if data[5] & 0x10 else 0)
-    first = None
-    for i in range(start, min(len(data), start + 65536)):
-        if data[i] == 0xFF and _mp3_frame(data, i) is not None:
-            size, _ = _mp3_frame(data, i)
-            if i + size >= len(data) or _mp3_frame(data, i + size) is not None:
-                first = i
-                break
+    first = _next_frame_chain(data, start, limit=65536)
     if first is None:
         return None
     xing = xing_frames = None
     size, tag = _mp3_frame(data, first)
     i, frames = first, 0
+    lame = None
     if data[tag : tag + 4] in (b"Xing", b"Info"):
         flags = int.from_bytes(data[tag + 4 : tag + 8], "big")
         if flags & 1:
             xing_frames = int.from_bytes(data[tag + 8 : tag + 12], "big")
+        lame = tag + 8 + 4 * bool(flags & 1) + 4 * bool(flags & 2) + 100 * bool(flags & 4) + 4 * bool(flags & 8)
         xing, i = (first, size), first + size
     cut = 0
     while (frame := _mp3_frame(data, i)) is not None:
@@ -456,7 +469,93 @@ def _mp3_layout(data: bytes) -> _Mp3Layout | None:
             break
         frames += 1
         i += frame[0]
-    return _Mp3Layout(data, xing, xing_frames, frames, cut)
+    return _Mp3Layout(data, xing, xing_frames, frames, cut, lame, i)
+
+
+def _crc16_table() -> tuple[int, ...]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+        table.append(c)
+    return tuple(table)
+
+
+_CRC16 = _crc16_table()  # CRC-16/ARC, the LAME tag's checksums
+
+
+def _crc16(data: bytes) -> int:
+    crc, table = 0, _CRC16
+    for b in data:
+        crc = (crc >> 8) ^ table[(crc ^ b) & 0xFF]
+    return crc
+
+
+def _mp3_damage(layout: _Mp3Layout) -> str | None:
+    """Why the MP3's bytes are damaged, or None. Truncation: the last frame is cut, or the
+    Xing frame declares more frames than the file holds (fewer: a stale count, e.g. files
+    joined after encoding, decoded to the true end). Corruption: the LAME tag's CRC of the
+    audio data does not match (checked when the tag's own CRC holds; ~0.1 s per MB).
+    Without a LAME tag a changed byte inside a frame's audio data goes unseen."""
+    declared = f"; the Xing header declares {layout.xing_frames} frames" if layout.xing_frames else ""
+    if layout.cut_bytes:
+        return (
+            f"truncated: MPEG frame {layout.audio_frames + 1} needs {layout.cut_bytes} more bytes than "
+            f"the file holds ({layout.audio_frames} whole frames{declared})"
+        )
+    if (resume := _next_frame_chain(layout.data, layout.stop)) is not None:
+        return (
+            f"corrupt: no MPEG frame header at byte {layout.stop} (after frame {layout.audio_frames}); "
+            f"frames resume at byte {resume}"
+        )
+    if layout.xing_frames is not None and layout.xing_frames > layout.audio_frames:
+        return f"truncated: the file holds {layout.audio_frames} whole MPEG frames{declared}"
+    data, lame = layout.data, layout.lame
+    if layout.header_is_right and lame is not None and data[lame : lame + 4] in (b"LAME", b"Lavc", b"Lavf"):
+        offset, size = layout.xing
+        if _crc16(data[offset : lame + 34]) == int.from_bytes(data[lame + 34 : lame + 36], "big"):
+            music_bytes = int.from_bytes(data[lame + 28 : lame + 32], "big")
+            music = data[offset + size : offset + music_bytes]
+            if music_bytes and _crc16(music) != int.from_bytes(data[lame + 32 : lame + 34], "big"):
+                return "corrupt: the audio data does not match the CRC in its LAME tag (bytes changed after encoding)"
+    return None
+
+
+_BIT_REVERSED = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
+
+
+def _ogg_crc(page: bytes) -> int:
+    """Ogg's CRC-32 (polynomial 0x04C11DB7, MSB first, no reflection) through zlib's reflected
+    one: reverse the bits of every byte, drop zlib's initial value and final xor by
+    linearity, reverse the result."""
+    reflected = page.translate(_BIT_REVERSED)
+    raw = zlib.crc32(reflected) ^ zlib.crc32(bytes(len(reflected)))
+    return int(f"{raw:032b}"[::-1], 2)
+
+
+def _ogg_damage(data: bytes) -> str | None:
+    """Why an Ogg file's pages are damaged, or None: a page whose CRC fails (libogg drops
+    it silently and the decode goes on past a gap), a cut last page, or no end-of-stream
+    page (the file stops early on a page boundary). ~5 ms per MB."""
+    i, pages, end_of_stream = 0, 0, False
+    while i < len(data):
+        if data[i : i + 4] != b"OggS":
+            return f"corrupt: no Ogg page where page {pages + 1} should start (byte {i} of {len(data)})"
+        if i + 27 > len(data) or i + 27 + data[i + 26] > len(data):
+            return f"truncated: Ogg page {pages + 1} (byte {i}) is cut off"
+        segments = data[i + 26]
+        end = i + 27 + segments + sum(data[i + 27 : i + 27 + segments])
+        if end > len(data):
+            return f"truncated: Ogg page {pages + 1} needs {end - len(data)} more bytes than the file holds"
+        page = data[i : i + 22] + bytes(4) + data[i + 26 : end]
+        if _ogg_crc(page) != int.from_bytes(data[i + 22 : i + 26], "little"):
+            return f"corrupt: Ogg page {pages + 1} (bytes {i}..{end}) fails its CRC"
+        end_of_stream = bool(data[i + 5] & 4)
+        i, pages = end, pages + 1
+    if not end_of_stream:
+        return f"truncated: the Ogg stream stops after page {pages} without its end-of-stream page"
+    return None
 
 
 def _read_bytes(path: str) -> bytes:
@@ -499,7 +598,7 @@ def _may_be_mp3(path: str) -> bool:
 
 
 class _Stream:
-    """An MP3 or Opus source read forward only from its first sample, so that every read
+    """An MP3, Opus or Ogg Vorbis source read forward only from its first sample, so that every read
     is a slice of one continuous decode (their seeks are not sample-exact).
 
     ``frames`` is None when the length is unknown until decoded (an MP3 read through a
@@ -583,39 +682,6 @@ def _open_stream_handle(path: str, layout: _Mp3Layout | None, quiet: bool) -> sf
         return _open_pipe(data)
 
 
-def _vorbis_segment(handle: sf.SoundFile, path: str, start: int, frames: int) -> np.ndarray:
-    """Frames ``[start, start + frames)`` of an Ogg Vorbis handle, sample-exact.
-
-    libsndfile's Vorbis seek is exact from a fresh handle but not for a short forward
-    seek on a handle that has decoded before: such a handle goes back to the start
-    first. A target less than one block ahead is decoded forward instead.
-    """
-    try:
-        pos = handle.tell()
-        if 0 < start - pos <= _BLOCK_FRAMES:
-            _decode_raw(handle, path, start - pos, pos, quiet=False)
-        elif start != pos:
-            if pos:
-                handle.seek(0)
-            if start:
-                handle.seek(start)
-    except (sf.SoundFileError, RuntimeError) as exc:
-        detail = str(exc).removeprefix("Error :").strip().rstrip(".")
-        raise BadSourceError(path, f"truncated or corrupt: seeking to frame {start} failed (libsndfile: {detail})") from None
-    block = _decode_raw(handle, path, frames, start, quiet=False)
-    if block.shape[0] < max(0, min(frames, handle.frames - start)):
-        raise BadSourceError(
-            path,
-            f"truncated: the header declares {handle.frames} frames but decoding stops at frame "
-            f"{start + block.shape[0]}",
-        )
-    return block
-
-
-def _is_vorbis(handle: sf.SoundFile) -> bool:
-    return handle.format == "OGG" and handle.subtype == "VORBIS"
-
-
 _Source = Union[sf.SoundFile, _Stream]
 
 
@@ -625,14 +691,20 @@ def _open_mp3(path: str) -> _Stream | None:
         layout = _mp3_layout(_read_bytes(path))
     except OSError:
         return None  # _open_plain says why
-    if layout is None or layout.audio_frames == 0:
+    if layout is None:
         return None
-    return _Stream(path, _open_stream_handle(path, layout, quiet=True), layout)
+    if layout.audio_frames == 0:
+        raise BadSourceError(path, _mp3_damage(layout) or "no audio: the MPEG stream holds no audio frame")
+    handle = _open_stream_handle(path, layout, quiet=True)
+    if handle.format != "MP3":  # the frame walk was fooled: libsndfile knows better
+        handle.close()
+        return None
+    return _Stream(path, handle, layout)
 
 
 def _open(path: str) -> _Source:
-    """An open source: a SoundFile, or a :class:`_Stream` for MP3 and Opus (read forward
-    only); BadSourceError with the reason if the file is unusable."""
+    """An open source: a SoundFile, or a :class:`_Stream` for MP3, Opus and Vorbis (read
+    forward only); BadSourceError with the reason if the file is unusable."""
     if _may_be_mp3(path) and (stream := _open_mp3(path)) is not None:
         return stream
     handle = _open_plain(path, quiet=_may_be_mp3(path))
@@ -640,13 +712,9 @@ def _open(path: str) -> _Source:
         handle.close()
         stream = _open_mp3(path)
         return stream if stream is not None else _Stream(path, _open_plain(path, quiet=True), None)
-    if handle.format == "OGG" and handle.subtype == "OPUS":
+    if handle.format == "OGG" and handle.subtype in ("OPUS", "VORBIS"):
         return _Stream(path, handle, None)
     return handle
-
-
-def _lossy(source: _Source) -> bool:
-    return isinstance(source, _Stream) or _is_vorbis(source)
 
 
 def probe(
@@ -677,6 +745,8 @@ def probe(
         frames = int(f.frames) if f.seekable() else 0  # 0: an MP3 whose length only decoding tells
         fmt, subtype = str(f.format), str(f.subtype)
         _check_rate_and_channels(path, sample_rate, channels)
+        if fmt == "OGG" and (damage := _ogg_damage(_read_bytes(path))):
+            raise BadSourceError(path, damage)
         if isinstance(source, _Stream) and (source.layout is not None or frames / sample_rate <= full_read_max_s):
             frames, peak = _decode_to_end(source)
             return _probe_result(path, frames, sample_rate, channels, fmt, subtype, peak, True, silence_floor_dbfs)
@@ -727,13 +797,9 @@ def _decode_to_end(stream: _Stream) -> tuple[int, float]:
     whatever its length, as only that tells its true length when the header is absent or
     wrong (about 0.5 s per hour of 16 kHz audio, see docs/performance.md)."""
     layout, path = stream.layout, stream.path
-    if layout is not None and layout.cut_bytes:
-        declared = f"; the Xing header declares {layout.xing_frames} frames" if layout.xing_frames else ""
-        raise BadSourceError(
-            path,
-            f"truncated: MPEG frame {layout.audio_frames + 1} needs {layout.cut_bytes} more bytes than "
-            f"the file holds ({layout.audio_frames} whole frames{declared})",
-        )
+    damage = _mp3_damage(layout) if layout is not None else None
+    if damage:
+        raise BadSourceError(path, damage)
     peak = 0.0
     while (block := stream.decode(_BLOCK_FRAMES)).shape[0]:
         _check_block(path, block, stream.pos - block.shape[0])
@@ -894,18 +960,13 @@ def _reading(path: str, cache: HandleCache | None) -> Iterator[_Source]:
             handle.close()
 
 
-def _lossy_segment(
-    source: _Source, path: str, start_frame: int, frames: int, cache: HandleCache | None
+def _stream_segment(
+    source: _Stream, path: str, start_frame: int, frames: int, cache: HandleCache | None
 ) -> np.ndarray:
     """Frames of an MP3, Opus or Vorbis source, sample-exact (see the module docstring):
     float32 ``(frames_read, channels)``, a new array."""
-    if isinstance(source, _Stream):
-        pcm = cache.decoded(source) if cache is not None else None
-        block = pcm[start_frame : start_frame + frames].copy() if pcm is not None else source.read(start_frame, frames)
-    else:
-        if start_frame >= source.frames or frames == 0:
-            return np.zeros((0, source.channels), dtype=np.float32)
-        block = _vorbis_segment(source, path, start_frame, frames)
+    pcm = cache.decoded(source) if cache is not None else None
+    block = pcm[start_frame : start_frame + frames].copy() if pcm is not None else source.read(start_frame, frames)
     _check_block(path, block, start_frame)
     return block
 
@@ -939,8 +1000,8 @@ def read_segment(
     path = os.fspath(path)
     start_frame, frames = _check_range(start_frame, frames)
     with _reading(path, cache) as handle:
-        if _lossy(handle):
-            return _lossy_segment(handle, path, start_frame, frames, cache)
+        if isinstance(handle, _Stream):
+            return _stream_segment(handle, path, start_frame, frames, cache)
         return _segment(handle, path, start_frame, frames)
 
 
@@ -959,8 +1020,8 @@ def read_mono(
     path = os.fspath(path)
     start_frame, frames = _check_range(start_frame, frames)
     with _reading(path, cache) as handle:
-        if _lossy(handle):
-            block = _lossy_segment(handle, path, start_frame, frames, cache)
+        if isinstance(handle, _Stream):
+            block = _stream_segment(handle, path, start_frame, frames, cache)
             return block[:, 0].copy() if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float64).astype(np.float32)
         if start_frame >= handle.frames or frames == 0:
             return np.zeros(0, dtype=np.float32)
@@ -997,8 +1058,6 @@ def read_all(path: str, *, cache: HandleCache | None = None) -> np.ndarray:
             whole = pcm.copy() if pcm is not None else handle.read_whole()
             _check_block(path, whole, 0)
             return whole
-        if _lossy(handle):
-            return _lossy_segment(handle, path, 0, int(handle.frames), cache)
         return _segment(handle, path, 0, int(handle.frames))
 
 
