@@ -92,15 +92,19 @@ def test_a_seek_read_is_a_slice_of_the_whole_decode_byte_for_byte(sources, layou
     path = sources[layout]
     whole = read_all(path)
     mono = whole[:, 0] if whole.shape[1] == 1 else whole.mean(axis=1, dtype=np.float64).astype(np.float32)
-    # a streaming cache (no whole decodes kept) and the default one, each reused across windows
-    with HandleCache(decoded_bytes=0) as streaming, HandleCache() as cache:
+    # caches that stream (no whole decodes kept), spill to disk, or keep decodes in memory,
+    # each reused across the windows
+    with HandleCache(decoded_bytes=0, spill_bytes=0) as streaming, HandleCache(decoded_bytes=0) as spilled, \
+            HandleCache() as cache:
         for start, frames in windows:
             want = whole[start : start + frames]
             for got in (
                 read_segment(path, start, frames),
                 read_segment(path, start, frames, cache=streaming),
+                read_segment(path, start, frames, cache=spilled),
                 read_segment(path, start, frames, cache=cache),
             ):
+                assert type(got) is np.ndarray
                 assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
             assert read_mono(path, start, frames, cache=streaming).tobytes() == mono[start : start + frames].tobytes()
             assert read_mono(path, start, frames).tobytes() == mono[start : start + frames].tobytes()
@@ -109,7 +113,7 @@ def test_a_seek_read_is_a_slice_of_the_whole_decode_byte_for_byte(sources, layou
 def test_whole_reads_agree_through_every_path(sources):
     for path in sources.values():
         whole = read_all(path)
-        with HandleCache(decoded_bytes=0) as streaming, HandleCache() as cache:
+        with HandleCache(decoded_bytes=0, spill_bytes=0) as streaming, HandleCache() as cache:
             read_segment(path, 1234, 500, cache=streaming)  # the stream is part way
             assert read_all(path, cache=streaming).tobytes() == whole.tobytes()
             assert read_all(path, cache=cache).tobytes() == read_all(path, cache=cache).tobytes() == whole.tobytes()
@@ -122,19 +126,31 @@ def test_vorbis_reads_are_exact_in_the_last_page_and_just_ahead_of_a_used_handle
     whole = read_all(path)
     last_page = whole.shape[0] - 3000
     assert read_mono(path, last_page, 10).tobytes() == whole[last_page : last_page + 10, 0].tobytes()
-    with HandleCache(decoded_bytes=0) as cache:
+    with HandleCache(decoded_bytes=0, spill_bytes=0) as cache:
         for start in (1000, 9000, 21000, 40000, 47000, 90000, 3000):
             assert read_mono(path, start, 4000, cache=cache).tobytes() == whole[start : start + 4000, 0].tobytes()
 
 
-def test_a_file_is_decoded_whole_once_only_if_it_fits_a_quarter_of_the_budget(sources):
+def test_a_decode_is_kept_in_memory_if_it_fits_a_quarter_of_the_budget_else_on_disk(sources, tmp_path):
     one_file = 7 * 16000 * 4  # bytes of the 7 s mono decodes
-    for budget, kept in ((2 * one_file, 0), (4 * one_file, 2)):
-        with HandleCache(decoded_bytes=budget) as cache:
-            for name in ("mp3", "opus"):  # 7 s each
-                assert read_mono(sources[name], 8000, 100, cache=cache).tobytes() == read_all(sources[name])[8000:8100, 0].tobytes()
-            assert len(cache._decoded) == kept
-            assert sum(a.nbytes for a in cache._decoded.values()) <= budget
+    for budget, spill, in_memory, on_disk in ((4 * one_file, 0, 2, 0), (2 * one_file, 8 * one_file, 0, 2),
+                                              (2 * one_file, one_file // 2, 0, 0)):
+        with HandleCache(decoded_bytes=budget, spill_bytes=spill, spill_dir=str(tmp_path)) as cache:
+            for name in ("mp3", "opus"):
+                got = read_mono(sources[name], 8000, 100, cache=cache)
+                assert got.tobytes() == read_all(sources[name])[8000:8100, 0].tobytes()
+            kept = list(cache._decoded.values())
+            assert sum(not isinstance(a, np.memmap) for a in kept) == in_memory
+            assert sum(isinstance(a, np.memmap) for a in kept) == on_disk
+            assert sum(a.nbytes for a in kept if not isinstance(a, np.memmap)) <= budget
+            assert list(tmp_path.iterdir()) == []  # scratch files are unlinked at once
+
+
+def test_spilled_decodes_beyond_the_disk_budget_are_dropped_oldest_first(sources):
+    with HandleCache(decoded_bytes=0, spill_bytes=7 * 16000 * 4) as cache:
+        read_mono(sources["mp3"], 0, 10, cache=cache)
+        read_mono(sources["opus"], 0, 10, cache=cache)
+        assert list(cache._decoded) == [sources["opus"]]
 
 
 # ------------------------------------------------------------------ probe: length and formats
@@ -287,7 +303,7 @@ _NOISY_SCRIPT = textwrap.dedent(
                 f.read(8000)
     else:
         probe(path)
-        with HandleCache(decoded_bytes=0) as cache:
+        with HandleCache(decoded_bytes=0, spill_bytes=0) as cache:
             for start in (30000, 5000, 60000, 12345):
                 read_mono(path, start, 8000, cache=cache)
     print("done")

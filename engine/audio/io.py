@@ -21,19 +21,21 @@ what that costs, measured (``tests/test_audio_codecs.py`` holds each of these):
   size. Compressed sources are therefore read with ``sf_readf_float`` directly
   (:func:`_decode_raw`), which continues the decoder.
 - **MP3**: libsndfile's seek is never sample-exact (1-ulp differences everywhere, and
-  glitches where the reservoir is missing). Reads decode forward from the first sample
-  and discard: a cached handle continues forward, a read before its position reopens the
-  file. A file whose decode is at most a quarter of the cache's budget (default 32 MiB,
-  8.7 min at 16 kHz mono) is decoded whole once per :class:`HandleCache` and sliced. A
-  read without a cache, or into a longer file, costs a decode from the start (figures
-  per format in docs/performance.md).
+  glitches where the reservoir is missing). So a compressed file is never seeked: with a
+  :class:`HandleCache` it is decoded whole on its first read (in memory up to 32 MiB of
+  samples, 8.7 min at 16 kHz mono; longer ones into an unlinked scratch file read
+  through a memory map) and every read is a slice. Without a cache, or beyond both
+  budgets, a read decodes forward from the first sample and discards: a stream continues
+  forward, and a window before its position reopens the file (figures per format in
+  docs/performance.md).
 - **MP3 length**: libsndfile trusts the Xing/Info frame count, and without one it
   estimates from the first frame's bitrate, then never returns samples past that
   estimate. Such files (no Xing frame, or one whose count disagrees with the frames in
   the file) are fed to libsndfile through a pipe (without the stale Xing frame), so that
   it decodes to the true end; :func:`probe` always decodes an MP3 to its end.
 - **Opus**: libsndfile seeks to a page 80 ms early and lets the decoder converge; that
-  is not sample-exact (a few ulp, in a fifth of random windows). Read like MP3.
+  is not sample-exact (a few ulp, in up to a fifth of random windows, depending on the
+  signal). Read like MP3.
 - **Ogg Vorbis**: a seek from a fresh handle is mostly exact, but not into the last page
   (libsndfile's granule arithmetic there is off), and a short forward seek on a used
   handle skips blocks without decoding them, so the first samples lack their overlap.
@@ -854,31 +856,41 @@ def _bytes_per_frame(subtype: str, channels: int) -> int:
 
 
 class HandleCache:
-    """A small LRU of open sources, one per worker, and the whole decodes of short MP3 and
-    Opus files.
+    """A small LRU of open sources, one per worker, and the whole decodes of MP3, Opus and
+    Vorbis files.
 
     Re-opening a FLAC for every segment costs more than the read; a worker keeps its
     most recently used handles open (``capacity``, default 64) and closes the least
-    recently used one when full. An MP3 or Opus file is read forward only (see the module
-    docstring); one whose decode takes at most a quarter of ``decoded_bytes`` (default
-    128 MiB) is decoded whole on first use and later reads are slices of it, the least
-    recently used decodes going first. Not thread-safe (one per worker process).
+    recently used one when full. A compressed file is decoded whole on its first read
+    (its reads are then slices, sample-exact; see the module docstring): in memory if the
+    decode takes at most a quarter of ``decoded_bytes`` (default 128 MiB in all), else in
+    an unlinked scratch file under ``spill_dir`` (default: the temporary folder) read
+    through a memory map, up to ``spill_bytes`` on disk in all (default 8 GiB; one hour
+    of 16 kHz mono is 230 MB). The least recently used decodes go first. A file beyond
+    both is read as a stream: forward, and from the start again for an earlier window.
+    Not thread-safe (one per worker process).
 
     Example: ``with HandleCache() as cache: read_segment(path, 0, 16000, cache=cache)``
     """
 
-    def __init__(self, capacity: int = 64, decoded_bytes: int = 128 * 2**20):
+    def __init__(
+        self,
+        capacity: int = 64,
+        decoded_bytes: int = 128 * 2**20,
+        spill_bytes: int = 8 * 2**30,
+        spill_dir: str | None = None,
+    ):
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self.decoded_bytes = int(decoded_bytes)
+        self.decoded_bytes, self.spill_bytes, self.spill_dir = int(decoded_bytes), int(spill_bytes), spill_dir
         self._handles: OrderedDict[str, _Source] = OrderedDict()
         self._decoded: OrderedDict[str, np.ndarray] = OrderedDict()
         self._too_long: set[str] = set()
 
     def source(self, path: str) -> _Source:
-        """The open source of ``path``: a SoundFile, or a forward-only stream for MP3 and
-        Opus (opened on first use; BadSourceError if unusable)."""
+        """The open source of ``path``: a SoundFile, or a forward-only stream for MP3, Opus
+        and Vorbis (opened on first use; BadSourceError if unusable)."""
         key = os.fspath(path)
         handle = self._handles.get(key)
         if handle is not None and not handle.closed:
@@ -897,7 +909,8 @@ class HandleCache:
         return source.handle if isinstance(source, _Stream) else source
 
     def decoded(self, stream: _Stream) -> np.ndarray | None:
-        """The whole decode of a stream, read-only, if it fits a quarter of the budget (else None)."""
+        """The whole decode of a stream, read-only (in memory or memory-mapped), or None if
+        it fits neither budget."""
         key = stream.path
         pcm = self._decoded.get(key)
         if pcm is not None:
@@ -905,15 +918,58 @@ class HandleCache:
             return pcm
         if key in self._too_long:
             return None
-        pcm = stream.read_whole(max_frames=self.decoded_bytes // 4 // (4 * stream.channels))
+        pcm = self._decode_whole(stream)
         if pcm is None:
             self._too_long.add(key)
             return None
-        pcm.setflags(write=False)
         self._decoded[key] = pcm
-        while sum(a.nbytes for a in self._decoded.values()) > self.decoded_bytes and len(self._decoded) > 1:
-            self._decoded.popitem(last=False)
+        for spilled in (False, True):
+            budget = self.spill_bytes if spilled else self.decoded_bytes
+            held = [k for k, a in self._decoded.items() if isinstance(a, np.memmap) == spilled]
+            while sum(self._decoded[k].nbytes for k in held) > budget and len(held) > 1:
+                del self._decoded[held.pop(0)]  # an unlinked scratch file goes with its map
         return pcm
+
+    def _decode_whole(self, stream: _Stream) -> np.ndarray | None:
+        frame_bytes = 4 * stream.channels
+        in_memory = self.decoded_bytes // 4
+        known = None if stream.frames is None else stream.frames * frame_bytes
+        if known is not None and known > max(in_memory, self.spill_bytes):
+            return None
+        if stream.pos:
+            stream.rewind()
+        blocks: list[np.ndarray] = []
+        total, spill = 0, None
+        try:
+            while (block := stream.decode(_BLOCK_FRAMES)).shape[0]:
+                total += block.nbytes
+                if total > self.spill_bytes and total > in_memory:
+                    return None
+                if spill is None and total > in_memory:
+                    fd, name = tempfile.mkstemp(prefix="shardsmith-decoded-", suffix=".f32", dir=self.spill_dir)
+                    os.unlink(name)  # gone from the folder now; the space goes with the last reference
+                    spill = os.fdopen(fd, "w+b")
+                    for earlier in blocks:
+                        spill.write(earlier.tobytes())
+                    blocks = []
+                if spill is not None:
+                    spill.write(block.tobytes())
+                else:
+                    blocks.append(block)
+            if stream.frames is not None and stream.pos < stream.frames:
+                raise BadSourceError(
+                    stream.path,
+                    f"truncated: the header declares {stream.frames} frames but decoding stops at frame {stream.pos}",
+                )
+            if spill is None:
+                pcm = np.concatenate(blocks) if blocks else np.zeros((0, stream.channels), np.float32)
+                pcm.setflags(write=False)
+                return pcm
+            spill.flush()
+            return np.memmap(spill, dtype=np.float32, mode="r", shape=(total // frame_bytes, stream.channels))
+        finally:
+            if spill is not None:
+                spill.close()  # the map keeps its own descriptor
 
     def discard(self, path: str) -> None:
         """Close and forget the handle of ``path`` (after a decode error left it in a bad state)."""
@@ -966,7 +1022,7 @@ def _stream_segment(
     """Frames of an MP3, Opus or Vorbis source, sample-exact (see the module docstring):
     float32 ``(frames_read, channels)``, a new array."""
     pcm = cache.decoded(source) if cache is not None else None
-    block = pcm[start_frame : start_frame + frames].copy() if pcm is not None else source.read(start_frame, frames)
+    block = np.array(pcm[start_frame : start_frame + frames]) if pcm is not None else source.read(start_frame, frames)
     _check_block(path, block, start_frame)
     return block
 
@@ -1055,7 +1111,7 @@ def read_all(path: str, *, cache: HandleCache | None = None) -> np.ndarray:
     with _reading(path, cache) as handle:  # one open for the length and the read
         if isinstance(handle, _Stream):
             pcm = cache.decoded(handle) if cache is not None else None
-            whole = pcm.copy() if pcm is not None else handle.read_whole()
+            whole = np.array(pcm) if pcm is not None else handle.read_whole()
             _check_block(path, whole, 0)
             return whole
         return _segment(handle, path, 0, int(handle.frames))
