@@ -272,6 +272,12 @@ def test_an_mp3_the_decoder_complains_about_is_rejected_naming_the_complaint(sou
         probe(str(path))
 
 
+def test_a_libsndfile_decode_error_is_a_reject_naming_libsndfiles_reason(tmp_path):
+    with sf.SoundFile(str(tmp_path / "w.wav"), "w", 16000, 1) as handle:  # reading it is an error
+        with pytest.raises(BadSourceError, match=r"corrupt: decoding failed in frames 0\.\.10 \(libsndfile: Read"):
+            audio_io._decode_raw(handle, "x.mp3", 10, 0, quiet=True)
+
+
 def test_damaged_files_become_rejects_of_the_pool_index(sources, tmp_path):
     from engine.config import AudioPool
     from engine.pools import index_pool

@@ -46,6 +46,14 @@ what that costs, measured (``tests/test_audio_codecs.py`` holds each of these):
   call at a time); other text that lands there meanwhile is written back to stderr. Since
   MP3 reads never seek, a decoder complaint means corrupt data and becomes a
   :class:`~engine.errors.BadSourceError`.
+- **Damage**: :func:`probe` decodes a compressed file from start to end (a long Vorbis or
+  Opus file is spot-checked instead) and checks its container: an MP3's frame headers are
+  walked (a frame cut off, frames missing that the Xing header declares, a gap in the
+  chain) and its audio data is checked against the CRC in its LAME tag; every Ogg page's
+  CRC is checked, and the stream must end with its end-of-stream page. libogg drops a
+  damaged page silently and libmpg123 decodes a changed byte without complaint, so
+  without these checks such files would pass. A decodable file under another extension
+  is read by its content, as for WAV and FLAC.
 """
 
 from __future__ import annotations
@@ -290,14 +298,17 @@ def _read_at(f: sf.SoundFile, path: str, start: int, frames: int) -> np.ndarray:
 _MP3_EXTENSIONS = (".mp3", ".mp2", ".mpga")
 _NOT_MP3_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"caff", b"NIST", b"riff")
 _STDERR_LOCK = threading.Lock()
-_SCRATCH: list[int] = []  # the fd of the scratch file fd 2 points at during an MP3 call
+_SCRATCH: dict[int, int] = {}  # pid -> the scratch file fd 2 points at during an MP3 call
 
 
 def _scratch_fd() -> int:
-    if not _SCRATCH:
+    """This process's scratch file (a forked child makes its own: a shared one would share
+    its offset with the parent)."""
+    pid = os.getpid()
+    if pid not in _SCRATCH:
         with tempfile.TemporaryFile(buffering=0) as f:
-            _SCRATCH.append(os.dup(f.fileno()))  # unlinked already; lives as long as the process
-    return _SCRATCH[0]
+            _SCRATCH[pid] = os.dup(f.fileno())  # unlinked already; lives as long as the process
+    return _SCRATCH[pid]
 
 
 def _is_decoder_line(line: str) -> bool:
@@ -375,7 +386,7 @@ def _decode_raw(handle: sf.SoundFile, path: str, frames: int, first_frame: int, 
         detail = (
             f"the decoder reports {len(bad)} error(s), first: {_complaint(bad[0])}"
             if bad
-            else f"libsndfile: {sf._error_str(error).rstrip('.')}"
+            else f"libsndfile: {sf.LibsndfileError(error).error_string.rstrip('.')}"
         )
         raise BadSourceError(
             path,
