@@ -20,7 +20,9 @@ and Opus (soundfile's encoders at their defaults). For each format, in one run:
 
 Each time is the best of ``--repeats`` runs; ratios are to FLAC's time for the same
 measure. Also printed: the cost of one stderr capture window (around every libsndfile
-call on an MP3).
+call on an MP3), and probing 32 ten-second files one by one against the pool indexer's
+thread pool (``engine.pools.thread_mapper``): MP3 decode calls take turns, as the
+capture is per process.
 
     python benchmarks/codec_decode.py
     python benchmarks/codec_decode.py --seconds 600 --repeats 1
@@ -41,6 +43,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.audio import io as audio_io  # noqa: E402
+from engine.pools import thread_mapper  # noqa: E402
 
 RATE = 16000
 FORMATS = {  # name -> (suffix, soundfile format, subtype)
@@ -133,6 +136,18 @@ def main() -> None:
         cells = [f"{r[k] * 1000:7.1f} ms {r[k] / flac[k]:5.1f}x" for k in measures]
         print(f"{r['format']:<11} {r['kbps']:6.0f} " + " ".join(f"{c:>17}" for c in cells)
               + f"  {r['exact']:>13}/{args.reads}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("FLAC", "MP3", "Opus"):
+            suffix, fmt, subtype = FORMATS[name]
+            paths = []
+            for i in range(32):
+                paths.append(os.path.join(tmp, f"{i}{suffix}"))
+                sf.write(paths[-1], speechlike(10.0, seed=i), RATE, format=fmt, subtype=subtype)
+            alone = best(lambda: [audio_io.probe(p) for p in paths], args.repeats)
+            pooled = best(lambda: thread_mapper(audio_io.probe, paths), args.repeats)
+            print(f"probing 32 x 10 s {name:<5}: one by one {alone * 1000:6.0f} ms, thread pool "
+                  f"{pooled * 1000:6.0f} ms ({alone / pooled:.2f}x)")
 
     n = 20000
     t0 = time.perf_counter()

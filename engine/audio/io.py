@@ -58,6 +58,7 @@ what that costs, measured (``tests/test_audio_codecs.py`` holds each of these):
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import stat
@@ -285,12 +286,12 @@ def _read_at(f: sf.SoundFile, path: str, start: int, frames: int) -> np.ndarray:
         ) from None
     expected = max(0, min(frames, f.frames - start))
     if block.shape[0] < expected:
-        got = start + block.shape[0]
-        raise BadSourceError(
-            path,
-            f"truncated: the header declares {f.frames} frames but decoding stops at frame {got}",
-        )
+        raise _stops_early(path, f.frames, start + block.shape[0])
     return block
+
+
+def _stops_early(path: str, declared: int, stop: int) -> BadSourceError:
+    return BadSourceError(path, f"truncated: the header declares {declared} frames but decoding stops at frame {stop}")
 
 
 # ---------------------------------------------------------------- compressed sources
@@ -611,11 +612,11 @@ def _may_be_mp3(path: str) -> bool:
 
 
 class _Stream:
-    """An MP3, Opus or Ogg Vorbis source read forward only from its first sample, so that every read
-    is a slice of one continuous decode (their seeks are not sample-exact).
+    """An MP3, Opus or Ogg Vorbis source read forward only from its first sample, so that
+    every read is a slice of one continuous decode (their seeks are not sample-exact).
 
     ``frames`` is None when the length is unknown until decoded (an MP3 read through a
-    pipe); ``layout`` is the MP3 frame walk (None for Opus).
+    pipe); ``layout`` is the MP3 frame walk (None for Ogg).
     """
 
     def __init__(self, path: str, handle: sf.SoundFile, layout: _Mp3Layout | None):
@@ -653,11 +654,7 @@ class _Stream:
                 break
         block = self.decode(frames) if self.pos == start else np.zeros((0, self.channels), np.float32)
         if self.frames is not None and block.shape[0] < max(0, min(frames, self.frames - start)):
-            raise BadSourceError(
-                self.path,
-                f"truncated: the header declares {self.frames} frames but decoding stops at frame "
-                f"{self.pos}",
-            )
+            raise _stops_early(self.path, self.frames, self.pos)
         return block
 
     def read_whole(self, max_frames: int | None = None) -> np.ndarray | None:
@@ -687,7 +684,7 @@ class _Stream:
 def _open_stream_handle(path: str, layout: _Mp3Layout | None, quiet: bool) -> sf.SoundFile:
     if layout is None or layout.header_is_right:
         return _open_plain(path, quiet=quiet)
-    data = layout.data
+    data = layout.data or _read_bytes(path)  # a cached stream does not keep the bytes
     if layout.xing is not None:  # a stale count: without the Xing frame mpg123 decodes to the end
         offset, size = layout.xing
         data = data[:offset] + data[offset + size :]
@@ -718,9 +715,10 @@ def _open_mp3(path: str) -> _Stream | None:
 def _open(path: str) -> _Source:
     """An open source: a SoundFile, or a :class:`_Stream` for MP3, Opus and Vorbis (read
     forward only); BadSourceError with the reason if the file is unusable."""
-    if _may_be_mp3(path) and (stream := _open_mp3(path)) is not None:
+    maybe_mp3 = _may_be_mp3(path)
+    if maybe_mp3 and (stream := _open_mp3(path)) is not None:
         return stream
-    handle = _open_plain(path, quiet=_may_be_mp3(path))
+    handle = _open_plain(path, quiet=maybe_mp3)
     if handle.format == "MP3":  # an MP3 under another name, or one the frame walk missed
         handle.close()
         stream = _open_mp3(path)
@@ -818,9 +816,7 @@ def _decode_to_end(stream: _Stream) -> tuple[int, float]:
         _check_block(path, block, stream.pos - block.shape[0])
         peak = max(peak, float(np.max(np.abs(block))))
     if stream.frames is not None and stream.pos < stream.frames:
-        raise BadSourceError(
-            path, f"truncated: the header declares {stream.frames} frames but decoding stops at frame {stream.pos}"
-        )
+        raise _stops_early(path, stream.frames, stream.pos)
     if stream.pos == 0:
         raise BadSourceError(path, "no audio: 0 frames (no decodable audio frame)")
     return stream.pos, peak
@@ -908,6 +904,8 @@ class HandleCache:
             self._handles.move_to_end(key)
             return handle
         handle = _open(key)
+        if isinstance(handle, _Stream) and handle.layout is not None:  # a file's bytes are not kept open
+            handle.layout = dataclasses.replace(handle.layout, data=b"")
         self._handles[key] = handle
         while len(self._handles) > self.capacity:
             _, old = self._handles.popitem(last=False)
@@ -968,10 +966,7 @@ class HandleCache:
                 else:
                     blocks.append(block)
             if stream.frames is not None and stream.pos < stream.frames:
-                raise BadSourceError(
-                    stream.path,
-                    f"truncated: the header declares {stream.frames} frames but decoding stops at frame {stream.pos}",
-                )
+                raise _stops_early(stream.path, stream.frames, stream.pos)
             if spill is None:
                 pcm = np.concatenate(blocks) if blocks else np.zeros((0, stream.channels), np.float32)
                 pcm.setflags(write=False)
@@ -1103,11 +1098,7 @@ def read_mono(
             block = _read_at(handle, path, start_frame, frames)[:, 0]  # raises the clear reason
         expected = max(0, min(frames, handle.frames - start_frame))
         if block.shape[0] < expected:
-            raise BadSourceError(
-                path,
-                f"truncated: the header declares {handle.frames} frames but decoding stops at frame "
-                f"{start_frame + block.shape[0]}",
-            )
+            raise _stops_early(path, handle.frames, start_frame + block.shape[0])
         if handle.subtype in _FLOAT_SUBTYPES:
             _check_block(path, block[:, None], start_frame)
         return block
