@@ -9,18 +9,68 @@
   back; encoding is deterministic (same samples -> same bytes).
 
 Arrays are float32 ``(frames, channels)`` for reads and full scale is 1.0.
+
+Compressed sources (MP3, Ogg Vorbis, Opus) are read so that a window ``(start, frames)``
+gives the same samples however it is reached: a fresh handle, a cached handle used for
+other reads in any order, or a whole-file decode sliced. What libsndfile 1.2.2 does and
+what that costs, measured (``tests/test_audio_codecs.py`` holds each of these):
+
+- **pysoundfile's** ``SoundFile.read`` **seeks after every read** (to where it thinks the
+  read ended). For MP3 that restarts mpg123 at every block: the bit reservoir is lost,
+  libmpg123 prints ``part2_3_length ... too large`` and the samples depend on the block
+  size. Compressed sources are therefore read with ``sf_readf_float`` directly
+  (:func:`_decode_raw`), which continues the decoder.
+- **MP3**: libsndfile's seek is never sample-exact (1-ulp differences everywhere, and
+  glitches where the reservoir is missing). So a compressed file is never seeked: with a
+  :class:`HandleCache` it is decoded whole on its first read (in memory up to 32 MiB of
+  samples, 8.7 min at 16 kHz mono; longer ones into an unlinked scratch file read
+  through a memory map) and every read is a slice. Without a cache, or beyond both
+  budgets, a read decodes forward from the first sample and discards: a stream continues
+  forward, and a window before its position reopens the file (figures per format in
+  docs/performance.md).
+- **MP3 length**: libsndfile trusts the Xing/Info frame count, and without one it
+  estimates from the first frame's bitrate, then never returns samples past that
+  estimate. Such files (no Xing frame, or one whose count disagrees with the frames in
+  the file) are fed to libsndfile through a pipe (without the stale Xing frame), so that
+  it decodes to the true end; :func:`probe` always decodes an MP3 to its end.
+- **Opus**: libsndfile seeks to a page 80 ms early and lets the decoder converge; that
+  is not sample-exact (a few ulp, in up to a fifth of random windows, depending on the
+  signal). Read like MP3.
+- **Ogg Vorbis**: a seek from a fresh handle is mostly exact, but not into the last page
+  (libsndfile's granule arithmetic there is off), and a short forward seek on a used
+  handle skips blocks without decoding them, so the first samples lack their overlap.
+  Read like MP3.
+- **Terminal noise**: libmpg123 writes its complaints straight to the process's stderr.
+  Every libsndfile call on an MP3 runs with file descriptor 2 pointed at a scratch file
+  (:func:`_decoder_messages`, serialized by a lock: MP3 decoding in one process runs one
+  call at a time); other text that lands there meanwhile is written back to stderr. Since
+  MP3 reads never seek, a decoder complaint means corrupt data and becomes a
+  :class:`~engine.errors.BadSourceError`.
+- **Damage**: :func:`probe` decodes a compressed file from start to end (a long Vorbis or
+  Opus file is spot-checked instead) and checks its container: an MP3's frame headers are
+  walked (a frame cut off, frames missing that the Xing header declares, a gap in the
+  chain) and its audio data is checked against the CRC in its LAME tag; every Ogg page's
+  CRC is checked, and the stream must end with its end-of-stream page. libogg drops a
+  damaged page silently and libmpg123 decodes a changed byte without complaint, so
+  without these checks such files would pass. A decodable file under another extension
+  is read by its content, as for WAV and FLAC.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import stat
 import struct
+import sys
+import tempfile
+import threading
+import zlib
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Union
 
 import numpy as np
 import pyarrow.fs as pafs
@@ -145,13 +195,17 @@ def _check_readable(path: str) -> int:
     return st.st_size
 
 
-def _open(path: str) -> sf.SoundFile:
-    if sources.is_locator(path):
-        return _open_item(path)
+def _open_plain(path: str, quiet: bool = False) -> sf.SoundFile:
+    """libsndfile's handle of ``path`` (``quiet``: with an MP3 decoder's stderr captured)."""
     try:
+        if quiet:
+            with _decoder_messages():
+                return _open_plain(path)
         if source_location(path) is not None:
             return sf.SoundFile(_open_raw(path))
         return sf.SoundFile(path)
+    except BadSourceError:
+        raise
     except (sf.SoundFileError, RuntimeError, OSError) as exc:
         # Only a failure pays for the diagnosis: missing, unreadable, a folder, not audio.
         size = _check_readable(path)
@@ -162,6 +216,42 @@ def _open(path: str) -> sf.SoundFile:
 
 
 SEGMENT_OVERSHOOT_S = 0.5
+
+
+class _ArrayHandle:
+    """Decoded audio that reads like an open file (seek and read are exact slices)."""
+
+    def __init__(self, data: np.ndarray, samplerate: int, fmt: str, subtype: str):
+        self._data = data
+        self.frames, self.channels = int(data.shape[0]), int(data.shape[1])
+        self.samplerate, self.format, self.subtype = int(samplerate), fmt, subtype
+        self._pos = 0
+        self.closed = False
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, frame: int) -> int:
+        self._pos = int(frame)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, frames: int = -1, dtype: str = "float32", always_2d: bool = False) -> np.ndarray:
+        stop = self.frames if frames < 0 else min(self.frames, self._pos + int(frames))
+        block = self._data[self._pos:stop].astype(dtype, copy=False)
+        self._pos = max(self._pos, stop)
+        return block if always_2d or block.shape[1] != 1 else block[:, 0]
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> "_ArrayHandle":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
 
 def _open_item(locator: str) -> Any:
@@ -176,6 +266,14 @@ def _open_item(locator: str) -> Any:
             handle = sf.SoundFile(raw)
         except (sf.SoundFileError, RuntimeError) as exc:
             raise BadSourceError(where, _not_audio_reason(where, exc)) from None
+        if handle.format == "MP3" or (handle.format == "OGG" and handle.subtype in ("OPUS", "VORBIS")):
+            handle = _Stream(where, handle, None)  # a compressed member: read forward, never seeked
+    if isinstance(handle, _Stream):
+        # Compressed audio inside a container or under a segment: one whole decode, so that
+        # every read is a slice of it (their own seeks are not sample-exact).
+        with handle:
+            decoded = handle.read_whole()
+        handle = _ArrayHandle(decoded, handle.samplerate, handle.format, handle.subtype)
     if segment is None:
         return handle
     sr = int(handle.samplerate)
@@ -269,12 +367,448 @@ def _read_at(f: sf.SoundFile, path: str, start: int, frames: int) -> np.ndarray:
         ) from None
     expected = max(0, min(frames, f.frames - start))
     if block.shape[0] < expected:
-        got = start + block.shape[0]
+        raise _stops_early(path, f.frames, start + block.shape[0])
+    return block
+
+
+def _stops_early(path: str, declared: int, stop: int) -> BadSourceError:
+    return BadSourceError(path, f"truncated: the header declares {declared} frames but decoding stops at frame {stop}")
+
+
+# ---------------------------------------------------------------- compressed sources
+
+_MP3_EXTENSIONS = (".mp3", ".mp2", ".mpga")
+_NOT_MP3_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"caff", b"NIST", b"riff")
+_STDERR_LOCK = threading.Lock()
+_SCRATCH: dict[int, int] = {}  # pid -> the scratch file fd 2 points at during an MP3 call
+
+
+def _scratch_fd() -> int:
+    """This process's scratch file (a forked child makes its own: a shared one would share
+    its offset with the parent)."""
+    pid = os.getpid()
+    if pid not in _SCRATCH:
+        with tempfile.TemporaryFile(buffering=0) as f:
+            _SCRATCH[pid] = os.dup(f.fileno())  # unlinked already; lives as long as the process
+    return _SCRATCH[pid]
+
+
+def _is_decoder_line(line: str) -> bool:
+    return "libmpg123" in line or line.startswith(("Note: ", "Warning: ", "error: "))
+
+
+@contextmanager
+def _decoder_messages() -> Iterator[list[str]]:
+    """Run one libsndfile call with fd 2 pointed at a scratch file; yields the list that
+    receives what the decoder wrote there (its complaints, one per line).
+
+    libmpg123 prints to the process's stderr itself, below Python, so only a file
+    descriptor redirect hides it. fd 2 is per process: the lock makes each window belong
+    to one call, so a complaint is known to be about that file. Text from elsewhere that
+    lands in the window (another thread's warning) is written back to stderr. Costs a
+    few system calls (~10 us) per call: nothing beside decoding a block.
+    """
+    messages: list[str] = []
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no stderr at all: nothing to hide
+            yield messages
+            return
+        scratch = _scratch_fd()
+        os.lseek(scratch, 0, os.SEEK_SET)
+        os.ftruncate(scratch, 0)
+        os.dup2(scratch, 2)
+        try:
+            yield messages
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            size = os.fstat(scratch).st_size
+            text = os.pread(scratch, size, 0).decode("utf-8", "replace") if size else ""
+            other = []
+            for line in text.splitlines():
+                if line.strip():
+                    (messages if _is_decoder_line(line) else other).append(line)
+            if other:
+                os.write(2, ("\n".join(other) + "\n").encode())
+
+
+def _complaint(line: str) -> str:
+    """A decoder message without libmpg123's source-location prefix."""
+    if line.startswith("[") and "] " in line:
+        line = line.split("] ", 1)[1]
+    return line.strip()
+
+
+def _fatal(messages: list[str]) -> list[str]:
+    # "Warning: Xing stream size off": the header is stale, handled by _mp3_layout.
+    return [m for m in messages if not m.startswith("Warning: ")]
+
+
+def _decode_raw(handle: sf.SoundFile, path: str, frames: int, first_frame: int, quiet: bool) -> np.ndarray:
+    """Decode the next ``frames`` frames with libsndfile's ``sf_readf_float``: float32
+    ``(frames_read, channels)``, fewer at the end of the stream.
+
+    Not ``SoundFile.read``: pysoundfile seeks after each read to where it thinks the read
+    ended, and for MP3 that seek restarts mpg123 (see the module docstring). ``quiet``
+    runs the call with the decoder's stderr captured; a complaint is a BadSourceError.
+    """
+    out = np.empty((frames, handle.channels), dtype=np.float32)
+    buf = sf._ffi.cast("float *", out.ctypes.data)  # pysoundfile's own cffi binding of libsndfile
+    if quiet:
+        with _decoder_messages() as messages:
+            got = sf._snd.sf_readf_float(handle._file, buf, frames)
+        bad = _fatal(messages)
+    else:
+        got, bad = sf._snd.sf_readf_float(handle._file, buf, frames), []
+    error = handle._errorcode
+    if error or bad:
+        detail = (
+            f"the decoder reports {len(bad)} error(s), first: {_complaint(bad[0])}"
+            if bad
+            else f"libsndfile: {sf.LibsndfileError(error).error_string.rstrip('.')}"
+        )
         raise BadSourceError(
             path,
-            f"truncated: the header declares {f.frames} frames but decoding stops at frame {got}",
+            f"corrupt: decoding failed in frames {first_frame}..{first_frame + frames} ({detail})",
         )
-    return block
+    return out[:got]
+
+
+@dataclass(frozen=True)
+class _Mp3Layout:
+    """The MPEG audio frames of a file, walked header by header (nothing decoded)."""
+
+    data: bytes
+    xing: tuple[int, int] | None  # (offset, size) of the Xing/Info frame, if any
+    xing_frames: int | None  # the frame count it declares
+    audio_frames: int  # frames after the Xing frame, up to where the chain stops
+    cut_bytes: int  # > 0: the last frame runs this many bytes past the end of the file
+    lame: int | None = None  # offset of the LAME tag after the Xing fields, if any
+    stop: int = 0  # byte offset where the chain of frame headers stops
+
+    @property
+    def header_is_right(self) -> bool:
+        """libsndfile's length will be right: the Xing count matches the frames present."""
+        return self.xing_frames is not None and self.xing_frames == self.audio_frames and not self.cut_bytes
+
+
+_MP3_KBPS = {
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mp3_frame(data: bytes, i: int) -> tuple[int, int] | None:
+    """(frame size in bytes, offset of a Xing tag in it) of the MPEG audio frame at ``i``, or None."""
+    if i + 4 > len(data):
+        return None
+    h = int.from_bytes(data[i : i + 4], "big")
+    version, layer_bits = (h >> 19) & 3, (h >> 17) & 3
+    rate_index, kbps_index = (h >> 10) & 3, (h >> 12) & 15
+    if (h >> 21) != 0x7FF or version == 1 or layer_bits == 0 or rate_index == 3 or kbps_index in (0, 15):
+        return None
+    mpeg1, layer = version == 3, 4 - layer_bits
+    bitrate = _MP3_KBPS[(mpeg1, min(layer, 2) if not mpeg1 else layer)][kbps_index] * 1000
+    rate, padding, mono = _MP3_RATES[version][rate_index], (h >> 9) & 1, ((h >> 6) & 3) == 3
+    if layer == 1:
+        size = (12 * bitrate // rate + padding) * 4
+    else:
+        size = (144 if mpeg1 or layer == 2 else 72) * bitrate // rate + padding
+    side = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
+    return size, i + 4 + (0 if (h >> 16) & 1 else 2) + side
+
+
+def _next_frame_chain(data: bytes, start: int, limit: int | None = None) -> int | None:
+    """The offset of the first two consecutive MPEG frame headers at or after ``start``
+    (within ``limit`` bytes), or None. Tags at the end of a file (ID3v1, APE) hold none."""
+    end = len(data) if limit is None else min(len(data), start + limit)
+    i = data.find(b"\xff", start, end)
+    while i != -1:
+        frame = _mp3_frame(data, i)
+        if frame is not None and (i + frame[0] >= len(data) or _mp3_frame(data, i + frame[0]) is not None):
+            return i
+        i = data.find(b"\xff", i + 1, end)
+    return None
+
+
+def _mp3_layout(data: bytes) -> _Mp3Layout | None:
+    """Walk the frame headers of MP3 bytes; None if no chain of MPEG audio frames starts
+    within the first 64 KiB after any ID3v2 tag (then it is not an MP3 at all)."""
+    start = 0
+    if data[:3] == b"ID3" and len(data) >= 10:
+        start = 10 + int.from_bytes(bytes(b & 0x7F for b in data[6:10]), "big") + (10 if data[5] & 0x10 else 0)
+    first = _next_frame_chain(data, start, limit=65536)
+    if first is None:
+        return None
+    xing = xing_frames = None
+    size, tag = _mp3_frame(data, first)
+    i, frames = first, 0
+    lame = None
+    if data[tag : tag + 4] in (b"Xing", b"Info"):
+        flags = int.from_bytes(data[tag + 4 : tag + 8], "big")
+        if flags & 1:
+            xing_frames = int.from_bytes(data[tag + 8 : tag + 12], "big")
+        lame = tag + 8 + 4 * bool(flags & 1) + 4 * bool(flags & 2) + 100 * bool(flags & 4) + 4 * bool(flags & 8)
+        xing, i = (first, size), first + size
+    cut = 0
+    while (frame := _mp3_frame(data, i)) is not None:
+        if i + frame[0] > len(data):
+            cut = i + frame[0] - len(data)
+            break
+        frames += 1
+        i += frame[0]
+    return _Mp3Layout(data, xing, xing_frames, frames, cut, lame, i)
+
+
+def _crc16_table() -> tuple[int, ...]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+        table.append(c)
+    return tuple(table)
+
+
+_CRC16 = _crc16_table()  # CRC-16/ARC, the LAME tag's checksums
+
+
+def _crc16(data: bytes) -> int:
+    crc, table = 0, _CRC16
+    for b in data:
+        crc = (crc >> 8) ^ table[(crc ^ b) & 0xFF]
+    return crc
+
+
+def _mp3_damage(layout: _Mp3Layout) -> str | None:
+    """Why the MP3's bytes are damaged, or None. Truncation: the last frame is cut, or the
+    Xing frame declares more frames than the file holds (fewer: a stale count, e.g. files
+    joined after encoding, decoded to the true end). Corruption: the LAME tag's CRC of the
+    audio data does not match (checked when the tag's own CRC holds; ~0.1 s per MB).
+    Without a LAME tag a changed byte inside a frame's audio data goes unseen."""
+    declared = f"; the Xing header declares {layout.xing_frames} frames" if layout.xing_frames else ""
+    if layout.cut_bytes:
+        return (
+            f"truncated: MPEG frame {layout.audio_frames + 1} needs {layout.cut_bytes} more bytes than "
+            f"the file holds ({layout.audio_frames} whole frames{declared})"
+        )
+    if (resume := _next_frame_chain(layout.data, layout.stop)) is not None:
+        return (
+            f"corrupt: no MPEG frame header at byte {layout.stop} (after frame {layout.audio_frames}); "
+            f"frames resume at byte {resume}"
+        )
+    if layout.xing_frames is not None and layout.xing_frames > layout.audio_frames:
+        return f"truncated: the file holds {layout.audio_frames} whole MPEG frames{declared}"
+    data, lame = layout.data, layout.lame
+    if layout.header_is_right and lame is not None and data[lame : lame + 4] in (b"LAME", b"Lavc", b"Lavf"):
+        offset, size = layout.xing
+        if _crc16(data[offset : lame + 34]) == int.from_bytes(data[lame + 34 : lame + 36], "big"):
+            music_bytes = int.from_bytes(data[lame + 28 : lame + 32], "big")
+            music = data[offset + size : offset + music_bytes]
+            if music_bytes and _crc16(music) != int.from_bytes(data[lame + 32 : lame + 34], "big"):
+                return "corrupt: the audio data does not match the CRC in its LAME tag (bytes changed after encoding)"
+    return None
+
+
+_BIT_REVERSED = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
+
+
+def _ogg_crc(page: bytes) -> int:
+    """Ogg's CRC-32 (polynomial 0x04C11DB7, MSB first, no reflection) through zlib's reflected
+    one: reverse the bits of every byte, drop zlib's initial value and final xor by
+    linearity, reverse the result."""
+    reflected = page.translate(_BIT_REVERSED)
+    raw = zlib.crc32(reflected) ^ zlib.crc32(bytes(len(reflected)))
+    return int(f"{raw:032b}"[::-1], 2)
+
+
+def _ogg_damage(data: bytes) -> str | None:
+    """Why an Ogg file's pages are damaged, or None: a page whose CRC fails (libogg drops
+    it silently and the decode goes on past a gap), a cut last page, or no end-of-stream
+    page (the file stops early on a page boundary). ~5 ms per MB."""
+    i, pages, end_of_stream = 0, 0, False
+    while i < len(data):
+        if data[i : i + 4] != b"OggS":
+            return f"corrupt: no Ogg page where page {pages + 1} should start (byte {i} of {len(data)})"
+        if i + 27 > len(data) or i + 27 + data[i + 26] > len(data):
+            return f"truncated: Ogg page {pages + 1} (byte {i}) is cut off"
+        segments = data[i + 26]
+        end = i + 27 + segments + sum(data[i + 27 : i + 27 + segments])
+        if end > len(data):
+            return f"truncated: Ogg page {pages + 1} needs {end - len(data)} more bytes than the file holds"
+        page = data[i : i + 22] + bytes(4) + data[i + 26 : end]
+        if _ogg_crc(page) != int.from_bytes(data[i + 22 : i + 26], "little"):
+            return f"corrupt: Ogg page {pages + 1} (bytes {i}..{end}) fails its CRC"
+        end_of_stream = bool(data[i + 5] & 4)
+        i, pages = end, pages + 1
+    if not end_of_stream:
+        return f"truncated: the Ogg stream stops after page {pages} without its end-of-stream page"
+    return None
+
+
+def _read_bytes(path: str) -> bytes:
+    with _open_raw(path) as fh:
+        return fh.read()
+
+
+def _open_pipe(data: bytes) -> sf.SoundFile:
+    """libsndfile reading ``data`` from a pipe: it cannot look at the end of the stream,
+    so mpg123 has no length to trust and libsndfile decodes to the true end."""
+    read_fd, write_fd = os.pipe()
+
+    def feed() -> None:
+        try:
+            with open(write_fd, "wb") as w:
+                w.write(data)
+        except OSError:  # the reader closed early (EPIPE): nothing more is wanted
+            pass
+
+    threading.Thread(target=feed, name="shardsmith-mp3-pipe", daemon=True).start()
+    try:
+        return sf.SoundFile(read_fd, closefd=True)
+    except BaseException:
+        os.close(read_fd)
+        raise
+
+
+def _may_be_mp3(path: str) -> bool:
+    ext = os.path.splitext(path)[1].lower()
+    if ext in _MP3_EXTENSIONS:
+        return True
+    if ext in (".wav", ".wave", ".flac") or source_location(path) is not None:
+        return False  # the hot path: no extra read (a mislabelled MP3 is found after opening)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return len(head) == 4 and head not in _NOT_MP3_MAGIC
+
+
+class _Stream:
+    """An MP3, Opus or Ogg Vorbis source read forward only from its first sample, so that
+    every read is a slice of one continuous decode (their seeks are not sample-exact).
+
+    ``frames`` is None when the length is unknown until decoded (an MP3 read through a
+    pipe); ``layout`` is the MP3 frame walk (None for Ogg).
+    """
+
+    def __init__(self, path: str, handle: sf.SoundFile, layout: _Mp3Layout | None):
+        self.path, self.handle, self.layout = path, handle, layout
+        self.pos = 0
+        self.quiet = handle.format == "MP3"
+        self.frames: int | None = int(handle.frames) if handle.seekable() else None
+        self.channels, self.samplerate = int(handle.channels), int(handle.samplerate)
+        self.format, self.subtype = str(handle.format), str(handle.subtype)
+
+    @property
+    def closed(self) -> bool:
+        return self.handle.closed
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def rewind(self) -> None:
+        self.handle.close()
+        self.handle = _open_stream_handle(self.path, self.layout, self.quiet)
+        self.pos = 0
+
+    def decode(self, frames: int) -> np.ndarray:
+        block = _decode_raw(self.handle, self.path, frames, self.pos, self.quiet)
+        self.pos += block.shape[0]
+        return block
+
+    def read(self, start: int, frames: int) -> np.ndarray:
+        """Frames ``[start, start + frames)``: fewer at the end, a BadSourceError if the
+        decode stops before the length the header declares."""
+        if start < self.pos:
+            self.rewind()
+        while self.pos < start:
+            if self.decode(min(_BLOCK_FRAMES, start - self.pos)).shape[0] == 0:
+                break
+        block = self.decode(frames) if self.pos == start else np.zeros((0, self.channels), np.float32)
+        if self.frames is not None and block.shape[0] < max(0, min(frames, self.frames - start)):
+            raise _stops_early(self.path, self.frames, self.pos)
+        return block
+
+    def read_whole(self, max_frames: int | None = None) -> np.ndarray | None:
+        """The whole decode, or None if it is longer than ``max_frames`` (then the stream
+        is left part way)."""
+        if self.pos:
+            self.rewind()
+        if self.frames is not None:
+            if max_frames is not None and self.frames > max_frames:
+                return None
+            return self.read(0, self.frames)
+        blocks, total = [], 0
+        while (block := self.decode(_BLOCK_FRAMES)).shape[0]:
+            blocks.append(block)
+            total += block.shape[0]
+            if max_frames is not None and total > max_frames:
+                return None
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.channels), np.float32)
+
+    def __enter__(self) -> "_Stream":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _open_stream_handle(path: str, layout: _Mp3Layout | None, quiet: bool) -> sf.SoundFile:
+    if layout is None or layout.header_is_right:
+        return _open_plain(path, quiet=quiet)
+    data = layout.data or _read_bytes(path)  # a cached stream does not keep the bytes
+    if layout.xing is not None:  # a stale count: without the Xing frame mpg123 decodes to the end
+        offset, size = layout.xing
+        data = data[:offset] + data[offset + size :]
+    with _decoder_messages():
+        return _open_pipe(data)
+
+
+_Source = Union[sf.SoundFile, _Stream]
+
+
+def _open_mp3(path: str) -> _Stream | None:
+    """An MP3 source as a :class:`_Stream`, or None if the bytes hold no MPEG audio frames."""
+    try:
+        layout = _mp3_layout(_read_bytes(path))
+    except OSError:
+        return None  # _open_plain says why
+    if layout is None:
+        return None
+    if layout.audio_frames == 0:
+        raise BadSourceError(path, _mp3_damage(layout) or "no audio: the MPEG stream holds no audio frame")
+    handle = _open_stream_handle(path, layout, quiet=True)
+    if handle.format != "MP3":  # the frame walk was fooled: libsndfile knows better
+        handle.close()
+        return None
+    return _Stream(path, handle, layout)
+
+
+def _open(path: str) -> _Source:
+    """An open source: a SoundFile, or a :class:`_Stream` for MP3, Opus and Vorbis (read
+    forward only); BadSourceError with the reason if the file is unusable."""
+    if sources.is_locator(path):
+        return _open_item(path)
+    maybe_mp3 = _may_be_mp3(path)
+    if maybe_mp3 and (stream := _open_mp3(path)) is not None:
+        return stream
+    handle = _open_plain(path, quiet=maybe_mp3)
+    if handle.format == "MP3":  # an MP3 under another name, or one the frame walk missed
+        handle.close()
+        stream = _open_mp3(path)
+        return stream if stream is not None else _Stream(path, _open_plain(path, quiet=True), None)
+    if handle.format == "OGG" and handle.subtype in ("OPUS", "VORBIS"):
+        return _Stream(path, handle, None)
+    return handle
 
 
 def probe(
@@ -300,10 +834,17 @@ def probe(
     size = 0 if inside else _check_readable(path)
     if size == 0 and not inside:
         raise BadSourceError(path, "empty file (0 bytes)")
-    with _open(path) as f:
-        sample_rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
+    with _open(path) as source:
+        f = source.handle if isinstance(source, _Stream) else source
+        sample_rate, channels = int(f.samplerate), int(f.channels)
+        frames = int(f.frames) if f.seekable() else 0  # 0: an MP3 whose length only decoding tells
         fmt, subtype = str(f.format), str(f.subtype)
         _check_rate_and_channels(path, sample_rate, channels)
+        if fmt == "OGG" and not inside and (damage := _ogg_damage(_read_bytes(path))):
+            raise BadSourceError(path, damage)
+        if isinstance(source, _Stream) and (source.layout is not None or frames / sample_rate <= full_read_max_s):
+            frames, peak = _decode_to_end(source)
+            return _probe_result(path, frames, sample_rate, channels, fmt, subtype, peak, True, silence_floor_dbfs)
         if frames <= 0:
             raise BadSourceError(path, "no audio: 0 frames (header only)")
         if fmt.startswith("WAV") and not inside:
@@ -341,9 +882,37 @@ def probe(
                 _check_block(path, block, start)
                 peak = max(peak, float(np.max(np.abs(block))))
 
+    return _probe_result(
+        path, frames, sample_rate, channels, fmt, subtype, peak, duration_s <= full_read_max_s, silence_floor_dbfs
+    )
+
+
+def _decode_to_end(stream: _Stream) -> tuple[int, float]:
+    """Decode a stream from its start to its end: (frames, peak). An MP3 is decoded whole
+    whatever its length, as only that tells its true length when the header is absent or
+    wrong (about 0.5 s per hour of 16 kHz audio, see docs/performance.md)."""
+    layout, path = stream.layout, stream.path
+    damage = _mp3_damage(layout) if layout is not None else None
+    if damage:
+        raise BadSourceError(path, damage)
+    peak = 0.0
+    while (block := stream.decode(_BLOCK_FRAMES)).shape[0]:
+        _check_block(path, block, stream.pos - block.shape[0])
+        peak = max(peak, float(np.max(np.abs(block))))
+    if stream.frames is not None and stream.pos < stream.frames:
+        raise _stops_early(path, stream.frames, stream.pos)
+    if stream.pos == 0:
+        raise BadSourceError(path, "no audio: 0 frames (no decodable audio frame)")
+    return stream.pos, peak
+
+
+def _probe_result(
+    path: str, frames: int, sample_rate: int, channels: int, fmt: str, subtype: str,
+    peak: float, read_whole: bool, silence_floor_dbfs: float,
+) -> AudioInfo:
     floor = 10.0 ** (silence_floor_dbfs / 20.0)
     if peak < floor:
-        where = "" if duration_s <= full_read_max_s else " in every spot-checked window"
+        where = "" if read_whole else " in every spot-checked window"
         if peak == 0:
             reason = f"silent: all samples are zero{where}"
         else:
@@ -356,7 +925,7 @@ def probe(
         frames=frames,
         sample_rate=sample_rate,
         channels=channels,
-        duration_s=duration_s,
+        duration_s=frames / sample_rate,
         format=fmt,
         subtype=subtype,
     )
@@ -378,43 +947,132 @@ def _bytes_per_frame(subtype: str, channels: int) -> int:
 
 
 class HandleCache:
-    """A small LRU of open ``soundfile.SoundFile`` handles, one per worker.
+    """A small LRU of open sources, one per worker, and the whole decodes of MP3, Opus and
+    Vorbis files.
 
     Re-opening a FLAC for every segment costs more than the read; a worker keeps its
     most recently used handles open (``capacity``, default 64) and closes the least
-    recently used one when full. Not thread-safe (one per worker process).
+    recently used one when full. A compressed file is decoded whole on its first read
+    (its reads are then slices, sample-exact; see the module docstring): in memory if the
+    decode takes at most a quarter of ``decoded_bytes`` (default 128 MiB in all), else in
+    an unlinked scratch file under ``spill_dir`` (default: the temporary folder) read
+    through a memory map, up to ``spill_bytes`` on disk in all (default 8 GiB; one hour
+    of 16 kHz mono is 230 MB). The least recently used decodes go first. A file beyond
+    both is read as a stream: forward, and from the start again for an earlier window.
+    Not thread-safe (one per worker process).
 
     Example: ``with HandleCache() as cache: read_segment(path, 0, 16000, cache=cache)``
     """
 
-    def __init__(self, capacity: int = 64):
+    def __init__(
+        self,
+        capacity: int = 64,
+        decoded_bytes: int = 128 * 2**20,
+        spill_bytes: int = 8 * 2**30,
+        spill_dir: str | None = None,
+    ):
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self._handles: OrderedDict[str, sf.SoundFile] = OrderedDict()
+        self.decoded_bytes, self.spill_bytes, self.spill_dir = int(decoded_bytes), int(spill_bytes), spill_dir
+        self._handles: OrderedDict[str, _Source] = OrderedDict()
+        self._decoded: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._too_long: set[str] = set()
 
-    def get(self, path: str) -> sf.SoundFile:
-        """The open handle for ``path`` (opened on first use; BadSourceError if unusable)."""
+    def source(self, path: str) -> _Source:
+        """The open source of ``path``: a SoundFile, or a forward-only stream for MP3, Opus
+        and Vorbis (opened on first use; BadSourceError if unusable)."""
         key = os.fspath(path)
         handle = self._handles.get(key)
         if handle is not None and not handle.closed:
             self._handles.move_to_end(key)
             return handle
         handle = _open(key)
+        if isinstance(handle, _Stream) and handle.layout is not None:  # a file's bytes are not kept open
+            handle.layout = dataclasses.replace(handle.layout, data=b"")
         self._handles[key] = handle
         while len(self._handles) > self.capacity:
             _, old = self._handles.popitem(last=False)
             old.close()
         return handle
 
+    def get(self, path: str) -> sf.SoundFile:
+        """The open libsndfile handle for ``path`` (opened on first use; BadSourceError if unusable)."""
+        source = self.source(path)
+        return source.handle if isinstance(source, _Stream) else source
+
+    def decoded(self, stream: _Stream) -> np.ndarray | None:
+        """The whole decode of a stream, read-only (in memory or memory-mapped), or None if
+        it fits neither budget."""
+        key = stream.path
+        pcm = self._decoded.get(key)
+        if pcm is not None:
+            self._decoded.move_to_end(key)
+            return pcm
+        if key in self._too_long:
+            return None
+        pcm = self._decode_whole(stream)
+        if pcm is None:
+            self._too_long.add(key)
+            return None
+        self._decoded[key] = pcm
+        for spilled in (False, True):
+            budget = self.spill_bytes if spilled else self.decoded_bytes
+            held = [k for k, a in self._decoded.items() if isinstance(a, np.memmap) == spilled]
+            while sum(self._decoded[k].nbytes for k in held) > budget and len(held) > 1:
+                del self._decoded[held.pop(0)]  # an unlinked scratch file goes with its map
+        return pcm
+
+    def _decode_whole(self, stream: _Stream) -> np.ndarray | None:
+        frame_bytes = 4 * stream.channels
+        in_memory = self.decoded_bytes // 4
+        known = None if stream.frames is None else stream.frames * frame_bytes
+        if known is not None and known > max(in_memory, self.spill_bytes):
+            return None
+        if stream.pos:
+            stream.rewind()
+        blocks: list[np.ndarray] = []
+        total, spill = 0, None
+        try:
+            while (block := stream.decode(_BLOCK_FRAMES)).shape[0]:
+                total += block.nbytes
+                if total > self.spill_bytes and total > in_memory:
+                    return None
+                if spill is None and total > in_memory:
+                    fd, name = tempfile.mkstemp(prefix="shardsmith-decoded-", suffix=".f32", dir=self.spill_dir)
+                    os.unlink(name)  # gone from the folder now; the space goes with the last reference
+                    spill = os.fdopen(fd, "w+b")
+                    for earlier in blocks:
+                        spill.write(earlier.tobytes())
+                    blocks = []
+                if spill is not None:
+                    spill.write(block.tobytes())
+                else:
+                    blocks.append(block)
+            if stream.frames is not None and stream.pos < stream.frames:
+                raise _stops_early(stream.path, stream.frames, stream.pos)
+            if spill is None:
+                pcm = np.concatenate(blocks) if blocks else np.zeros((0, stream.channels), np.float32)
+                pcm.setflags(write=False)
+                return pcm
+            spill.flush()
+            return np.memmap(spill, dtype=np.float32, mode="r", shape=(total // frame_bytes, stream.channels))
+        finally:
+            if spill is not None:
+                spill.close()  # the map keeps its own descriptor
+
     def discard(self, path: str) -> None:
         """Close and forget the handle of ``path`` (after a decode error left it in a bad state)."""
-        handle = self._handles.pop(os.fspath(path), None)
+        key = os.fspath(path)
+        self._decoded.pop(key, None)
+        handle = self._handles.pop(key, None)
         if handle is not None:
             handle.close()
 
     def close(self) -> None:
-        """Close every open handle."""
+        """Close every open handle and drop the decodes."""
+        self._decoded.clear()
+        self._too_long.clear()
         while self._handles:
             _, handle = self._handles.popitem()
             handle.close()
@@ -433,10 +1091,10 @@ class HandleCache:
 
 
 @contextmanager
-def _reading(path: str, cache: HandleCache | None) -> Iterator[sf.SoundFile]:
-    """An open handle for one read: from the cache (kept open, dropped if the file turns
+def _reading(path: str, cache: HandleCache | None) -> Iterator[_Source]:
+    """An open source for one read: from the cache (kept open, dropped if the file turns
     out bad, so a broken handle is not reused) or opened and closed here."""
-    handle = cache.get(path) if cache is not None else _open(path)
+    handle = cache.source(path) if cache is not None else _open(path)
     try:
         yield handle
     except BadSourceError:
@@ -446,6 +1104,17 @@ def _reading(path: str, cache: HandleCache | None) -> Iterator[sf.SoundFile]:
     finally:
         if cache is None:
             handle.close()
+
+
+def _stream_segment(
+    source: _Stream, path: str, start_frame: int, frames: int, cache: HandleCache | None
+) -> np.ndarray:
+    """Frames of an MP3, Opus or Vorbis source, sample-exact (see the module docstring):
+    float32 ``(frames_read, channels)``, a new array."""
+    pcm = cache.decoded(source) if cache is not None else None
+    block = np.array(pcm[start_frame : start_frame + frames]) if pcm is not None else source.read(start_frame, frames)
+    _check_block(path, block, start_frame)
+    return block
 
 
 def _check_range(start_frame: int, frames: int) -> tuple[int, int]:
@@ -477,6 +1146,8 @@ def read_segment(
     path = os.fspath(path)
     start_frame, frames = _check_range(start_frame, frames)
     with _reading(path, cache) as handle:
+        if isinstance(handle, _Stream):
+            return _stream_segment(handle, path, start_frame, frames, cache)
         return _segment(handle, path, start_frame, frames)
 
 
@@ -495,6 +1166,9 @@ def read_mono(
     path = os.fspath(path)
     start_frame, frames = _check_range(start_frame, frames)
     with _reading(path, cache) as handle:
+        if isinstance(handle, _Stream):
+            block = _stream_segment(handle, path, start_frame, frames, cache)
+            return block[:, 0].copy() if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float64).astype(np.float32)
         if start_frame >= handle.frames or frames == 0:
             return np.zeros(0, dtype=np.float32)
         if handle.channels != 1:
@@ -508,11 +1182,7 @@ def read_mono(
             block = _read_at(handle, path, start_frame, frames)[:, 0]  # raises the clear reason
         expected = max(0, min(frames, handle.frames - start_frame))
         if block.shape[0] < expected:
-            raise BadSourceError(
-                path,
-                f"truncated: the header declares {handle.frames} frames but decoding stops at frame "
-                f"{start_frame + block.shape[0]}",
-            )
+            raise _stops_early(path, handle.frames, start_frame + block.shape[0])
         if handle.subtype in _FLOAT_SUBTYPES:
             _check_block(path, block[:, None], start_frame)
         return block
@@ -525,6 +1195,11 @@ def read_all(path: str, *, cache: HandleCache | None = None) -> np.ndarray:
     """
     path = os.fspath(path)
     with _reading(path, cache) as handle:  # one open for the length and the read
+        if isinstance(handle, _Stream):
+            pcm = cache.decoded(handle) if cache is not None else None
+            whole = np.array(pcm) if pcm is not None else handle.read_whole()
+            _check_block(path, whole, 0)
+            return whole
         return _segment(handle, path, 0, int(handle.frames))
 
 

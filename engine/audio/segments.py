@@ -38,6 +38,9 @@ class SegmentHandle:
     def closed(self) -> bool:
         return self._inner.closed
 
+    def seekable(self) -> bool:
+        return True
+
     def seek(self, frame: int) -> int:
         self._inner.seek(self._start + int(frame))
         self._pos = int(frame)
