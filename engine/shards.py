@@ -215,3 +215,19 @@ def read_shard(path: str | Path) -> pa.Table:
             return ipc.open_stream(source).read_all()
     except (pa.ArrowInvalid, OSError) as exc:
         raise ShardError(f"{text}: cannot read shard ({exc}); re-run the recipe to rewrite it") from None
+
+
+def read_columns(shard: Path | str, columns: list[str]) -> pa.Table:
+    """Only the named columns of a shard that it has (Parquet reads just those; Arrow is
+    memory-mapped). ``shard`` is a local path or an object-store URI (then read whole).
+
+    Example: ``read_columns(shard, ["sample_id", "params"]).column_names``
+    """
+    if not is_uri(shard) and str(shard).endswith(".parquet"):
+        try:
+            have = pq.read_schema(shard).names
+            return pq.read_table(shard, columns=[c for c in columns if c in have])
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ShardError(f"{shard}: cannot read shard ({exc}); re-run the recipe to rewrite it") from None
+    table = read_shard(shard)
+    return table.select([c for c in columns if c in table.column_names])

@@ -5,7 +5,9 @@ images. Per pool: items available and used, effective number of sources, the lar
 share of one item, seconds available / used / unique used, the **reuse factor** and the
 fraction of the pool ever used. Per sampled parameter: a histogram against its requested
 range. In embedding space: Vendi score, participation ratio, near-duplicate rate. Held-out
-items: confirmed never used outside holdout splits. **Guards** (``guards:`` in the recipe)
+items: confirmed never used outside holdout splits. A pool whose items are the rows of a
+shardsmith output (chaining) gets an ``upstream`` section: the upstream's own sources'
+reuse through the chain, one level deep. **Guards** (``guards:`` in the recipe)
 turn the figures into pass/fail; :func:`forecast_coverage` predicts them from the recipe
 and the pool index before anything is synthesized.
 
@@ -35,6 +37,7 @@ Modules, each importing only those below it::
 
     analyze    a run's folder -> report, coverage.json
     report     text, HTML and JSON of a report
+    upstream   reuse of an upstream output's own sources through a chain (one level)
     forecast   the plan-time forecast (and refusing a narrow run)
     merge      CoverageStats: shard stats merged, the report's data
     guards     guard limits, checks, the refusal message
@@ -57,12 +60,14 @@ from .figures import NEAR_DUPLICATE_RMS, REPORT_BINS, VENDI_BANDWIDTH, round_flo
 from .forecast import FORECAST_DRAWS, check_forecast, forecast_coverage
 from .guards import GUARDS, evaluate_guards, guard_limits, guard_refusal
 from .merge import REPORT_FORMAT, CoverageStats
+from .upstream import UPSTREAM_DEPTH, upstream_figures
 from .report import (
     coverage_html,
     describe_coverage,
     describe_forecast,
     describe_guards,
     describe_pools,
+    describe_upstream,
     report_json,
     write_coverage_html,
 )
@@ -74,5 +79,5 @@ __all__ = [
     "catalog_from_index", "catalog_from_parquet", "STATS_FORMAT", "sample_key",
     "REPORT_FORMAT", "ITEM_CAP", "REPORT_BINS", "VENDI_BANDWIDTH", "NEAR_DUPLICATE_RMS",
     "FORECAST_DRAWS", "GUARDS", "build_catalog", "describe_guards", "describe_pools",
-    "guard_limits", "report_json", "round_floats",
+    "guard_limits", "report_json", "round_floats", "describe_upstream", "upstream_figures", "UPSTREAM_DEPTH",
 ]

@@ -1,6 +1,6 @@
 """Analyzing a run's output folder: read its run record, pool index and shard stats, and
 merge them into the coverage report (a run writes it as ``OUT/coverage.json`` through its
-sink).
+sink), with the ``upstream`` section of pools that are shardsmith outputs (``upstream``).
 
 Example::
 
@@ -19,7 +19,9 @@ from ..recipe import parse_recipe
 from ..run_record import find_run_record
 from ..storage import as_store, read_json
 from .catalog import catalog_from_parquet
+from .figures import round_floats
 from .merge import CoverageStats
+from .upstream import upstream_figures
 
 
 def analyze_coverage(out: str | Path, recipe: Any = None) -> dict[str, Any]:
@@ -59,4 +61,9 @@ def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, 
             cs.add_shard(record, split)
     report = cs.report(recipe, recipe_hash=manifest.get("recipe_hash", ""),
                        complete=manifest.get("status") == "complete")
+    upstream = upstream_figures(recipe, cs)
+    if upstream:  # pools whose items are rows of shardsmith outputs: reuse through the chain
+        at = list(report).index("guards")
+        items = list(report.items())
+        report = dict(items[:at] + [("upstream", round_floats(upstream))] + items[at:])
     return report, cs

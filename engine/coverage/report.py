@@ -82,9 +82,25 @@ def describe_coverage(report: dict[str, Any]) -> str:
             lines.append(f"holdout: pool {name!r}: {p['items_held_out']} held-out items, used "
                          f"{p['held_out_uses_outside_holdout_splits']} times outside holdout splits "
                          f"{'(confirmed unseen)' if p['held_out_uses_outside_holdout_splits'] == 0 else '(LEAKED)'}")
+    lines += describe_upstream(report.get("upstream") or {})
     lines.append("guards:")
     lines += describe_guards(report["guards"]) or ["  (no guards in force)"]
     return "\n".join(lines)
+
+
+def describe_upstream(upstream: dict[str, dict[str, Any]]) -> list[str]:
+    """The ``upstream`` section: per pool that is a shardsmith output, its sources'
+    reuse through the chain (one level)."""
+    lines = []
+    for name, u in upstream.items():
+        for o in u["outputs"]:
+            lines.append(f"upstream of pool {name!r}: {o['path']} (recipe {o['recipe_name']!r}, "
+                         f"{o['rows_used']}/{o['rows_available']} rows used {o['uses']} times); its own sources "
+                         f"through the chain, {u['depth']} level (its upstream is not followed):")
+            lines += describe_pools(o["pools"])
+        if u["unmatched_uses"]:
+            lines.append(f"  {u['unmatched_uses']} uses of pool {name!r} name rows no longer in its outputs")
+    return lines
 
 
 def coverage_html(report: dict[str, Any], cs: CoverageStats | None = None) -> str:
