@@ -70,7 +70,6 @@ def chain_figures(used: dict[str, int], store: Store, base_dir: Path,
     _, record = find_run_record(store)  # type: ignore[misc]
     with store.open_input(POOL_INDEX_FILE) as f:
         catalog = catalog_from_parquet(f)
-    durations = {name: dict(zip(cat.items, cat.duration_s.tolist())) for name, cat in catalog.items()}
     # pool -> item -> [uses, microseconds, flat bucket ranges]: a shard-stats pool block
     usage: dict[str, dict[str, list]] = {}
     rows_available = rows_used = uses = 0
@@ -103,9 +102,10 @@ def chain_figures(used: dict[str, int], store: Store, base_dir: Path,
                 entry = usage.setdefault(pool, {}).setdefault(item, [0, 0, []])
                 entry[0] += w
                 entry[1] += w * int(round(dur * 1e6))
-                item_s = durations.get(pool, {}).get(item)
-                if item_s is not None:
-                    for a, b in bucket_ranges(float(src.get("start_s") or 0.0), dur, item_s):
+                cat = catalog.get(pool)
+                at = cat.positions.get(item) if cat is not None else None
+                if at is not None:  # an item of the pool index (tracked): its timeline's buckets
+                    for a, b in bucket_ranges(float(src.get("start_s") or 0.0), dur, float(cat.duration_s[at])):
                         entry[2] += [a, b]
                     if len(entry[2]) > 64:
                         entry[2] = merge_ranges(entry[2])
