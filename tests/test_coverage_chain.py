@@ -125,3 +125,57 @@ def test_stage_two_reports_the_reuse_of_stage_one_sources_through_the_chain(ray_
     plain = analyze_coverage(tmp_path / "stage1")
     assert list(plain) == PLAIN_KEYS
     assert "upstream" not in describe_coverage(plain)
+
+
+def test_hand_computed_figures_through_a_chain_on_a_tiny_stage_one(tmp_path):
+    """A hand-made stage-1 output of 3 rows; stage 2 used row 0 three times, row 1 once,
+    row 2 never, and a row stage 1 no longer has twice."""
+    import types
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from engine.coverage import CoverageStats, build_catalog, upstream_figures
+
+    s1 = tmp_path / "stage1"
+    (s1 / "train").mkdir(parents=True)
+    shard = "train/train-00000-of-00001.parquet"
+    (s1 / "run.json").write_text(json.dumps({"recipe_hash": "h1", "recipe": {"name": "s1"},
+                                             "splits": {"train": {"shards": [{"file": shard}]}}}))
+    pq.write_table(pa.table({"pool": ["noise", "noise", "speech", "speech"], "item": ["n", "m", "a", "b"],
+                             "duration_s": [3.0, 5.0, 4.0, 2.0], "holdout": [False] * 4}), s1 / "pool_index.parquet")
+
+    def src(pool, item, start, dur):
+        return {"pool": pool, "item": item, "start_s": start, "duration_s": dur, "gain_db": 0.0}
+
+    pq.write_table(pa.table({"sample_id": ["r0", "r1", "r2"], "sources": [
+        [src("speech", "a", 0.0, 2.0), src("noise", "n", 0.0, 2.0)],
+        [src("speech", "b", 0.0, 1.5), src("noise", "n", 2.5, 1.5)],  # wraps: buckets 2 and 0
+        [src("speech", "a", 0.0, 2.0), src("noise", "n", 1.0, 1.0)],
+    ]}), s1 / shard)
+
+    items = [f"stage1/{shard}#row={i}" for i in range(3)] + [f"stage1/{shard}#row=7"]
+    catalog = build_catalog([("prev", items, np.full(4, 2.0), np.zeros(4, bool))], {"prev": 4})
+    cs = CoverageStats(catalog, {"train": False})
+    cs.add_shard({"rows": 6, "pools": {"prev": {"items": [items[0], items[1], items[3]], "uses": [3, 1, 2],
+                                                "us": [6_000_000, 2_000_000, 4_000_000]}}}, "train")
+    pool = types.SimpleNamespace(format="table", paths=["stage1/"], key_column=None)
+    recipe = types.SimpleNamespace(pools={"prev": pool, "other": types.SimpleNamespace(format="files", paths=["x"])},
+                                   base_dir=tmp_path)
+    up = upstream_figures(recipe, cs)
+    assert list(up) == ["prev"]
+    assert up["prev"]["uses"] == 6 and up["prev"]["unmatched_uses"] == 2 and up["prev"]["depth"] == 1
+    (o,) = up["prev"]["outputs"]
+    assert (o["recipe_name"], o["recipe_hash"], o["rows_available"], o["rows_used"], o["uses"]) == ("s1", "h1", 3, 2, 4)
+    n, s = o["pools"]["noise"], o["pools"]["speech"]
+    # noise: n used 3 x 2 s + 1 x 1.5 s; buckets {0, 1} and {2, 0}: 3 unique seconds of n's 3; m never
+    assert (n["uses"], n["items_used"], n["items_available"]) == (4, 1, 2)
+    assert n["seconds_used"] == pytest.approx(7.5) and n["unique_seconds_used"] == pytest.approx(3.0)
+    assert n["reuse_factor"] == pytest.approx(2.5) and n["fraction_used"] == pytest.approx(3 / 8)
+    assert n["max_share"] == 1.0 and n["effective_sources"] == pytest.approx(1.0)
+    # speech: a 3 x 2 s = 6 s, b 1.5 s: shares 0.8 / 0.2; unique: a [0, 2) = 2 s, b's buckets 0 and 1 = 2 s
+    assert (s["uses"], s["items_used"]) == (4, 2)
+    assert s["seconds_used"] == pytest.approx(7.5) and s["max_share"] == pytest.approx(0.8)
+    assert s["effective_sources"] == pytest.approx(math.exp(-(0.8 * math.log(0.8) + 0.2 * math.log(0.2))), rel=1e-5)
+    assert s["effective_sources_simpson"] == pytest.approx(1 / (0.8**2 + 0.2**2), rel=1e-5)
+    assert s["unique_seconds_used"] == pytest.approx(4.0) and s["reuse_factor"] == pytest.approx(7.5 / 4)
