@@ -114,10 +114,11 @@ def test_stage_two_reports_the_reuse_of_stage_one_sources_through_the_chain(ray_
     # The run's coverage.json, the JSON and the text of `shardsmith coverage` carry it too.
     assert json.loads((out / "coverage.json").read_text())["upstream"] == up
     capsys.readouterr()
-    main(["coverage", str(out), "--json"])
+    main(["coverage", str(out), "--json", "--html", str(tmp_path / "r.html")])
     lines = capsys.readouterr().out.splitlines()  # Ray may log to stdout around the JSON
     printed = json.loads("\n".join(lines[lines.index("{") : len(lines) - lines[::-1].index("}")]))
     assert printed["upstream"] == up
+    assert "Upstream of pool prev" in (tmp_path / "r.html").read_text()
     text = describe_coverage(report)
     assert "upstream of pool 'prev': stage1/" in text and "1 level (its upstream is not followed)" in text
 

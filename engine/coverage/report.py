@@ -140,6 +140,18 @@ def coverage_html(report: dict[str, Any], cs: CoverageStats | None = None) -> st
             parts.append(figure_html(fig, f"usage of {name}"))
     sections.append(section("Pools", *parts))
 
+    for name, u in (report.get("upstream") or {}).items():
+        for o in u["outputs"]:
+            urows = [{"pool": n, **{k: ("-" if f.get(k) is None else f.get(k)) for k in cols[1:]}}
+                     for n, f in o["pools"].items()]
+            sections.append(section(
+                f"Upstream of pool {name}",
+                f"<p>{esc(o['path'])} (recipe {esc(o['recipe_name'])}): {o['rows_used']}/{o['rows_available']} rows "
+                f"used {o['uses']} times. Its own sources through the chain, {u['depth']} level (its upstream is "
+                "not followed).</p>",
+                table_html(urows, cols),
+            ))
+
     if report["params"]:
         parts = []
         prow = [{"parameter": n, "range": p["range"] if p["range"] else "-", "count": p["count"],
