@@ -454,3 +454,34 @@ def test_bad_kaldi_entries_on_an_object_store_are_refused_with_reasons(corpus_on
     assert pool.items == [f"{bad}#r1", f"{bad}#r4"] and [x["text"] for x in pool.labels] == ["one", "four"]
     with pytest.raises(InputError, match="holds no wav.scp"):
         index_pools(_recipe(demo_corpus, corpus.root, {"format": "kaldi", "paths": [f"{corpus_on_s3}/wavs"]}))
+
+
+@pytest.mark.parametrize("name", ["lhotse_cuts", "lhotse_rs"])
+def test_lhotse_manifests_on_an_object_store_give_the_same_items_labels_and_bytes(corpus_on_s3, corpus, demo_corpus,
+                                                                                  tmp_path, name):
+    """Relative sources resolve against the manifest's folder on the store."""
+    spec = POOLS[name][0]
+    remote = {**spec, "paths": [f"{corpus_on_s3}/{p}" for p in spec["paths"]]}
+    _same_on_the_store(corpus, demo_corpus, tmp_path, spec, remote, corpus_on_s3)
+
+
+def test_plain_and_listed_lhotse_manifests_on_an_object_store(corpus_on_s3, corpus, demo_corpus):
+    import boto3
+
+    s3 = boto3.client("s3")
+    plain = gzip.decompress((corpus.root / "manifests" / "cuts.jsonl.gz").read_bytes())
+    s3.put_object(Bucket="corpus", Key="c/manifests/plain.jsonl", Body=plain)
+    s3.put_object(Bucket="corpus", Key="c/manifests/listed/cuts.json", Body=b"[\n{}\n]\n")
+    try:
+        pool = index_pools(_recipe(demo_corpus, corpus.root, {
+            "format": "lhotse", "paths": [f"{corpus_on_s3}/manifests/*.jsonl"]})).pools["speech"]
+        assert pool.items == [f"{corpus_on_s3}/manifests/plain.jsonl#cut-{u.id}" for u in corpus.utts]
+        with pytest.raises(InputError, match=r"a JSON list.*lhotse copy cuts\.json cuts\.jsonl\.gz"):
+            index_pools(_recipe(demo_corpus, corpus.root, {
+                "format": "lhotse", "paths": [f"{corpus_on_s3}/manifests/listed/cuts.json"]}))
+        with pytest.raises(InputError, match="matches no object"):
+            index_pools(_recipe(demo_corpus, corpus.root, {
+                "format": "lhotse", "paths": [f"{corpus_on_s3}/manifests/none.jsonl.gz"]}))
+    finally:
+        s3.delete_object(Bucket="corpus", Key="c/manifests/plain.jsonl")
+        s3.delete_object(Bucket="corpus", Key="c/manifests/listed/cuts.json")
