@@ -174,14 +174,14 @@ def _run_folder(data_dir: str, entries: list[str]) -> tuple[str, set[str] | None
     relative = [e for e in entries if not ("://" in e or os.path.isabs(e))]
     run = ancestors[min(2, len(ancestors) - 1)]
     for entry in relative[:_RUN_FOLDER_PROBES]:
-        hit = next((a for a in ancestors if Store.open(a).exists(entry)), None)
+        hit = next((a for a in ancestors if Store.open(a).exists(posixpath.normpath(entry))), None)
         if hit is not None:
             run = hit
             break
-    folders = [posixpath.dirname(posixpath.normpath(e)) for e in relative]
-    common = posixpath.commonpath(folders) if folders else ""
-    if common.startswith(".."):
-        return run, None
+    keys = [posixpath.normpath(e) for e in relative]
+    if not keys or any(k == ".." or k.startswith("../") for k in keys):
+        return run, None  # nothing to check, or files above the run folder: found when probed
+    common = posixpath.commonpath([posixpath.dirname(k) for k in keys])
     prefix = "" if common in ("", ".") else common
     try:
         names = Store.open(run).list(prefix)
