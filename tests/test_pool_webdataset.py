@@ -332,6 +332,8 @@ def test_shards_on_an_object_store_give_the_same_items_labels_and_bytes(wds_on_s
     folder = _recipe(demo_corpus, wds, {"format": "webdataset", "paths": [f"{wds_on_s3}/shards"]})
     pl, pr, pf = (index_pools(r).pools["speech"] for r in (local, remote, folder))
     assert pr.items == [f"{wds_on_s3}/{i}" for i in pl.items] and pf.items == pr.items
+    one = _recipe(demo_corpus, wds, {"format": "webdataset", "paths": [f"{wds_on_s3}/shards/train-00001.tar"]})
+    assert index_pools(one).pools["speech"].items == pr.items[12:]
     assert pr.labels == pl.labels and list(pr.duration_s) == list(pl.duration_s)
     spec = make_plan(local).shards[0]
     make_shard(local, index_pools(local), spec, tmp_path / "l")
