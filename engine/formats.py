@@ -20,6 +20,8 @@ open (:mod:`engine.sources`), and its labels:
 - ``lhotse``: Lhotse JSONL manifests (cuts, or recordings and supervisions), listed by
   :mod:`engine.lhotse_manifests`.
 
+All four read local files and objects (``s3://...``) alike.
+
 Items of the last two are segments of recordings (:class:`engine.sources.Segment`),
 read by seeking inside the recording's file.
 

@@ -8,6 +8,9 @@ A data dir is a folder of small text files, one ``<key> <value>`` per line:
   shardsmith recipe kept there reads them as written. An entry Kaldi would run or read
   specially (a piped command ``... |``, standard input ``-``, an offset into an archive
   ``x.ark:1234``, or anything with shell syntax) is refused with a reason and never run.
+  A data dir may be on an object store (``s3://bucket/egs/s5/data/train``): its relative
+  paths resolve against the folder Kaldi ran in there, the nearest of the data dir and
+  the folders above it that holds them.
 - ``segments`` (optional): ``<utt-id> <recording-id> <start> <end>`` in seconds (an end
   of ``-1`` is the recording's end). With it, items are these segments, read by seeking
   inside their recording; without it, items are the recordings.
@@ -28,30 +31,60 @@ from __future__ import annotations
 
 import glob
 import os
+import posixpath
 import re
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, ShardError
 from .sources import Listing, Segment, label_table, with_segment
+from .storage import Store, glob_uri, is_uri
 
 LABELS = ["text", "speaker", "gender"]
 # What Kaldi's rxfilenames mean besides a file (kaldi-io.cc, ClassifyRxfilename), and
 # characters a shell gives meaning to: such an entry is refused, never run.
 _SHELL = re.compile(r"[|;&$`<>]")
 _ARCHIVE_OFFSET = re.compile(r":\d+$")
+# On an object store, the folder Kaldi ran in is found by looking for this many relative
+# wav.scp entries below the data dir and each folder above it.
+_RUN_FOLDER_PROBES = 5
 
 
-def _read_map(path: Path, rejects: list[dict[str, Any]], pool_name: str, shown: str,
-              need_value: bool = True) -> dict[str, tuple[int, str]]:
-    """``key -> (line number, rest of the line)`` of a Kaldi table file; a line without a
-    value (when one is needed) or a key listed twice is rejected with its line number."""
+class _DataDir:
+    """A data dir, local (a folder) or on an object store (a prefix, listed once)."""
+
+    def __init__(self, location: str):
+        self.location = location  # an absolute local path or an object URI
+        self.remote = is_uri(location)
+        self._store = Store.open(location) if self.remote else None
+        self._names = set(self._store.list()) if self._store is not None else None
+
+    def file(self, name: str) -> str:
+        return f"{self.location}/{name}" if self.remote else str(Path(self.location) / name)
+
+    def has(self, name: str) -> bool:
+        return name in self._names if self._names is not None else (Path(self.location) / name).is_file()
+
+
+def _read_text(path: str) -> str:
+    """A Kaldi table file's text, local or an object."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if is_uri(path):
+            return Store.open(path).read_bytes("").decode("utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); Kaldi data dir files are UTF-8 text") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except ShardError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _read_map(path: str, rejects: list[dict[str, Any]], pool_name: str, shown: str,
+              need_value: bool = True) -> dict[str, tuple[int, str]]:
+    """``key -> (line number, rest of the line)`` of a Kaldi table file; a line without a
+    value (when one is needed) or a key listed twice is rejected with its line number."""
+    text = _read_text(path)
     out: dict[str, tuple[int, str]] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -87,14 +120,34 @@ def refusal(entry: str) -> str | None:
     return None
 
 
-def _data_dirs(pool_name: str, pool: Any, base_dir: Path) -> list[Path]:
-    """The data dirs the pool's ``paths`` name (folders, globs of folders, or their wav.scp)."""
-    found: dict[Path, None] = {}
+def _remote_data_dirs(where: str, pattern: str) -> list[str]:
+    """The data dirs on an object store that a ``paths`` entry names (a prefix holding
+    wav.scp, the wav.scp itself, or a glob of either)."""
+    if any(c in pattern for c in "*?["):
+        target = pattern if pattern.endswith("/wav.scp") else pattern.rstrip("/") + "/wav.scp"
+        found = [m.rsplit("/", 1)[0] for m in glob_uri(target)]
+        if not found:
+            raise InputError(f"{where}: {pattern!r} matches no data dir (looked for {target}); name a Kaldi data "
+                             "dir, e.g. s3://bucket/data/train")
+        return found
+    d = pattern.rstrip("/")
+    if d.endswith("/wav.scp") and Store.open(d).exists(""):
+        return [d.rsplit("/", 1)[0]]
+    if not Store.open(d).exists("wav.scp"):
+        raise InputError(f"{where}: {d} holds no wav.scp; a Kaldi data dir holds wav.scp ('<recording-id> <path>' "
+                         "per line, and optionally segments, text, utt2spk, spk2gender): point paths at it")
+    return [d]
+
+
+def _data_dirs(pool_name: str, pool: Any, base_dir: Path) -> list[str]:
+    """The data dirs the pool's ``paths`` name (folders, globs of folders, or their
+    wav.scp): absolute local paths or object URIs."""
+    found: dict[str, None] = {}
     for i, pattern in enumerate(pool.paths):
         where = f"pools.{pool_name}.paths[{i}]"
-        if "://" in pattern:
-            raise InputError(f"{where}: {pattern!r}: Kaldi data dirs on object stores are not read; "
-                             "copy them locally")
+        if is_uri(pattern):
+            found.update(dict.fromkeys(_remote_data_dirs(where, pattern)))
+            continue
         full = pattern if os.path.isabs(pattern) else str(base_dir / pattern)
         matches = sorted(Path(os.path.abspath(m)) for m in glob.glob(full, recursive=True))
         if not matches:
@@ -106,8 +159,35 @@ def _data_dirs(pool_name: str, pool: Any, base_dir: Path) -> list[Path]:
                 what = "a folder without wav.scp" if d.is_dir() else "not a folder"
                 raise InputError(f"{where}: {d} is {what}; a Kaldi data dir holds wav.scp ('<recording-id> <path>' "
                                  "per line, and optionally segments, text, utt2spk, spk2gender): point paths at it")
-            found[d] = None
+            found[str(d)] = None
     return list(found)
+
+
+def _run_folder(data_dir: str, entries: list[str]) -> tuple[str, set[str] | None]:
+    """On an object store: the folder Kaldi ran in, the nearest of the data dir and the
+    folders above it below which a relative wav.scp entry is found (the data dir's
+    grandparent when none is), and the objects below the entries' common folder there
+    (one listing; None if it cannot be listed)."""
+    scheme, rest = data_dir.split("://", 1)
+    parts = rest.split("/")
+    ancestors = [f"{scheme}://{'/'.join(parts[:n])}" for n in range(len(parts), 0, -1)]
+    relative = [e for e in entries if not ("://" in e or os.path.isabs(e))]
+    run = ancestors[min(2, len(ancestors) - 1)]
+    for entry in relative[:_RUN_FOLDER_PROBES]:
+        hit = next((a for a in ancestors if Store.open(a).exists(posixpath.normpath(entry))), None)
+        if hit is not None:
+            run = hit
+            break
+    keys = [posixpath.normpath(e) for e in relative]
+    if not keys or any(k == ".." or k.startswith("../") for k in keys):
+        return run, None  # nothing to check, or files above the run folder: found when probed
+    common = posixpath.commonpath([posixpath.dirname(k) for k in keys])
+    prefix = "" if common in ("", ".") else common
+    try:
+        names = Store.open(run).list(prefix)
+    except ShardError:
+        return run, None
+    return run, set(names)
 
 
 def _resolve(entry: str, base_dir: Path) -> str:
@@ -116,14 +196,26 @@ def _resolve(entry: str, base_dir: Path) -> str:
     return os.path.abspath(os.path.join(base_dir, entry))
 
 
-def _recordings(pool_name: str, data_dir: Path, rel: str, base_dir: Path,
+def _recordings(pool_name: str, data_dir: _DataDir, rel: str, base_dir: Path,
                 rejects: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
     """``wav.scp`` as ``(recording id -> file, recording id -> why it is refused)``."""
     usable: dict[str, str] = {}
     refused: dict[str, str] = {}
-    for rec, (_, entry) in _read_map(data_dir / "wav.scp", rejects, pool_name, f"{rel}/wav.scp").items():
+    entries = _read_map(data_dir.file("wav.scp"), rejects, pool_name, f"{rel}/wav.scp")
+    run, objects = (_run_folder(data_dir.location, [e for _, e in entries.values() if refusal(e) is None])
+                    if data_dir.remote else ("", None))
+    for rec, (_, entry) in entries.items():
         why = refusal(entry)
-        path = _resolve(entry, base_dir) if why is None else ""
+        if why is None and data_dir.remote and not ("://" in entry or os.path.isabs(entry)):
+            key = posixpath.normpath(entry)
+            scheme, where = run.split("://", 1)
+            path = f"{scheme}://{posixpath.normpath(f'{where}/{key}')}"
+            if objects is not None and key not in objects:
+                why = (f"file not found: {path} (on an object store a relative path in wav.scp resolves against "
+                       f"the folder Kaldi ran in, found as the nearest of the data dir and the folders above it "
+                       f"that holds the files wav.scp names: here {run})")
+        else:
+            path = _resolve(entry, base_dir) if why is None else ""
         if why is None and "://" not in path and not os.path.isfile(path):
             why = (f"file not found: {path} (a relative path in wav.scp resolves against the recipe's folder, "
                    f"{base_dir}: keep the recipe in the folder Kaldi ran in, or write absolute paths)")
@@ -135,14 +227,14 @@ def _recordings(pool_name: str, data_dir: Path, rel: str, base_dir: Path,
     return usable, refused
 
 
-def _utterances(pool_name: str, data_dir: Path, rel: str, recordings: list[str],
+def _utterances(pool_name: str, data_dir: _DataDir, rel: str, recordings: list[str],
                 rejects: list[dict[str, Any]]) -> list[tuple[str, str, Segment | None]]:
     """``(utt-id, recording id, segment)`` of every utterance: the lines of ``segments``,
     or, without it, every recording whole."""
-    if not (data_dir / "segments").is_file():
+    if not data_dir.has("segments"):
         return [(rec, rec, None) for rec in recordings]
     out = []
-    for utt, (number, value) in _read_map(data_dir / "segments", rejects, pool_name, f"{rel}/segments").items():
+    for utt, (number, value) in _read_map(data_dir.file("segments"), rejects, pool_name, f"{rel}/segments").items():
         fields = value.split()
         try:
             if len(fields) != 3:
@@ -168,14 +260,14 @@ def list_kaldi_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
     locators: list[str] = []
     rows: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
-    for data_dir in _data_dirs(pool_name, pool, base_dir):
-        rel = Path(os.path.relpath(data_dir, base_dir)).as_posix()
+    for location in _data_dirs(pool_name, pool, base_dir):
+        data_dir = _DataDir(location)
+        rel = location if data_dir.remote else Path(os.path.relpath(location, base_dir)).as_posix()
         usable, refused = _recordings(pool_name, data_dir, rel, base_dir, rejects)
         labels = {}
         for name in ("text", "utt2spk", "spk2gender"):
-            f = data_dir / name
-            labels[name] = {} if not f.is_file() else {
-                k: v for k, (_, v) in _read_map(f, rejects, pool_name, f"{rel}/{name}",
+            labels[name] = {} if not data_dir.has(name) else {
+                k: v for k, (_, v) in _read_map(data_dir.file(name), rejects, pool_name, f"{rel}/{name}",
                                                 need_value=name != "text").items()}
         for utt, rec, segment in _utterances(pool_name, data_dir, rel, [*usable, *refused], rejects):
             if rec not in usable:

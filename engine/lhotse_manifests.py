@@ -19,7 +19,8 @@ The channel read is the cut's or supervision's, taken from the source file that 
 it (a recording may keep each channel in a file of its own). ``text``, ``speaker``,
 ``language`` and ``gender`` are labels (a cut's come from its first supervision). Only
 ``file`` sources are read; a relative source path resolves against the folder of the
-manifest that holds the recording. A ``command`` source is refused, never run.
+manifest that holds the recording (on an object store, its folder there). A ``command``
+source is refused, never run. Manifests may be local files or objects (``s3://...``).
 
 Item ids are ``<manifest relative to the recipe's folder>#<id>``, for example
 ``cuts.jsonl.gz#cut-7`` or ``supervisions.jsonl.gz#sup-3``.
@@ -36,13 +37,16 @@ import gzip
 import io
 import json
 import os
+import posixpath
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
 from .errors import InputError
-from .sources import Listing, Segment, label_table, with_segment
+from .sources import Listing, Segment, label_table, open_container, with_segment
+from .storage import Store, glob_uri, is_uri
 
 LABELS = ["text", "speaker", "language", "gender"]
 MONO_CUT_TYPES = ("MonoCut", "Cut")
@@ -61,20 +65,26 @@ class _Record:
     """One parsed line of a manifest, with where it came from."""
 
     data: dict[str, Any]
-    manifest: Path  # absolute
-    shown: str  # the manifest relative to the recipe's folder
+    manifest: str  # an absolute local path or an object URI
+    shown: str  # the manifest relative to the recipe's folder, or its URI
     line: int
 
 
-def _manifests(pool_name: str, pool: Any, base_dir: Path) -> list[Path]:
-    found: dict[Path, None] = {}
+def _manifests(pool_name: str, pool: Any, base_dir: Path) -> list[str]:
+    """The manifests the pool's ``paths`` name: absolute local paths or object URIs."""
+    found: dict[str, None] = {}
     for i, pattern in enumerate(pool.paths):
         where = f"pools.{pool_name}.paths[{i}]"
-        if "://" in pattern:
-            raise InputError(f"{where}: {pattern!r}: Lhotse manifests on object stores are not read; "
-                             "copy them locally")
+        if is_uri(pattern):
+            objects = (glob_uri(pattern) if any(c in pattern for c in "*?[") else
+                       [pattern] if Store.open(pattern).exists("") else [])
+            if not objects:
+                raise InputError(f"{where}: {pattern!r} matches no object; name Lhotse JSONL manifests, e.g. "
+                                 "s3://bucket/cuts.jsonl.gz, or recordings.jsonl.gz and supervisions.jsonl.gz")
+            found.update(dict.fromkeys(objects))
+            continue
         full = pattern if os.path.isabs(pattern) else str(base_dir / pattern)
-        matches = sorted(Path(os.path.abspath(m)) for m in glob.glob(full, recursive=True) if os.path.isfile(m))
+        matches = sorted(os.path.abspath(m) for m in glob.glob(full, recursive=True) if os.path.isfile(m))
         if not matches:
             raise InputError(f"{where}: {pattern!r} matches no file (looked for {full}); name Lhotse JSONL "
                              "manifests, e.g. cuts.jsonl.gz, or recordings.jsonl.gz and supervisions.jsonl.gz")
@@ -82,14 +92,24 @@ def _manifests(pool_name: str, pool: Any, base_dir: Path) -> list[Path]:
     return list(found)
 
 
-def _open_text(path: Path) -> IO[str]:
-    with open(path, "rb") as f:
-        gzipped = f.read(2) == b"\x1f\x8b"
-    raw: IO[bytes] = gzip.open(path, "rb") if gzipped else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8")
+@contextmanager
+def _open_text(path: str) -> Iterator[IO[str]]:
+    """A manifest's lines, local or an object, gunzipped if its first bytes say so."""
+    if not is_uri(path):
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+        raw: IO[bytes] = gzip.open(path, "rb") if gzipped else open(path, "rb")
+        with io.TextIOWrapper(raw, encoding="utf-8") as text:
+            yield text
+        return
+    with open_container(path) as src, io.BufferedReader(src, buffer_size=1 << 20) as f:  # type: ignore[arg-type]
+        gzipped = f.peek(2)[:2] == b"\x1f\x8b"
+        body: IO[bytes] = gzip.GzipFile(fileobj=f, mode="rb") if gzipped else f  # type: ignore[assignment]
+        with io.TextIOWrapper(body, encoding="utf-8") as text:
+            yield text
 
 
-def _records(pool_name: str, path: Path, shown: str, rejects: list[dict[str, Any]]) -> Iterator[_Record]:
+def _records(pool_name: str, path: str, shown: str, rejects: list[dict[str, Any]]) -> Iterator[_Record]:
     """The records of one manifest; a line that is not a JSON object with an ``id`` is
     rejected with its line number, a manifest without any line as a whole."""
     number = 0
@@ -100,7 +120,7 @@ def _records(pool_name: str, path: Path, shown: str, rejects: list[dict[str, Any
                     continue
                 if number == 1 and line.strip() == "[":
                     raise InputError(f"{path}: a JSON list; shardsmith reads Lhotse's JSONL manifests "
-                                     f"(`lhotse copy {path.name} {path.stem}.jsonl.gz` converts it)")
+                                     f"(`lhotse copy {Path(path).name} {Path(path).stem}.jsonl.gz` converts it)")
                 try:
                     data = json.loads(line)
                 except ValueError as exc:
@@ -125,7 +145,17 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _file_and_channel(recording: Any, channel: Any, manifest: Path) -> tuple[str, int | None]:
+def _beside(manifest: str, path: str) -> str:
+    """A source path resolved against the folder of the manifest that names it."""
+    if is_uri(path) or os.path.isabs(path):
+        return path
+    if is_uri(manifest):
+        scheme, where = manifest.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(posixpath.dirname(where), path))}"
+    return os.path.abspath(os.path.join(os.path.dirname(manifest), path))
+
+
+def _file_and_channel(recording: Any, channel: Any, manifest: str) -> tuple[str, int | None]:
     """The file to read for ``channel`` of ``recording`` (a Lhotse recording dict), and
     the channel of that file (None: the whole file). Raises ValueError with the reason."""
     if not isinstance(recording, dict) or not isinstance(recording.get("sources"), list) or not recording["sources"]:
@@ -161,10 +191,10 @@ def _file_and_channel(recording: Any, channel: Any, manifest: Path) -> tuple[str
                          else f"a {kind!r} source; shardsmith reads 'file' sources only")
     if not isinstance(path, str) or not path:
         raise ValueError("a 'file' source without a path")
-    return (path if os.path.isabs(path) else os.path.abspath(os.path.join(manifest.parent, path))), index
+    return _beside(manifest, path), index
 
 
-def _segment_item(record: _Record, recording: Any, recording_manifest: Path,
+def _segment_item(record: _Record, recording: Any, recording_manifest: str,
                   supervision: Any) -> tuple[str, dict[str, Any]]:
     """The locator and labels of a cut or supervision record (ValueError: why not)."""
     data = record.data
@@ -208,7 +238,7 @@ def list_lhotse_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
     supervisions: list[_Record] = []
     recordings: dict[str, _Record] = {}
     for path in _manifests(pool_name, pool, base_dir):
-        shown = Path(os.path.relpath(path, base_dir)).as_posix()
+        shown = path if is_uri(path) else Path(os.path.relpath(path, base_dir)).as_posix()
         for record in _records(pool_name, path, shown, rejects):
             if "type" in record.data:
                 cuts.append(record)

@@ -17,19 +17,22 @@ Example::
 from __future__ import annotations
 
 import glob
+import io
 import json
 import os
 import re
 import tarfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 import pyarrow as pa
 
 from .errors import InputError
 from .media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
-from .sources import Listing, Locator, encode
+from .sources import Listing, Locator, encode, open_container
+from .storage import Store, glob_uri, is_uri
 
 # webdataset.tariterators.base_plus_ext: the key is everything up to the first dot of the
 # member's file name (its folders included), the extension everything after it.
@@ -41,6 +44,9 @@ WDS_LABEL_MAX_BYTES = 4 * 2**20  # a label member larger than this is not a labe
 _COMPRESSION_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz",
                       b"\x28\xb5\x2f\xfd": "zstd", b"\x04\x22\x4d\x18": "lz4"}
 _TAR_BLOCK = 512
+# Listing a tar on an object store reads ahead this much per request: the headers of small
+# members come in one request, a large member is skipped by a seek.
+_REMOTE_READ_AHEAD = 1 << 20
 
 
 def wds_key(name: str) -> tuple[str, str] | None:
@@ -76,16 +82,72 @@ class _Sample:
     duplicates: list[str] = field(default_factory=list)
 
 
-def _tar_members(path: Path, shown: str) -> tuple[list[_Member], str | None]:
+class _RemoteTar(io.RawIOBase):
+    """A tar object as a raw file that, like a local file, may be sought past its end
+    (tarfile skips a member's data by a seek, which pyarrow's input files refuse past
+    the end of a cut-short tar); reads there return nothing."""
+
+    def __init__(self, src: Any):
+        self.src = src
+        self.end = src.size()
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.pos = max(0, offset + (0, self.pos, self.end)[whence])
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.end - self.pos)
+        if n <= 0:
+            return 0
+        data = self.src.read_at(n, self.pos)
+        buffer[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+@contextmanager
+def _open_tar(path: str) -> Iterator[IO[bytes]]:
+    """A seekable binary file of a local tar or of a tar object (read ahead in blocks, so
+    listing its headers takes few requests)."""
+    if not is_uri(path):
+        with open(path, "rb") as f:
+            yield f
+        return
+    with open_container(path) as src, io.BufferedReader(_RemoteTar(src), buffer_size=_REMOTE_READ_AHEAD) as f:
+        yield f
+
+
+def _tar_size(path: str) -> int:
+    """The size of a local tar or of a tar object (OSError if it cannot be read)."""
+    if not is_uri(path):
+        return os.stat(path).st_size
+    size = Store.open(path).size("")
+    if size is None:
+        raise FileNotFoundError(f"no such object: {path}")
+    return size
+
+
+def _tar_members(path: str, shown: str) -> tuple[list[_Member], str | None]:
     """The regular members of an uncompressed tar, in order, from its headers alone; and
     why the listing stopped early, if it did (the members before that are kept)."""
-    with open(path, "rb") as f:
+    with _open_tar(path) as f:
         head = f.read(8)
         for magic, what in _COMPRESSION_MAGIC.items():
             if head.startswith(magic):
                 raise InputError(
                     f"{shown}: a {what}-compressed tar; members of a compressed tar cannot be read by offset. "
-                    f"Re-pack it uncompressed (for gzip: `gunzip -k {path.name}` gives the same tar, uncompressed)"
+                    f"Re-pack it uncompressed (for gzip: `gunzip -k {path.rsplit('/', 1)[-1]}` gives the same tar, "
+                    "uncompressed)"
                 )
         f.seek(0)
         members: list[_Member] = []
@@ -204,20 +266,32 @@ def _label_table(rows: list[dict[str, Any]], pool_name: str, wanted: list[str] |
     return pa.table(columns) if columns else None
 
 
-def _wds_tars(pool_name: str, patterns: list[str], base_dir: Path) -> list[Path]:
-    found: set[Path] = set()
+def _wds_tars(pool_name: str, patterns: list[str], base_dir: Path) -> list[str]:
+    """The tar files (local absolute paths or object URIs) the pool's ``paths`` name:
+    files, globs, or folders (every ``.tar`` below)."""
+    found: set[str] = set()
     for i, pattern in enumerate(patterns):
         where = f"pools.{pool_name}.paths[{i}]"
-        if "://" in pattern:
-            raise InputError(f"{where}: {pattern!r}: tar shards on object stores are not read yet; copy them locally")
+        if is_uri(pattern):
+            if any(c in pattern for c in "*?["):
+                matches = glob_uri(pattern)
+            else:
+                store = Store.open(pattern)
+                names = store.list()
+                matches = [store.display(n) for n in names if n.endswith(".tar")] if names else (
+                    [store.uri] if store.exists("") else [])
+            if not matches:
+                raise InputError(f"{where}: {pattern!r} matches no objects")
+            found.update(matches)
+            continue
         full = pattern if os.path.isabs(pattern) else str(base_dir / pattern)
         if os.path.isdir(full):
-            matches = [p for p in Path(full).rglob("*.tar") if p.is_file()]
+            matches = [str(p) for p in Path(full).rglob("*.tar") if p.is_file()]
         else:
-            matches = [Path(m) for m in glob.glob(full, recursive=True) if not os.path.isdir(m)]
+            matches = [m for m in glob.glob(full, recursive=True) if not os.path.isdir(m)]
         if not matches:
             raise InputError(f"{where}: {pattern!r} matches no files (looked for {full})")
-        found.update(Path(os.path.abspath(m)) for m in matches)
+        found.update(os.path.abspath(m) for m in matches)
     return sorted(found)
 
 
@@ -267,9 +341,9 @@ def list_webdataset_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
         rejects.append({"pool": pool_name, "path": path, "reason": reason})
 
     for path in _wds_tars(pool_name, pool.paths, base_dir):
-        rel = Path(os.path.relpath(path, base_dir)).as_posix()
+        rel = path if is_uri(path) else Path(os.path.relpath(path, base_dir)).as_posix()
         try:
-            size = path.stat().st_size
+            size = _tar_size(path)
             members, problem = _tar_members(path, rel) if size else ([], None)
         except OSError as exc:
             reject(rel, f"not readable ({exc.strerror or exc})")
@@ -286,7 +360,7 @@ def list_webdataset_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
         if problem and not any(m.offset + m.size > size for m in members):
             reject(rel, f"{problem}; the samples before it are used")
         seen: set[str] = set()
-        with open(path, "rb") as f:
+        with _open_tar(path) as f:
             for n, sample in enumerate(samples):
                 if sample.key in seen:
                     continue  # a key in several runs is rejected once, at its first
@@ -309,6 +383,6 @@ def list_webdataset_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
                     continue
                 m = sample.members[media[0]]
                 ids.append(item)
-                locators.append(encode(Locator(src=str(path), offset=m.offset, size=m.size, name=m.name)))
+                locators.append(encode(Locator(src=path, offset=m.offset, size=m.size, name=m.name)))
                 label_rows.append(labels)
     return Listing(ids, locators, _label_table(label_rows, pool_name, pool.label_columns), rejects)

@@ -158,3 +158,26 @@ def make_bucket(name: str) -> None:
     import boto3
 
     boto3.client("s3").create_bucket(Bucket=name)
+
+
+@contextlib.contextmanager
+def tree_on_s3(root: Path, bucket: str, prefix: str):
+    """Every file below ``root`` uploaded to ``s3://bucket/prefix/`` on a moto server on
+    127.0.0.1, with the standard AWS variables pointing at it for the block; yields
+    ``s3://bucket/prefix``."""
+    import boto3
+
+    with moto_server() as endpoint:
+        env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+        mp = pytest.MonkeyPatch()
+        for k, v in env.items():
+            mp.setenv(k, v)
+        try:
+            make_bucket(bucket)
+            s3 = boto3.client("s3")
+            for f in sorted(p for p in root.rglob("*") if p.is_file()):
+                s3.upload_file(str(f), bucket, f"{prefix}/{f.relative_to(root).as_posix()}")
+            yield f"s3://{bucket}/{prefix}"
+        finally:
+            mp.undo()

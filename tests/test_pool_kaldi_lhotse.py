@@ -393,3 +393,95 @@ def test_the_format_enters_the_recipe_hash(demo_corpus):
 def test_the_shipped_kaldi_and_lhotse_templates_are_valid(name):
     recipe = load_recipe(Path(__file__).parent.parent / "recipes" / name)
     assert {p.format for p in recipe.pools.values() if hasattr(p, "format")} & {"kaldi", "lhotse"}
+
+
+@pytest.fixture(scope="module")
+def corpus_on_s3(corpus):
+    """The same corpus (recordings, data dir, manifests) in a bucket of a real
+    S3-compatible server (moto on 127.0.0.1)."""
+    from .conftest import tree_on_s3
+
+    with tree_on_s3(corpus.root, "corpus", "c") as uri:
+        yield uri
+
+
+def _same_on_the_store(corpus, demo_corpus, tmp_path, local_spec: dict, remote_spec: dict, uri: str):
+    """Items (modulo the prefix), labels, durations and a shard's audio bytes agree."""
+    local = _recipe(demo_corpus, corpus.root, local_spec)
+    remote = _recipe(demo_corpus, corpus.root, remote_spec)
+    il, ir = index_pools(local), index_pools(remote)
+    pl, pr = il.pools["speech"], ir.pools["speech"]
+    assert len(pl) == 12 and pr.items == [f"{uri}/{i}" for i in pl.items]
+    assert pr.labels == pl.labels and list(pr.duration_s) == list(pl.duration_s)
+    assert not [r for r in ir.rejects if r["pool"] == "speech"]
+    spec = make_plan(local).shards[0]
+    make_shard(local, il, spec, tmp_path / "l")
+    make_shard(remote, ir, spec, tmp_path / "r")
+    rows_l = read_shard(next((tmp_path / "l").rglob("*.arrow"))).to_pylist()
+    rows_r = read_shard(next((tmp_path / "r").rglob("*.arrow"))).to_pylist()
+    assert [r["audio"]["bytes"] for r in rows_l] == [r["audio"]["bytes"] for r in rows_r]
+    assert [r["text"] for r in rows_l] == [r["text"] for r in rows_r]
+
+
+def test_a_data_dir_on_an_object_store_gives_the_same_items_labels_and_bytes(corpus_on_s3, corpus, demo_corpus,
+                                                                             tmp_path):
+    """wav.scp's relative paths resolve against the folder Kaldi ran in, found on the
+    store as the nearest folder above the data dir that holds them."""
+    _same_on_the_store(corpus, demo_corpus, tmp_path, POOLS["kaldi"][0],
+                       {"format": "kaldi", "paths": [f"{corpus_on_s3}/data/train"]}, corpus_on_s3)
+    pool = index_pools(_recipe(demo_corpus, corpus.root, {"format": "kaldi", "paths": [f"{corpus_on_s3}/data/*"]}))
+    assert pool.pools["speech"].items[0] == f"{corpus_on_s3}/data/train#{corpus.utts[0].id}"
+
+
+def test_bad_kaldi_entries_on_an_object_store_are_refused_with_reasons(corpus_on_s3, corpus, demo_corpus):
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket="corpus", Key="c/data/bad/wav.scp",
+                  Body=f"r1 wavs/rec0.flac\nr2 wavs/nope.flac\nr3 sox x.wav -t wav - |\nr4 {corpus_on_s3}/wavs/rec1.flac\n")
+    s3.put_object(Bucket="corpus", Key="c/data/bad/text", Body="r1 one\nr4 four\n")
+    try:
+        index = index_pools(_recipe(demo_corpus, corpus.root, {"format": "kaldi", "paths": [f"{corpus_on_s3}/data/bad"]}))
+    finally:
+        s3.delete_object(Bucket="corpus", Key="c/data/bad/wav.scp")
+        s3.delete_object(Bucket="corpus", Key="c/data/bad/text")
+    bad = f"{corpus_on_s3}/data/bad"
+    reasons = {r["path"]: r["reason"] for r in index.rejects if r["pool"] == "speech"}
+    assert reasons.keys() == {f"{bad}/wav.scp#r2", f"{bad}/wav.scp#r3"}
+    assert reasons[f"{bad}/wav.scp#r2"].startswith(f"file not found: {corpus_on_s3}/wavs/nope.flac")
+    assert "a piped command" in reasons[f"{bad}/wav.scp#r3"]
+    pool = index.pools["speech"]
+    assert pool.items == [f"{bad}#r1", f"{bad}#r4"] and [x["text"] for x in pool.labels] == ["one", "four"]
+    with pytest.raises(InputError, match="holds no wav.scp"):
+        index_pools(_recipe(demo_corpus, corpus.root, {"format": "kaldi", "paths": [f"{corpus_on_s3}/wavs"]}))
+
+
+@pytest.mark.parametrize("name", ["lhotse_cuts", "lhotse_rs"])
+def test_lhotse_manifests_on_an_object_store_give_the_same_items_labels_and_bytes(corpus_on_s3, corpus, demo_corpus,
+                                                                                  tmp_path, name):
+    """Relative sources resolve against the manifest's folder on the store."""
+    spec = POOLS[name][0]
+    remote = {**spec, "paths": [f"{corpus_on_s3}/{p}" for p in spec["paths"]]}
+    _same_on_the_store(corpus, demo_corpus, tmp_path, spec, remote, corpus_on_s3)
+
+
+def test_plain_and_listed_lhotse_manifests_on_an_object_store(corpus_on_s3, corpus, demo_corpus):
+    import boto3
+
+    s3 = boto3.client("s3")
+    plain = gzip.decompress((corpus.root / "manifests" / "cuts.jsonl.gz").read_bytes())
+    s3.put_object(Bucket="corpus", Key="c/manifests/plain.jsonl", Body=plain)
+    s3.put_object(Bucket="corpus", Key="c/manifests/listed/cuts.json", Body=b"[\n{}\n]\n")
+    try:
+        pool = index_pools(_recipe(demo_corpus, corpus.root, {
+            "format": "lhotse", "paths": [f"{corpus_on_s3}/manifests/*.jsonl"]})).pools["speech"]
+        assert pool.items == [f"{corpus_on_s3}/manifests/plain.jsonl#cut-{u.id}" for u in corpus.utts]
+        with pytest.raises(InputError, match=r"a JSON list.*lhotse copy cuts\.json cuts\.jsonl\.gz"):
+            index_pools(_recipe(demo_corpus, corpus.root, {
+                "format": "lhotse", "paths": [f"{corpus_on_s3}/manifests/listed/cuts.json"]}))
+        with pytest.raises(InputError, match="matches no object"):
+            index_pools(_recipe(demo_corpus, corpus.root, {
+                "format": "lhotse", "paths": [f"{corpus_on_s3}/manifests/none.jsonl.gz"]}))
+    finally:
+        s3.delete_object(Bucket="corpus", Key="c/manifests/plain.jsonl")
+        s3.delete_object(Bucket="corpus", Key="c/manifests/listed/cuts.json")

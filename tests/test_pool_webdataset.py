@@ -311,3 +311,51 @@ def test_the_webdataset_template_runs_on_the_layout_it_describes(demo_corpus, tm
     assert len(index.pools["speech"]) == 12 and not [r for r in index.rejects if r["pool"] == "speech"]
     assert index.pools["speech"].items[0].startswith("shards/train-00000.tar#")
     assert make_shard(recipe, index, make_plan(recipe).shards[0], tmp_path / "out")["rows"] == 4
+
+
+@pytest.fixture(scope="module")
+def wds_on_s3(wds):
+    """The same shards in a bucket of a real S3-compatible server (moto on 127.0.0.1)."""
+    from .conftest import tree_on_s3
+
+    with tree_on_s3(wds, "corpus", "wds") as uri:
+        yield uri
+
+
+def test_shards_on_an_object_store_give_the_same_items_labels_and_bytes(wds_on_s3, wds, demo_corpus, tmp_path):
+    from engine.plan import make_plan
+    from engine.shards import read_shard
+    from engine.worker import make_shard
+
+    local = _recipe(demo_corpus, wds, WDS)
+    remote = _recipe(demo_corpus, wds, {"format": "webdataset", "paths": [f"{wds_on_s3}/shards/train-*.tar"]})
+    folder = _recipe(demo_corpus, wds, {"format": "webdataset", "paths": [f"{wds_on_s3}/shards"]})
+    pl, pr, pf = (index_pools(r).pools["speech"] for r in (local, remote, folder))
+    assert pr.items == [f"{wds_on_s3}/{i}" for i in pl.items] and pf.items == pr.items
+    one = _recipe(demo_corpus, wds, {"format": "webdataset", "paths": [f"{wds_on_s3}/shards/train-00001.tar"]})
+    assert index_pools(one).pools["speech"].items == pr.items[12:]
+    assert pr.labels == pl.labels and list(pr.duration_s) == list(pl.duration_s)
+    spec = make_plan(local).shards[0]
+    make_shard(local, index_pools(local), spec, tmp_path / "l")
+    make_shard(remote, index_pools(remote), spec, tmp_path / "r")
+    rows_l = read_shard(next((tmp_path / "l").rglob("*.arrow"))).to_pylist()
+    rows_r = read_shard(next((tmp_path / "r").rglob("*.arrow"))).to_pylist()
+    assert [r["audio"]["bytes"] for r in rows_l] == [r["audio"]["bytes"] for r in rows_r]
+    assert [r["text"] for r in rows_l] == [r["text"] for r in rows_r]
+
+
+def test_bad_tars_on_an_object_store_are_rejected_as_locally(demo_corpus, tmp_path):
+    from .conftest import tree_on_s3
+
+    _bad_shards(demo_corpus, tmp_path)
+    local = index_pools(_recipe(demo_corpus, tmp_path, {"format": "webdataset", "paths": ["shards/*.tar"]}))
+    with tree_on_s3(tmp_path / "shards", "bad", "x") as uri:
+        remote = index_pools(_recipe(demo_corpus, tmp_path, {"format": "webdataset", "paths": [f"{uri}/*.tar"]}))
+        with pytest.raises(InputError, match="matches no objects"):
+            index_pools(_recipe(demo_corpus, tmp_path, {"format": "webdataset", "paths": [f"{uri}/none-*.tar"]}))
+    reasons_l = {r["path"].removeprefix("shards/"): r["reason"] for r in local.rejects if r["pool"] == "speech"}
+    reasons_r = {r["path"].removeprefix(f"{uri}/"): r["reason"] for r in remote.rejects if r["pool"] == "speech"}
+    assert reasons_r.keys() == reasons_l.keys() and len(reasons_r) == 16, str(reasons_r)
+    for k, why in reasons_l.items():
+        assert why.replace("shards/", "") == reasons_r[k].replace(f"{uri}/", ""), k
+    assert remote.pools["speech"].items == [f"{uri}/{i.removeprefix('shards/')}" for i in local.pools["speech"].items]
