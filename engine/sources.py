@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import bisect
+import functools
 import io
 import os
 import threading
@@ -97,6 +98,7 @@ def encode(loc: Locator) -> str:
     return PREFIX + urlencode(q)
 
 
+@functools.lru_cache(maxsize=8192)  # a worker decodes the same locators again and again; Locator is frozen
 def decode(text: str) -> Locator:
     """The :class:`Locator` of a locator string (a plain path becomes a file locator)."""
     if not text.startswith(PREFIX):
