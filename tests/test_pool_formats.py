@@ -241,24 +241,10 @@ def test_a_common_voice_tsv_with_clips_beside_it(demo_corpus, tmp_path):
 def hub_on_s3(hub):
     """The same Parquet files and save_to_disk folder in a bucket of a real S3-compatible
     server (moto on 127.0.0.1)."""
-    import boto3
+    from .conftest import tree_on_s3
 
-    from .conftest import make_bucket, moto_server
-
-    with moto_server() as endpoint:
-        env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-        mp = pytest.MonkeyPatch()
-        for k, v in env.items():
-            mp.setenv(k, v)
-        try:
-            make_bucket("corpus")
-            s3 = boto3.client("s3")
-            for f in sorted(p for p in hub.rglob("*") if p.is_file()):
-                s3.upload_file(str(f), "corpus", f"hub/{f.relative_to(hub).as_posix()}")
-            yield "s3://corpus/hub"
-        finally:
-            mp.undo()
+    with tree_on_s3(hub, "corpus", "hub") as uri:
+        yield uri
 
 
 def test_tables_on_an_object_store_give_the_same_items_and_bytes(hub_on_s3, hub, demo_corpus, tmp_path):
