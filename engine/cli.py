@@ -136,7 +136,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_coverage(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .coverage import describe_coverage, load_coverage_stats, report_json, write_coverage_html
+    from .report import check_report_path
 
+    if args.html:
+        check_report_path(args.html)  # before any work
     report, merged = load_coverage_stats(args.out)
     if args.json:
         print(report_json(report))
@@ -196,8 +199,10 @@ def _named_path(value: str) -> tuple[str, str] | str:
 def cmd_mismatch_data(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .mismatch import compare_data, data_report_html
-    from .report import write_report
+    from .report import check_report_path, write_report
 
+    if args.html:
+        check_report_path(args.html)  # before any work
     result = compare_data(
         [_named_path(t) for t in args.train],
         args.dev,

@@ -16,7 +16,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -332,7 +334,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         path, raw = item.split("=", 1)
         parts = _parse_override_path(path.strip())
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = _plain_yaml(raw) if raw.strip() else ""
+        except _NotPlainData as exc:
+            raise RecipeError(f"--set {path}: value {raw!r}: {exc.problem}") from None
         except (yaml.YAMLError, ValueError, RecursionError) as exc:
             raise RecipeError(f"--set {path}: value {raw!r} is not valid YAML ({exc})") from None
         node: Any = data
@@ -367,12 +371,58 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 # --------------------------------------------------------------------------- loading
 
 
+_YAML = "tag:yaml.org,2002:"
+# Recipes are plain data: strings, numbers, booleans, null, lists and mappings (and YAML's
+# `<<` merge key). Any other tag would make a value JSON has no word for (a set, bytes, a
+# date, pairs) or, in an unsafe loader, an object; the recipe hash could not be a function
+# of the text (a set's order changes with PYTHONHASHSEED), so such a tag is a recipe error.
+_PLAIN_TAGS = frozenset(_YAML + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "merge"))
+
+# A recipe is a short text: the pools list files by glob, folder or manifest, not one by one.
+MAX_RECIPE_BYTES = 1 << 20
+
+
+def _tag_fix(tag: str, node: yaml.Node) -> str:
+    """What a tag makes and how to write the same thing as plain data."""
+    shown = "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+    kind = tag[len(_YAML):] if tag.startswith(_YAML) else ""
+    if kind == "timestamp":
+        value = str(node.value)
+        return (f"{value!r} reads as a YAML date/time, which is not plain data; "
+                f"quote it to keep it as text: '{value}'")
+    if kind == "set":
+        what, fix = "a set (its order changes from one process to the next)", \
+            "write a list instead, e.g. [a, b]"
+    elif kind == "binary":
+        what, fix = "bytes", "give a path to a file instead, or the text itself"
+    elif kind in ("omap", "pairs"):
+        what, fix = "a list of pairs", "write a plain mapping instead, e.g. {a: 1, b: 2}"
+    elif kind.startswith("python/"):
+        what, fix = "a Python object", "remove the tag and write the value itself"
+    else:
+        what, fix = "a value that is not plain data", "remove the tag (or quote the value to keep it as text)"
+    return (f"the YAML tag {shown} makes {what}; a recipe holds only strings, numbers, booleans, "
+            f"null, lists and mappings: {fix}")
+
+
+class _NotPlainData(yaml.constructor.ConstructorError):
+    """A YAML tag that makes something other than plain (JSON-like) data."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML that refuses a repeated key (otherwise the last one silently wins)."""
+    """Safe YAML that refuses a repeated key (otherwise the last one silently wins) and any
+    tag that is not plain data (``!!set``, ``!!binary``, ``!!omap``, dates, ``!custom``)."""
+
+    def construct_object(self, node, deep=False):
+        if node.tag not in _PLAIN_TAGS:
+            raise _NotPlainData(None, None, _tag_fix(node.tag, node), node.start_mark)
+        return super().construct_object(node, deep=deep)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == _YAML + "merge":  # `<<: *anchor`; its keys may be overridden
+                continue
             key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen
@@ -384,6 +434,32 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     None, None, f"duplicate key {show(key)}", key_node.start_mark
                 )
         return super().construct_mapping(node, deep)
+
+
+def _plain_yaml(text: str) -> Any:
+    """``text`` parsed as YAML into plain data (see :class:`_UniqueKeyLoader`)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _not_plain(data: Any, where: str = "") -> str | None:
+    """The field path of the first value in ``data`` that is not plain data, with its type."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if not isinstance(k, (str, int, float, bool)) and k is not None:
+                return f"{where or '(recipe)'}: key {show(k)} is a {type(k).__name__}"
+            found = _not_plain(v, f"{where}.{k}" if where else str(k))
+            if found:
+                return found
+        return None
+    if isinstance(data, (list, tuple)):
+        for i, v in enumerate(data):
+            found = _not_plain(v, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    if data is None or isinstance(data, (str, int, float, bool)):
+        return None
+    return f"{where or '(recipe)'}: {show(data)} is a {type(data).__name__}"
 
 
 def parse_recipe(data: Any, *, source: str = "recipe", base_dir: str | Path | None = None) -> Recipe:
@@ -400,6 +476,15 @@ def parse_recipe(data: Any, *, source: str = "recipe", base_dir: str | Path | No
     if bad_keys:
         raise RecipeError(f"{source}: top-level keys must be strings, got {bad_keys[0]!r}")
     try:
+        odd = _not_plain(data)
+    except RecursionError:
+        odd = None  # very deep nesting: the validator reports it
+    if odd:
+        raise RecipeError(
+            f"{source}: {odd}; a recipe holds only strings, numbers, booleans, null, lists and "
+            "mappings (a set's order, for one, differs between processes): use a list"
+        )
+    try:
         recipe = recipe_model().model_validate(data)
     except ValidationError as exc:
         raise _validation_to_recipe_error(exc, source) from None
@@ -410,22 +495,64 @@ def parse_recipe(data: Any, *, source: str = "recipe", base_dir: str | Path | No
     return recipe
 
 
+def _read_recipe_text(p: Path) -> str:
+    """The text of the recipe file ``p``: a regular file of at most :data:`MAX_RECIPE_BYTES`.
+
+    A FIFO, a device (``/dev/zero``), a folder or a huge file is refused at once, before a
+    byte is read (opened non-blocking, so a FIFO with no writer cannot hang the command).
+    """
+    fix = "give the path of a recipe YAML file, e.g. recipes/demo_in_car.yaml"
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise RecipeError(f"{p}: recipe file not found") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{p}: is a folder, not a recipe file; {fix}") from None
+    except OSError as exc:
+        raise RecipeError(f"{p}: cannot read recipe ({exc.strerror or exc})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise RecipeError(f"{p}: is a folder, not a recipe file; {fix}")
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise RecipeError(f"{p}: is {kind}, not a regular file; {fix}")
+    with os.fdopen(fd, "rb") as f:
+        def too_big(size: str) -> RecipeError:
+            return RecipeError(
+                f"{p}: is {size} bytes, larger than a recipe can be (at most {MAX_RECIPE_BYTES:,} "
+                "bytes: pools name their files by glob, folder or manifest, not one by one); "
+                "check that this is the recipe file"
+            )
+
+        if st.st_size > MAX_RECIPE_BYTES:
+            raise too_big(f"{st.st_size:,}")
+        try:
+            raw = f.read(MAX_RECIPE_BYTES + 1)
+        except OSError as exc:
+            raise RecipeError(f"{p}: cannot read recipe ({exc.strerror or exc})") from None
+    if len(raw) > MAX_RECIPE_BYTES:  # it grew after the check
+        raise too_big(f"over {MAX_RECIPE_BYTES:,}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError(f"{p}: recipe is not UTF-8 text") from None
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override and validate a recipe file; relative paths resolve against its folder.
 
     Example: ``load_recipe("recipes/demo_in_car.yaml", ["seed=7"])``
     """
     p = Path(path)
+    text = _read_recipe_text(p)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecipeError(f"{p}: recipe file not found") from None
-    except UnicodeDecodeError:
-        raise RecipeError(f"{p}: recipe is not UTF-8 text") from None
-    except OSError as exc:
-        raise RecipeError(f"{p}: cannot read recipe ({exc.strerror})") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = _plain_yaml(text)
+    except _NotPlainData as exc:
+        mark = exc.problem_mark
+        raise RecipeError(f"{p}: line {mark.line + 1}, column {mark.column + 1}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

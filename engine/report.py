@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .errors import ShardsmithError
+
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
@@ -109,11 +111,37 @@ def page(title: str, sections: Sequence[str], subtitle: str = "") -> str:
     )
 
 
-def write_report(path: str | Path, html: str) -> Path:
-    """Write the page to a temporary name, then rename it into place."""
+def check_report_path(path: str | Path) -> Path:
+    """Refuse, before any work, a report path that cannot be written: a folder, something
+    that is not a regular file (a FIFO, a device), or a file whose folder does not exist.
+
+    Example: ``check_report_path("out/report.html")``
+    """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.is_dir():
+        raise ShardsmithError(f"{p}: is a folder; give the HTML report a file name, e.g. {p / 'report.html'}")
+    if p.exists() and not p.is_file():
+        raise ShardsmithError(f"{p}: is not a regular file (a FIFO or a device?); give an .html file name")
+    parent = p.parent
+    if not parent.exists():
+        raise ShardsmithError(
+            f"{p}: the folder {parent} does not exist; create it first (mkdir -p {parent}) or give another path"
+        )
+    if not parent.is_dir():
+        raise ShardsmithError(f"{p}: {parent} is not a folder; give an .html file name in a folder")
+    return p
+
+
+def write_report(path: str | Path, html: str) -> Path:
+    """Write the page to a temporary name beside ``path``, then rename it into place; a
+    path that cannot be written is a :class:`ShardsmithError` naming it, and no temporary
+    file is left behind."""
+    p = check_report_path(path)
     tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, p)
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        os.replace(tmp, p)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ShardsmithError(f"{p}: cannot write the HTML report ({exc.strerror or exc})") from None
     return p

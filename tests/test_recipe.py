@@ -667,12 +667,15 @@ def test_integer_too_long_to_print_is_a_recipe_error(base):
 
 
 @pytest.mark.parametrize(
-    "text", ["seed: 2020-13-45\n", "seed: !!int abc\n", "seed: !!float x\n"], ids=["bad_date", "bad_int", "bad_float"]
+    "text, match",
+    [("seed: 2020-13-45\n", "line 1, column 7: '2020-13-45' reads as a YAML date/time"),
+     ("seed: !!int abc\n", "not valid YAML"), ("seed: !!float x\n", "not valid YAML")],
+    ids=["bad_date", "bad_int", "bad_float"],
 )
-def test_yaml_constructor_errors_are_recipe_errors(tmp_path, text):
+def test_yaml_constructor_errors_are_recipe_errors(tmp_path, text, match):
     path = tmp_path / "r.yaml"
     path.write_text(text)
-    with pytest.raises(RecipeError, match="not valid YAML") as info:
+    with pytest.raises(RecipeError, match=match) as info:
         load_recipe(path)
     assert str(path) in str(info.value)
 
