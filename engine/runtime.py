@@ -115,8 +115,8 @@ def _ray():
 # a TCP probe of the address first, then Ray's own connection with bounded retries.
 PROBE_TIMEOUT_S = 5.0
 JOIN_ENV = {
-    "RAY_gcs_server_port_wait_time_s": "1",  # one connection attempt, not Ray's 300 (~30 s each)
-    "RAY_py_gcs_connect_timeout_s": "10",  # that attempt's wait for the cluster's id (Ray's: 30 s)
+    "RAY_gcs_server_port_wait_time_s": "1",  # one connection attempt, not Ray's 20 (~35 s each)
+    "RAY_py_gcs_connect_timeout_s": "10",  # that attempt's wait for the cluster's id (30 s by default)
 }
 
 
