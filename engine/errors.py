@@ -49,6 +49,13 @@ class ShardError(ShardsmithError):
     """An output shard or its stats cannot be written or read back."""
 
 
+class ClusterError(ShardsmithError):
+    """The Ray cluster given with ``--address`` cannot be reached or joined; nothing was
+    written to the output."""
+
+    exit_code = 2
+
+
 class GuardError(ShardsmithError):
     """A coverage guard refused the run (it would be too narrow)."""
 

@@ -74,11 +74,13 @@ class ResumeState:
         return [name for name, s in self.shards.items() if s.state == state]
 
 
-def record_problem(record: dict[str, Any] | None, spec: ShardSpec, rhash: str, size: int) -> str:
+def record_problem(record: Any, spec: ShardSpec, rhash: str, size: int) -> str:
     """Why a stats record does not vouch for ``spec``'s shard of ``size`` bytes ("" when it
     does): the cheap checks, with the types every later reader relies on."""
     if record is None:
         return "stats file missing or unreadable"
+    if not isinstance(record, dict):
+        return "stats file is not a JSON object"
     if record.get("recipe_hash") != rhash:
         return "written by another recipe"
     rows, nbytes = record.get("rows"), record.get("bytes")
@@ -86,10 +88,110 @@ def record_problem(record: dict[str, Any] | None, spec: ShardSpec, rhash: str, s
         return f"has {rows!r} rows, plan says {spec.rows}"
     if type(nbytes) is not int or size != nbytes:
         return f"size {size} != {nbytes!r} bytes recorded"
-    if not isinstance(record.get("sha256"), str) or not isinstance(record.get("stats", {}), dict) \
-            or not isinstance(record.get("rejects", []), list):
+    if not isinstance(record.get("sha256"), str) or not isinstance(record.get("rejects", []), list) \
+            or not all(isinstance(r, dict) and isinstance(r.get("path"), str) for r in record.get("rejects", [])):
         return "stats file has fields of the wrong type"
+    problem = stats_problem(record.get("stats", {}))
+    return f"stats file has fields of the wrong type ({problem})" if problem else ""
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _is_num(v: Any) -> bool:
+    return type(v) in (int, float)
+
+
+def _ints(v: Any) -> bool:
+    return isinstance(v, list) and all(type(x) is int for x in v)
+
+
+def _pool_problem(name: str, block: Any) -> str:
+    if not isinstance(block, dict):
+        return f"pools.{name} is not an object"
+    items, uses, us = block.get("items", []), block.get("uses", []), block.get("us", [])
+    if not (isinstance(items, list) and all(isinstance(x, str) for x in items)) or not _ints(uses) \
+            or not _ints(us) or not len(items) == len(uses) == len(us):
+        return f"pools.{name}: items, uses and us are not lists of one length"
+    buckets = block.get("buckets")
+    if buckets is not None and not (isinstance(buckets, list) and len(buckets) == len(items)
+                                    and all(_ints(b) and len(b) % 2 == 0 for b in buckets)):
+        return f"pools.{name}.buckets is not a list of ranges per item"
+    if not _is_int(block.get("heldout_uses", 0)):
+        return f"pools.{name}.heldout_uses is not an integer"
     return ""
+
+
+def _param_problem(name: str, h: Any) -> str:
+    if not isinstance(h, dict):
+        return f"params.{name} is not an object"
+    rng = h.get("range")
+    if rng is not None and not (isinstance(rng, list) and len(rng) == 2 and all(_is_num(x) for x in rng)):
+        return f"params.{name}.range is not [low, high]"
+    if not all(_is_int(h.get(k, 0)) for k in ("count", "below", "above")) \
+            or not all(_is_num(h.get(k, 0)) for k in ("min", "max")) or not _ints(h.get("bins", [])):
+        return f"params.{name} has counts or bounds that are not numbers"
+    sample = h.get("sample", [])
+    if not (isinstance(sample, list) and all(isinstance(e, list) and len(e) == 2 and _is_int(e[0])
+                                             and _is_num(e[1]) for e in sample)):
+        return f"params.{name}.sample is not a list of [key, value]"
+    return ""
+
+
+def _embedding_problem(emb: Any) -> str:
+    if not emb:
+        return ""
+    if not isinstance(emb, dict) or not _is_int(emb.get("dim")) or not _is_int(emb.get("count")) \
+            or not _is_int(emb.get("scale_bits", 0)):
+        return "embedding is not an object with integer dim and count"
+    dim = emb["dim"]
+    if not _ints(emb.get("sum")) or len(emb["sum"]) != dim or not _ints(emb.get("sum_outer_upper")) \
+            or len(emb["sum_outer_upper"]) != dim * (dim + 1) // 2:
+        return "embedding sums are not integer lists of the embedding's size"
+    sample = emb.get("sample", [])
+    if not (isinstance(sample, list) and all(isinstance(e, list) and len(e) == 4 and _is_int(e[0])
+                                             for e in sample)):
+        return "embedding.sample is not a list of [key, id, label, values]"
+    return ""
+
+
+def stats_problem(stats: Any) -> str:
+    """Why a shard's ``stats`` (the ``stats`` field of its stats record) does not have the
+    shape the coverage merge reads ("" when it does): types only, no figures judged.
+
+    Example: ``stats_problem("abc")`` -> ``"stats is not an object"``
+    """
+    if not isinstance(stats, dict):
+        return "stats is not an object"
+    if not _is_int(stats.get("rows", 0)) or not _is_num(stats.get("seconds", 0.0)):
+        return "stats.rows or stats.seconds is not a number"
+    if not isinstance(stats.get("split", ""), (str, type(None))):
+        return "stats.split is not a string"
+    pools = stats.get("pools")
+    if pools is None and "usage" in stats:  # format 1: pool -> item -> [uses, seconds]
+        usage = stats["usage"]
+        if not (isinstance(usage, dict) and all(
+                isinstance(t, dict) and all(isinstance(v, list) and len(v) == 2 and all(_is_num(x) for x in v)
+                                            for v in t.values()) for t in usage.values())):
+            return "stats.usage is not pool -> item -> [uses, seconds]"
+    elif pools is not None:
+        if not isinstance(pools, dict):
+            return "stats.pools is not an object"
+        for name, block in pools.items():
+            problem = _pool_problem(name, block)
+            if problem:
+                return "stats." + problem
+    params = stats.get("params")
+    if params:
+        if not isinstance(params, dict):
+            return "stats.params is not an object"
+        for name, h in params.items():
+            problem = _param_problem(name, h)
+            if problem:
+                return "stats." + problem
+    problem = _embedding_problem(stats.get("embedding"))
+    return "stats." + problem if problem else ""
 
 
 def shard_state(spec: ShardSpec, fmt: str, rhash: str, listing: Listing) -> ShardState:
@@ -128,5 +230,5 @@ def resume_state(shards: Sequence[ShardSpec], fmt: str, rhash: str, listing: Lis
     return ResumeState(states, stale)
 
 
-__all__ = ["Listing", "ShardState", "ResumeState", "resume_state", "shard_state", "record_problem",
+__all__ = ["Listing", "ShardState", "ResumeState", "resume_state", "shard_state", "record_problem", "stats_problem",
            "DONE", "DAMAGED", "MISSING", "STALE"]

@@ -6,7 +6,9 @@ and which shards are done is the pure :func:`engine.resume.resume_state`.
 
 A local run (no ``address``) starts a private Ray instance that listens on 127.0.0.1
 only, with Ray's token authentication left on (Ray writes ``~/.ray/auth_token``). With
-``address`` it joins an existing cluster. Either way each shard is one task; finished
+``address`` it joins an existing cluster; one that cannot be reached or joined is a
+:class:`~engine.errors.ClusterError` (exit code 2) within about 30 s (``PROBE_TIMEOUT_S``,
+``JOIN_ENV``), before anything is written to the output. Either way each shard is one task; finished
 shards are skipped on a re-run, so a killed run resumes with nothing lost or duplicated.
 
 Example::
@@ -18,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -28,7 +31,7 @@ from typing import Any, Callable, Iterator, Sequence
 from tqdm import tqdm
 
 from .coverage import analyze_coverage, check_forecast, describe_forecast
-from .errors import GuardError, ShardError, ShardsmithError
+from .errors import ClusterError, GuardError, ShardError, ShardsmithError
 from .layout import COVERAGE_FILE, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_RECORD_FILE, shard_paths
 from .plan import make_plan
 from .pools import PoolIndex, index_pools, thread_mapper
@@ -108,6 +111,49 @@ def _ray():
     return ray
 
 
+# Joining a cluster (--address) fails within about this many seconds when nothing answers:
+# a TCP probe of the address first, then Ray's own connection with bounded retries.
+PROBE_TIMEOUT_S = 5.0
+JOIN_ENV = {
+    "RAY_gcs_server_port_wait_time_s": "1",  # one connection attempt, not Ray's 20 (~35 s each)
+    "RAY_py_gcs_connect_timeout_s": "10",  # that attempt's wait for the cluster's id (30 s by default)
+}
+
+
+def _join_hint(address: str) -> str:
+    return (f"check that the cluster is up (`ray status` on its head node) and that {address!r} is its "
+            "head node's address (HOST:PORT, port 6379 by default); for a cluster with token authentication "
+            "set RAY_AUTH_MODE=token and give this machine the cluster's token (~/.ray/auth_token, or "
+            "RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH). Nothing was written to --out")
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``HOST:PORT`` or ``ray://HOST:PORT`` address; None for
+    ``auto``, ``local`` and anything Ray parses itself."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def probe_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`ClusterError` when nothing accepts a TCP connection at ``address``
+    within ``timeout`` seconds (Ray itself would retry for many minutes).
+
+    Example: ``probe_address("127.0.0.1:6379")``
+    """
+    parsed = _host_port(address)
+    if parsed is None:
+        return
+    try:
+        with socket.create_connection(parsed, timeout=timeout):
+            pass
+    except OSError as exc:
+        why = f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ClusterError(f"cannot reach the Ray cluster at {address!r} ({why}); {_join_hint(address)}") from None
+
+
 @contextmanager
 def ray_session(address: str | None = None, workers: int | None = None) -> Iterator[Any]:
     """Start (or join) Ray for the duration of a block; shut down only what we started.
@@ -117,6 +163,10 @@ def ray_session(address: str | None = None, workers: int | None = None) -> Itera
     # Must be set before Ray starts: keeps a single-node instance on 127.0.0.1 only.
     if address is None:
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    else:
+        probe_address(address)
+        for key, value in JOIN_ENV.items():
+            os.environ.setdefault(key, value)  # before Ray loads (it reads some on import); a user's own setting wins
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     ray = _ray()
     started = False
@@ -134,12 +184,12 @@ def ray_session(address: str | None = None, workers: int | None = None) -> Itera
             kwargs["address"] = address
         try:
             ray.init(**kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = f"the cluster at {address!r}" if address else "a local Ray instance"
-            raise ShardsmithError(
-                f"cannot start or reach {where}: {exc}. For a cluster, check `ray status` on the "
-                "head node and that this machine has the cluster's auth token (~/.ray/auth_token)"
-            ) from None
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+            if address is not None:
+                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                raise ClusterError(f"cannot join the Ray cluster at {address!r}: {first}; "
+                                   f"{_join_hint(address)}") from None
+            raise ShardsmithError(f"cannot start a local Ray instance: {exc}") from None
         started = True
     try:
         yield ray
@@ -293,14 +343,15 @@ def run(
     sink = OutputSink(out, recipe, plan)
     if workers is not None and workers < 1:
         raise ShardsmithError(f"--workers must be at least 1, got {workers}")
-    start = sink.on_write_start(overwrite=overwrite)
-    if start.migrated:
-        say(f"migrated the run record of an older shardsmith output from {LEGACY_RUN_RECORD_FILE} to {RUN_RECORD_FILE}")
-    if start.removed_temporary:
-        say(f"removed {start.removed_temporary} temporary file(s) left by an interrupted run")
-
     summary = RunSummary(out=sink.store.display(), shards=len(plan.shards), splits=dict(plan.splits))
+    # Ray first: a cluster that cannot be joined (--address) leaves nothing in OUT.
     with ray_session(address, workers) as ray:
+        start = sink.on_write_start(overwrite=overwrite)
+        if start.migrated:
+            say(f"migrated the run record of an older shardsmith output from {LEGACY_RUN_RECORD_FILE} to "
+                f"{RUN_RECORD_FILE}")
+        if start.removed_temporary:
+            say(f"removed {start.removed_temporary} temporary file(s) left by an interrupted run")
         t_index = time.perf_counter()
         index = index_pools(recipe, mapper=_ray_mapper(ray))
         say(f"indexed pools in {time.perf_counter() - t_index:.1f} s:\n{index.summary()}")
@@ -376,4 +427,4 @@ def run(
     return summary
 
 
-__all__ = ["run", "ray_session", "RunSummary"]
+__all__ = ["run", "ray_session", "probe_address", "RunSummary"]

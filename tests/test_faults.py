@@ -159,6 +159,38 @@ def test_a_stats_file_of_the_wrong_shape_is_rewritten_at_resume(ray_local, recip
     assert digests(out) == digests(reference)
 
 
+def test_a_stats_record_with_stats_of_the_wrong_shape_is_a_clear_coverage_error_and_rewritten_at_resume(
+        ray_local, recipe_path, reference, tmp_path, capsys):
+    """Valid JSON of the wrong shape (a list; a record whose ``stats`` is a string or whose
+    pools block is): ``shardsmith coverage`` names the file and the fix, no traceback; the
+    next run rewrites those shards."""
+    from engine.cli import main
+
+    out = tmp_path / "out"
+    recipe = load_recipe(recipe_path)
+    run(recipe, out, progress=False)
+    stats = sorted(out.glob("train/*.stats.json"))
+    first = json.loads(stats[0].read_text())
+    stats[0].write_text(json.dumps(first | {"stats": "abc"}))
+    capsys.readouterr()
+    assert main(["coverage", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{stats[0]}: stats file is damaged (stats is not an object)" in err
+    assert "re-run the recipe into this folder" in err and "Traceback" not in err
+    second = json.loads(stats[1].read_text())
+    stats[1].write_text(json.dumps(second | {"stats": second["stats"] | {"pools": "speech"}}))
+    stats[2].write_text(json.dumps([first]))
+    assert main(["coverage", str(out)]) == 1
+    assert "re-run the recipe into this folder" in capsys.readouterr().err
+    messages: list[str] = []
+    summary = run(recipe, out, progress=False, log=messages.append)
+    assert (summary.shards_written, summary.status, summary.coverage_passed) == (3, "complete", True)
+    assert any("stats is not an object" in m for m in messages)
+    assert any("not a JSON object" in m or "missing or unreadable" in m for m in messages)
+    assert digests(out) == digests(reference)
+    assert main(["coverage", str(out)]) == 0
+
+
 def test_an_output_folder_blocked_by_a_file_is_a_clear_error(ray_local, recipe_path, tmp_path):
     out = tmp_path / "out"
     run(load_recipe(recipe_path), out, progress=False)

@@ -189,3 +189,18 @@ def test_export_writes_image_files_with_provenance(composite_run, tmp_path):
     side = json.loads(sorted(tmp_path.glob("*.json"))[0].read_text())
     assert "objects" in side and all("mask" not in o for o in side["objects"])
     assert "seed" in side["params"]
+
+
+def test_the_stats_files_image_runs_write_pass_the_resume_checks(augment_run, composite_run):
+    """Every stats file a real image run writes (params, embeddings) has the shape the
+    resume checks accept, so a re-run never rewrites a good shard as damaged."""
+    import json
+
+    from engine.resume import stats_problem
+
+    files = [f for _, out in (augment_run, composite_run) for f in sorted(out.glob("*/*.stats.json"))]
+    assert files
+    for f in files:
+        record = json.loads(f.read_text())
+        assert stats_problem(record["stats"]) == "", f
+    assert any(json.loads(f.read_text())["stats"].get("embedding") for f in files)

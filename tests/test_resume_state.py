@@ -93,14 +93,47 @@ def test_a_record_without_its_shard_is_missing():
     ({"bytes": 999}, "size 1000 != 999 bytes recorded"),
     ({"bytes": None}, "size 1000 != None bytes recorded"),
     ({"sha256": None}, "stats file has fields of the wrong type"),
-    ({"stats": []}, "stats file has fields of the wrong type"),
+    ({"stats": []}, "stats file has fields of the wrong type (stats is not an object)"),
+    ({"stats": "abc"}, "stats file has fields of the wrong type (stats is not an object)"),
+    ({"stats": {"seconds": "1.5"}}, "stats file has fields of the wrong type (stats.rows or stats.seconds is not a number)"),
+    ({"stats": {"pools": "speech"}}, "stats file has fields of the wrong type (stats.pools is not an object)"),
+    ({"stats": {"pools": {"speech": {"items": ["a"], "uses": [1, 2], "us": [1]}}}},
+     "stats file has fields of the wrong type (stats.pools.speech: items, uses and us are not lists of one length)"),
+    ({"stats": {"params": {"snr": {"range": None, "count": "3"}}}},
+     "stats file has fields of the wrong type (stats.params.snr has counts or bounds that are not numbers)"),
+    ({"stats": {"embedding": {"dim": 2, "count": 1, "sum": [1], "sum_outer_upper": [1, 2, 3]}}},
+     "stats file has fields of the wrong type (stats.embedding sums are not integer lists of the embedding's size)"),
     ({"rejects": {}}, "stats file has fields of the wrong type"),
+    ({"rejects": ["a.wav"]}, "stats file has fields of the wrong type"),
 ])
 def test_a_record_that_disagrees_with_its_shard_makes_it_damaged(changes, reason):
     stats = shard_paths(SPECS[0], "arrow")[1]
     shard = _state(_listing(records={stats: _record(SPECS[0], **changes)})).shards[SPECS[0].name]
     assert (shard.state, shard.reason) == (DAMAGED, reason)
     assert shard.record is None
+
+
+@pytest.mark.parametrize("record", [[], ["train-00000-of-00003"], "abc", 7])
+def test_a_record_that_is_json_but_not_an_object_makes_its_shard_damaged(record):
+    stats = shard_paths(SPECS[0], "arrow")[1]
+    shard = _state(_listing(records={stats: record})).shards[SPECS[0].name]
+    assert (shard.state, shard.reason, shard.record) == (DAMAGED, "stats file is not a JSON object", None)
+
+
+def test_the_stats_a_worker_writes_have_the_shape_the_checks_accept():
+    from engine.resume import stats_problem
+
+    stats = {"format": 2, "rows": 20, "seconds": 31.5, "split": "train",
+             "pools": {"speech": {"items": ["a.wav", "b.wav"], "uses": [1, 2], "us": [10, 20],
+                                  "buckets": [[0, 2], [1, 3, 5, 6]], "heldout_uses": 0}},
+             "params": {"snr_db": {"range": [0, 30], "count": 2, "min": 1.5, "max": 20, "bins": [0] * 100,
+                                   "below": 0, "above": 0},
+                        "gain": {"range": None, "count": 1, "min": 0.5, "max": 0.5, "sample": [[7, 0.5]]}},
+             "embedding": {"dim": 2, "count": 1, "scale_bits": 16, "sum": [1, 2], "sum_outer_upper": [1, 2, 3],
+                           "sample": [[7, "id", "label", "AAAA"]]}}
+    assert stats_problem(stats) == ""
+    assert stats_problem({"usage": {"speech": {"a.wav": [1, 2.5]}}}) == ""
+    assert stats_problem({"usage": "x"}) == "stats.usage is not pool -> item -> [uses, seconds]"
 
 
 def test_a_shard_read_back_with_another_sha256_is_damaged_and_a_matching_one_done():

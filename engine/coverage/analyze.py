@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import ShardError
 from ..layout import POOL_INDEX_FILE
 from ..recipe import parse_recipe
+from ..resume import stats_problem
 from ..run_record import find_run_record
 from ..storage import as_store, read_json
 from .catalog import catalog_from_parquet
@@ -56,8 +57,12 @@ def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, 
         for shard in entry.get("shards", []):
             record = read_json(store, shard["stats"])
             if record is None:
-                raise ShardError(f"{store.display(shard['stats'])}: stats file missing or unreadable; re-run the recipe "
-                                 "into this folder to rewrite the shard")
+                raise ShardError(f"{store.display(shard['stats'])}: stats file missing, unreadable or not a JSON "
+                                 "object; re-run the recipe into this folder to rewrite the shard")
+            problem = stats_problem(record.get("stats", record))
+            if problem:
+                raise ShardError(f"{store.display(shard['stats'])}: stats file is damaged ({problem}); re-run the "
+                                 "recipe into this folder to rewrite the shard")
             cs.add_shard(record, split)
     report = cs.report(recipe, recipe_hash=manifest.get("recipe_hash", ""),
                        complete=manifest.get("status") == "complete")
