@@ -443,3 +443,37 @@ def test_a_label_problem_stops_a_run_before_anything_is_written(ray_local, demo_
     for word in words:
         assert word in str(info.value)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("members, name", [
+    ({"json": {"text": "a"}, "txt": "b"}, "'text'"),
+    ({"json": {"label": 1}, "cls": "2"}, "'label'"),
+    ({"json": {"meta.lang": "en", "meta": {"lang": "de"}}}, "'meta.lang'"),
+])
+def test_a_webdataset_sample_with_two_values_for_one_label_is_refused(tmp_path, members, name):
+    import tarfile
+
+    with tarfile.open(tmp_path / "shard-0.tar", "w") as tar:
+        for ext, value in {"wav": _bytes(_tone(), "WAV"), **members}.items():
+            data = value if isinstance(value, bytes) else (
+                json.dumps(value) if isinstance(value, dict) else value).encode()
+            info = tarfile.TarInfo(f"utt0.{ext}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(InputError) as info:
+        index_pool("speech", AudioPool(format="webdataset", paths=["shard-0.tar"]), tmp_path)
+    msg = str(info.value)
+    assert "shard-0.tar" in msg and name in msg and "'utt0'" in msg and "rename the key" in msg
+
+
+def test_a_webdataset_label_given_twice_with_one_value_is_kept(tmp_path):
+    import tarfile
+
+    with tarfile.open(tmp_path / "shard-0.tar", "w") as tar:
+        for ext, data in {"wav": _bytes(_tone(), "WAV"), "json": b'{"text": "hi", "label": "2"}',
+                          "txt": b"hi\n", "cls": b"2"}.items():
+            info = tarfile.TarInfo(f"utt0.{ext}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    items, _ = index_pool("speech", AudioPool(format="webdataset", paths=["shard-0.tar"]), tmp_path)
+    assert items.labels == [{"text": "hi", "label": 2}]
