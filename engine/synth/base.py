@@ -68,7 +68,8 @@ def _label_fix(recipe: "Recipe", pool: str, column: str, prefixed: bool) -> str:
         fixes.append(f"leave {column!r} out with pools.{pool}.label_columns (a list of the labels to carry)")
     if prefixed:
         fixes.append(f"rename the pool {pool!r} in the recipe (its labels are carried as '{pool}_<label>')")
-    return " or ".join(fixes) or f"rename the pool {pool!r} in the recipe"
+    return " or ".join(fixes) or (f"pools.{pool}'s labels are named by its format "
+                                  f"({getattr(cfg, 'format', None) or cfg.kind}), not by a file")
 
 
 def check_label_columns(recipe: "Recipe", carried: Iterable[tuple[str, str, str]], fixed: Iterable[str],
@@ -89,7 +90,8 @@ def check_label_columns(recipe: "Recipe", carried: Iterable[tuple[str, str, str]
         fix = _label_fix(recipe, pool, column, pool in prefixed)
         if name in fixed:
             raise RecipeError(
-                f"{where} has the name of a column every row has ({', '.join(fixed)}), so it cannot be carried under that name; {fix}"
+                f"{where} has the name of a column every row has ({', '.join(fixed)}), so it cannot be "
+                f"carried under that name; {fix}"
             )
         if name in taken:
             other_pool, other = taken[name]
