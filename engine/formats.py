@@ -44,6 +44,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from .errors import InputError
+from .tables import duplicate_columns
 from .kaldi_dirs import list_kaldi_items
 from .layout import LEGACY_RUN_RECORD_FILE, RUN_RECORD_FILE, STATS_SUFFIX, is_temporary, parse_shard_path
 from .lhotse_manifests import list_lhotse_items
@@ -158,6 +159,10 @@ def list_table_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
                     f"{path}: has no column {media!r} (columns: {', '.join(schema.names)}); set "
                     f"pools.{pool_name}.media_column to the Audio/Image column"
                 )
+            dups = duplicate_columns(schema.names)
+            if media in dups:
+                raise InputError(f"{path}: has {schema.names.count(media)} columns named {media!r}; rewrite the "
+                                 "table with one Audio/Image column of that name")
             t = schema.field(media).type
             if not (pa.types.is_struct(t) and {"bytes", "path"} <= {t.field(k).name for k in range(t.num_fields)}):
                 raise InputError(
@@ -179,6 +184,13 @@ def list_table_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
             if pool.key_column is not None and pool.key_column not in schema.names:
                 raise InputError(f"{path}: pools.{pool_name}.key_column {pool.key_column!r} is not a column "
                                  f"(columns: {', '.join(schema.names)})")
+            doubled = [c for c in dups if c in wanted or c == pool.key_column]
+            if doubled:
+                raise InputError(
+                    f"{path}: has several columns named {', '.join(repr(c) for c in doubled)}, so its labels would "
+                    f"silently become one; rename them in the table, or leave them out with "
+                    f"pools.{pool_name}.label_columns (a list of the columns to carry)"
+                )
             extra = [c for c in ([pool.key_column] if pool.key_column else []) + (["sample_id"] if upstream else [])
                      if c not in wanted]
             cols = _read_columns(path, wanted + extra)

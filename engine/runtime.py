@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, Sequence
 from tqdm import tqdm
 
 from .coverage import analyze_coverage, check_forecast, describe_forecast
-from .errors import ClusterError, GuardError, ShardError, ShardsmithError
+from .errors import ClusterError, ShardError, ShardsmithError
 from .layout import COVERAGE_FILE, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_RECORD_FILE, shard_paths
 from .plan import make_plan
 from .pools import PoolIndex, index_pools, thread_mapper
@@ -353,11 +353,12 @@ def run(
         if start.removed_temporary:
             say(f"removed {start.removed_temporary} temporary file(s) left by an interrupted run")
         t_index = time.perf_counter()
-        index = index_pools(recipe, mapper=_ray_mapper(ray))
-        say(f"indexed pools in {time.perf_counter() - t_index:.1f} s:\n{index.summary()}")
         try:
+            index = index_pools(recipe, mapper=_ray_mapper(ray))
+            say(f"indexed pools in {time.perf_counter() - t_index:.1f} s:\n{index.summary()}")
+            # builds the synthesizer: its row schema (labels) is checked here, before any shard
             forecast = check_forecast(recipe, index, allow_narrow=allow_narrow)
-        except GuardError:
+        except ShardsmithError:  # a bad pool, a bad label, the guards
             sink.withdraw(start)  # a refused run leaves no claim on the folder (nor the folder it made)
             raise
         say(describe_forecast(forecast))

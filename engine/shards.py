@@ -70,6 +70,15 @@ def shard_schema(synth: Synthesizer, metadata: dict[str, Any]) -> pa.Schema:
         pa.field("params", pa.string()),
         pa.field("embedding", pa.list_(pa.float32(), dim)),
     ]
+    names = [f.name for f in fields]
+    doubled = sorted({n for n in names if names.count(n) > 1})
+    if doubled:  # a row dict holds one value per name: the other column would be lost
+        raise ShardError(
+            f"synthesizer {synth.type!r}: its rows would have {len(doubled)} column name(s) twice "
+            f"({', '.join(repr(n) for n in doubled)}; columns: {', '.join(names)}); every column needs its own "
+            "name: this is a bug in the synthesizer's media_fields / label_fields (labels named like a row "
+            "column, or like each other, must be refused with a recipe error)"
+        )
     hf = {}
     media = synth.hf_media_features()
     for f in fields:

@@ -25,7 +25,7 @@ from pyarrow import json as pajson
 from .errors import InputError
 from .storage import is_uri
 
-__all__ = ["read_table", "require_column", "manifest_paths"]
+__all__ = ["read_table", "require_column", "manifest_paths", "duplicate_columns"]
 
 
 def read_table(path: Path | str) -> pa.Table:
@@ -55,6 +55,7 @@ def _read_format(path: Any, suffix: str, name: Path | str) -> pa.Table:
             opts = (pacsv.ParseOptions(delimiter="\t", quote_char=False) if suffix == ".tsv"
                     else pacsv.ParseOptions(delimiter=","))
             table = pacsv.read_csv(path, parse_options=opts)
+            _refuse_duplicate_columns(table.column_names, name)
             # pyarrow reads invalid UTF-8 as a binary column rather than failing.
             binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
             if binary:
@@ -65,6 +66,11 @@ def _read_format(path: Any, suffix: str, name: Path | str) -> pa.Table:
         if suffix in (".jsonl", ".json", ".ndjson"):
             return pajson.read_json(path)
         if suffix == ".parquet":
+            # Parquet allows two columns of one name; reading them by name would fail (or
+            # one would shadow the other), so the schema is checked first.
+            _refuse_duplicate_columns(pq.ParquetFile(path).schema_arrow.names, name)
+            if hasattr(path, "seek"):
+                path.seek(0)
             return pq.read_table(path)
     except FileNotFoundError:
         raise InputError(f"{name}: manifest file not found") from None
@@ -76,6 +82,26 @@ def _read_format(path: Any, suffix: str, name: Path | str) -> pa.Table:
             raise InputError(f"{name}: manifest is not valid UTF-8 text; re-save it as UTF-8 ({msg})") from None
         raise InputError(f"{name}: cannot read manifest: {msg}") from None
     raise InputError(f"{name}: manifest must be .csv, .tsv, .jsonl or .parquet, got {suffix or 'no extension'!r}")
+
+
+def duplicate_columns(names: list[str]) -> list[str]:
+    """The names that occur more than once in ``names``, in first-seen order.
+
+    Example: ``duplicate_columns(["path", "text", "text"]) == ["text"]``
+    """
+    seen: set[str] = set()
+    return list(dict.fromkeys(n for n in names if n in seen or seen.add(n)))
+
+
+def _refuse_duplicate_columns(names: list[str], name: Path | str) -> None:
+    """Two columns of one name would silently become one (the last wins): refused."""
+    dups = duplicate_columns(names)
+    if dups:
+        shown = ", ".join(f"{d!r} ({names.count(d)} times)" for d in dups)
+        raise InputError(
+            f"{name}: the header names a column more than once: {shown}; each column needs its own name: "
+            "rename the copies in the manifest (or delete the ones that are not needed)"
+        )
 
 
 def require_column(table: pa.Table, column: str, source: Any, fix: str = "") -> None:

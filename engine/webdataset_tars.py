@@ -193,20 +193,47 @@ def _wds_samples(members: list[_Member]) -> list[_Sample]:
     return samples
 
 
-def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested keys joined with ``.``; only plain values (text, numbers, booleans) kept."""
-    out: dict[str, Any] = {}
+def _flatten(obj: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Nested keys joined with ``.``; only plain values (text, numbers, booleans) kept.
+    Two keys that join to one name (``"a.b"`` and ``{"a": {"b": ...}}``) raise
+    :class:`_LabelClash`: one label would silently overwrite the other."""
+    out = {} if out is None else out
     for k, v in obj.items():
         name = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, name + "."))
+            _flatten(v, name + ".", out)
         elif isinstance(v, (str, int, float, bool)):
+            if name in out and not _same(out[name], v):
+                raise _LabelClash(name, f"two keys of the .json member that join to it: {out[name]!r} and {v!r}")
             out[name] = v
     return out
 
 
-def _wds_labels(f: Any, sample: _Sample) -> dict[str, Any]:
-    """The labels of one sample from its .json, .txt and .cls members (ValueError: why not)."""
+class _LabelClash(Exception):
+    """Two labels of one sample with one name and different values (the name, where they come from)."""
+
+
+def _same(a: Any, b: Any) -> bool:
+    """One label given twice with one value (``"2"`` and ``2`` too) loses nothing."""
+    return a == b or str(a) == str(b)
+
+
+def _wds_labels(f: Any, sample: _Sample, path: str = "") -> dict[str, Any]:
+    """The labels of one sample from its .json, .txt and .cls members (ValueError: why not;
+    InputError naming ``path``: two labels of one name, which is not one bad sample but
+    how the shards were written)."""
+    try:
+        return _read_wds_labels(f, sample)
+    except _LabelClash as clash:
+        name, why = clash.args
+        raise InputError(
+            f"{path}: sample {sample.key!r} has two labels named {name!r} ({why}), so one would silently "
+            "overwrite the other; rename the key in the .json members (a .txt member is the label 'text', "
+            "a .cls member the label 'label')"
+        ) from None
+
+
+def _read_wds_labels(f: Any, sample: _Sample) -> dict[str, Any]:
     labels: dict[str, Any] = {}
     for ext in ("json", *WDS_LABEL_MEMBERS):
         m = sample.members.get(ext)
@@ -229,13 +256,18 @@ def _wds_labels(f: Any, sample: _Sample) -> dict[str, Any]:
             if not isinstance(value, dict):
                 raise ValueError(f".json member {m.name} holds a {type(value).__name__}, not an object")
             labels.update(_flatten(value))
-        elif ext == "txt":
-            labels[WDS_LABEL_MEMBERS[ext]] = text.rstrip("\r\n")
         else:
-            try:
-                labels[WDS_LABEL_MEMBERS[ext]] = int(text)
-            except ValueError:
-                raise ValueError(f".cls member {m.name} holds {text.strip()[:40]!r}, not a class number") from None
+            if ext == "txt":
+                value = text.rstrip("\r\n")
+            else:
+                try:
+                    value = int(text)
+                except ValueError:
+                    raise ValueError(f".cls member {m.name} holds {text.strip()[:40]!r}, not a class number") from None
+            name = WDS_LABEL_MEMBERS[ext]
+            if name in labels and not _same(labels[name], value):
+                raise _LabelClash(name, f"the .json member's {labels[name]!r} and the .{ext} member's {value!r}")
+            labels[name] = value
     return labels
 
 
@@ -375,7 +407,7 @@ def list_webdataset_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
                     reason = f"the tar stops being readable after this sample ({problem}): its members may be cut off"
                 if reason is None:
                     try:
-                        labels = _wds_labels(f, sample)
+                        labels = _wds_labels(f, sample, str(path))
                     except ValueError as exc:
                         reason = str(exc)
                 if reason is not None:

@@ -304,3 +304,176 @@ def test_the_bad_input_corpus_has_at_least_twenty_kinds(tmp_path):
     images = make_bad_images(tmp_path / "i")
     manifest_kinds = 5 + 3  # the parametrized broken manifests and the bad manifest rows above
     assert len(audio) + len(images) + manifest_kinds >= 20
+
+
+# --------------------------------------------------------------------------- labels
+# Labels are never silently rewritten: a manifest with two columns of one name, a label
+# named like a column every row has, or two labels that would be one output column are
+# errors naming the file, the column and the fix; nothing is written.
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet"])
+@pytest.mark.parametrize("column", ["text", "path"])
+def test_a_manifest_with_two_columns_of_one_name_is_refused(tmp_path, suffix, column):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _good_files(tmp_path)
+    names = ["path", "text", column]
+    manifest = tmp_path / f"m{suffix}"
+    if suffix == ".parquet":
+        pq.write_table(pa.Table.from_arrays([pa.array(["ok0.wav"]), pa.array(["a"]), pa.array(["ok1.wav"])],
+                                            names=names), manifest)
+    else:
+        sep = "\t" if suffix == ".tsv" else ","
+        manifest.write_text(sep.join(names) + "\n" + sep.join(["ok0.wav", "a", "ok1.wav"]) + "\n")
+    with pytest.raises(InputError) as info:
+        index_pool("speech", AudioPool(manifest=manifest.name), tmp_path)
+    msg = str(info.value)
+    assert manifest.name in msg and f"{column!r} (2 times)" in msg and "rename" in msg
+
+
+def test_a_table_pool_with_two_label_columns_of_one_name_is_refused_unless_left_out(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    audio = pa.array([{"bytes": _bytes(_tone(), "WAV"), "path": "a.wav"}],
+                     pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    pq.write_table(pa.Table.from_arrays([audio, pa.array(["a"]), pa.array(["b"]), pa.array(["s1"])],
+                                        names=["audio", "text", "text", "speaker"]), tmp_path / "t.parquet")
+    with pytest.raises(InputError) as info:
+        index_pool("speech", AudioPool(format="table", paths=["t.parquet"]), tmp_path)
+    msg = str(info.value)
+    assert "t.parquet" in msg and "'text'" in msg and "pools.speech.label_columns" in msg
+    items, _ = index_pool("speech", AudioPool(format="table", paths=["t.parquet"], label_columns=["speaker"]),
+                          tmp_path)
+    assert items.labels == [{"speaker": "s1"}]
+
+
+def test_a_row_schema_with_a_column_name_twice_is_refused():
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from engine.shards import shard_schema
+
+    synth = SimpleNamespace(type="custom", embedding_dim=lambda: 4, hf_media_features=lambda: {},
+                            media_fields=lambda: [pa.field("audio", pa.string())],
+                            label_fields=lambda: [pa.field("audio", pa.string()), pa.field("params", pa.string())])
+    with pytest.raises(ShardError) as info:
+        shard_schema(synth, {})
+    assert "'audio', 'params'" in str(info.value) and "custom" in str(info.value)
+
+
+def _speech_manifest(corpus: Path, dest: Path, header: list[str], extra: dict[str, str]) -> Path:
+    """The demo speech manifest with absolute paths, its columns in ``header`` order
+    (a name twice is allowed) and ``extra`` columns filled with a constant."""
+    import csv
+
+    with open(corpus / "speech" / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(dest, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for r in rows:
+            r = {**r, "path": str(corpus / "speech" / r["path"]), **extra}
+            w.writerow([r[c] for c in header])
+    return dest
+
+
+def _label_case(kind: str, corpus: Path, tmp: Path) -> tuple[dict, list[str]]:
+    """A recipe (as data) with one label problem, and the words its message must contain."""
+    data = small_recipe(corpus, splits={"train": {"samples": 20}})
+    speech = tmp / "speech.csv"
+    data["pools"]["speech"] = {"manifest": str(speech)}
+    if kind == "two_text_columns":  # the user's report: both text columns became the second
+        _speech_manifest(corpus, speech, ["path", "text", "speaker", "text"], {})
+        return data, ["speech.csv", "'text' (2 times)", "rename"]
+    if kind == "two_path_columns":  # was a KeyError traceback
+        _speech_manifest(corpus, speech, ["path", "path", "text"], {})
+        return data, ["speech.csv", "'path' (2 times)", "rename"]
+    if kind == "reserved_speech_label":
+        _speech_manifest(corpus, speech, ["path", "text", "duration_s"], {"duration_s": "3.5"})
+        return data, ["pools.speech", "'duration_s'", "speech.csv", "rename the column 'duration_s'"]
+    if kind == "collision_with_a_noise_label":  # pool noise, label noise_type keeps its name
+        _speech_manifest(corpus, speech, ["path", "text", "noise_type"], {"noise_type": "studio"})
+        data["pools"]["noise"] = {"manifest": str(corpus / "noise" / "manifest.csv")}
+        data["synth"]["noise"] = [{"pool": "noise", "snr_db_range": [0, 20]}]
+        return data, ["pools.noise", "'noise_type'", "speech.csv", "overwrite", "rename the pool 'noise'"]
+    if kind == "reserved_image_label":
+        with open(corpus / "images" / "manifest.csv") as f:
+            lines = f.read().splitlines()
+        (tmp / "photos.csv").write_text("\n".join(
+            [lines[0] + ",width"] + [f"{corpus / 'images' / ln.split(',')[0]},{ln.split(',', 1)[1]},640"
+                                     for ln in lines[1:]]) + "\n")
+        data = {"name": "t_images", "seed": 1, "output": {"format": "arrow", "samples_per_shard": 20},
+                "pools": {"photos": {"kind": "image", "manifest": str(tmp / "photos.csv")}},
+                "splits": {"train": {"samples": 20}},
+                "synth": {"type": "image_augment", "images": "photos", "transforms": [{"HorizontalFlip": {"p": 0.5}}]}}
+        return data, ["pools.photos", "'width'", "photos.csv", "rename the column 'width'"]
+    raise AssertionError(kind)
+
+
+LABEL_CASES = ["two_text_columns", "two_path_columns", "reserved_speech_label", "collision_with_a_noise_label",
+               "reserved_image_label"]
+
+
+@pytest.mark.parametrize("kind", LABEL_CASES)
+def test_a_label_problem_stops_plan_naming_the_file_and_column_without_a_traceback(demo_corpus, tmp_path, kind):
+    data, words = _label_case(kind, demo_corpus, tmp_path)
+    recipe = write_recipe(tmp_path / "r.yaml", data)
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "plan", str(recipe)],
+                          capture_output=True, text=True, timeout=120)
+    # a manifest's own flaw is an input error (exit 1), a label the recipe cannot carry a recipe error (2)
+    assert proc.returncode == (1 if kind.startswith("two_") else 2), proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    for word in words:
+        assert word in proc.stderr, (word, proc.stderr)
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("kind", LABEL_CASES)
+def test_a_label_problem_stops_a_run_before_anything_is_written(ray_local, demo_corpus, tmp_path, kind):
+    from engine.errors import ShardsmithError
+
+    data, words = _label_case(kind, demo_corpus, tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(ShardsmithError) as info:
+        run(load_recipe(write_recipe(tmp_path / "r.yaml", data)), out, progress=False)
+    for word in words:
+        assert word in str(info.value)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("members, name", [
+    ({"json": {"text": "a"}, "txt": "b"}, "'text'"),
+    ({"json": {"label": 1}, "cls": "2"}, "'label'"),
+    ({"json": {"meta.lang": "en", "meta": {"lang": "de"}}}, "'meta.lang'"),
+])
+def test_a_webdataset_sample_with_two_values_for_one_label_is_refused(tmp_path, members, name):
+    import tarfile
+
+    with tarfile.open(tmp_path / "shard-0.tar", "w") as tar:
+        for ext, value in {"wav": _bytes(_tone(), "WAV"), **members}.items():
+            data = value if isinstance(value, bytes) else (
+                json.dumps(value) if isinstance(value, dict) else value).encode()
+            info = tarfile.TarInfo(f"utt0.{ext}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(InputError) as info:
+        index_pool("speech", AudioPool(format="webdataset", paths=["shard-0.tar"]), tmp_path)
+    msg = str(info.value)
+    assert "shard-0.tar" in msg and name in msg and "'utt0'" in msg and "rename the key" in msg
+
+
+def test_a_webdataset_label_given_twice_with_one_value_is_kept(tmp_path):
+    import tarfile
+
+    with tarfile.open(tmp_path / "shard-0.tar", "w") as tar:
+        for ext, data in {"wav": _bytes(_tone(), "WAV"), "json": b'{"text": "hi", "label": "2"}',
+                          "txt": b"hi\n", "cls": b"2"}.items():
+            info = tarfile.TarInfo(f"utt0.{ext}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    items, _ = index_pool("speech", AudioPool(format="webdataset", paths=["shard-0.tar"]), tmp_path)
+    assert items.labels == [{"text": "hi", "label": 2}]

@@ -12,7 +12,7 @@ Example::
     sample = synth.apply(params)
 """
 
-from .base import SOURCE_TYPE, Sample, Synthesizer, first_seen, walk_refs, write_sidecar
+from .base import ROW_COLUMNS, SOURCE_TYPE, Sample, Synthesizer, check_label_columns, first_seen, walk_refs, write_sidecar
 from .registry import (
     ENTRY_POINT_GROUP,
     Registration,
@@ -24,11 +24,13 @@ from .registry import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "ROW_COLUMNS",
     "Registration",
     "SOURCE_TYPE",
     "Sample",
     "Synthesizer",
     "build_synthesizer",
+    "check_label_columns",
     "first_seen",
     "register",
     "registrations",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 import numpy as np
 import pyarrow as pa
 
-from ..errors import BadSourceError
+from ..errors import BadSourceError, RecipeError
 
 if TYPE_CHECKING:
     from ..pools import PoolIndex
@@ -42,6 +42,67 @@ SOURCE_TYPE = pa.struct(
         ("gain_db", pa.float64()),
     ]
 )
+
+
+# The columns every row has besides its media columns and labels (see shards.shard_schema).
+ROW_COLUMNS = ("sample_id", "split", "sources", "params", "embedding")
+
+
+def _label_origin(recipe: "Recipe", pool: str) -> str:
+    """Where a pool's labels come from, for messages: its manifest, its containers, or its kind."""
+    cfg = recipe.pools[pool]
+    if getattr(cfg, "manifest", None):
+        return f"manifest {cfg.manifest}"
+    paths = getattr(cfg, "paths", None)
+    if paths:
+        return f"{getattr(cfg, 'format', 'files')} pool {', '.join(paths)}"
+    return f"the {cfg.kind} pool"
+
+
+def _label_fix(recipe: "Recipe", pool: str, column: str, prefixed: bool) -> str:
+    cfg = recipe.pools[pool]
+    fixes = []
+    if getattr(cfg, "manifest", None):
+        fixes.append(f"rename the column {column!r} in {cfg.manifest}")
+    elif getattr(cfg, "format", None) in ("table", "webdataset"):
+        fixes.append(f"leave {column!r} out with pools.{pool}.label_columns (a list of the labels to carry)")
+    if prefixed:
+        fixes.append(f"rename the pool {pool!r} in the recipe (its labels are carried as '{pool}_<label>')")
+    return " or ".join(fixes) or (f"pools.{pool}'s labels are named by its format "
+                                  f"({getattr(cfg, 'format', None) or cfg.kind}), not by a file")
+
+
+def check_label_columns(recipe: "Recipe", carried: Iterable[tuple[str, str, str]], fixed: Iterable[str],
+                        prefixed: Iterable[str] = ()) -> None:
+    """Refuse labels that would not reach the rows as they are: ``carried`` is
+    ``(pool, manifest column, output column)`` for every label, ``fixed`` the row's own
+    columns, ``prefixed`` the pools whose labels get the ``<pool>_`` prefix. A label named
+    like a fixed column, or two labels with one output name, is a :class:`RecipeError`
+    naming the file, the column and the fix (never a silent rename or overwrite).
+
+    Example: ``check_label_columns(recipe, [("speech", "text", "text")], ["sample_id", "audio"])``
+    """
+    fixed = list(fixed)
+    prefixed = set(prefixed)
+    taken: dict[str, tuple[str, str]] = {}
+    for pool, column, name in carried:
+        where = f"pools.{pool}: the label column {column!r} ({_label_origin(recipe, pool)})"
+        fix = _label_fix(recipe, pool, column, pool in prefixed)
+        if name in fixed:
+            raise RecipeError(
+                f"{where} has the name of a column every row has ({', '.join(fixed)}), so it cannot be "
+                f"carried under that name; {fix}"
+            )
+        if name in taken:
+            other_pool, other = taken[name]
+            carried_as = f" would be carried as {name!r}" if name != column else ""
+            raise RecipeError(
+                f"{where}{carried_as} and the label {other!r} of pools.{other_pool} "
+                f"({_label_origin(recipe, other_pool)}) would both be the rows' column {name!r}, "
+                f"so one would overwrite the other; {fix}, or "
+                f"{_label_fix(recipe, other_pool, other, other_pool in prefixed)}"
+            )
+        taken[name] = (pool, column)
 
 
 @dataclass

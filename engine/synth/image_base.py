@@ -22,7 +22,7 @@ from .. import features
 from ..errors import SynthesisError
 from ..image import io as image_io
 from ..image import pipeline
-from .base import Sample, Synthesizer, first_seen, write_sidecar
+from .base import Sample, Synthesizer, check_label_columns, first_seen, write_sidecar
 
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 RESERVED_COLUMNS = frozenset(
@@ -70,15 +70,12 @@ class ImageSynthBase(Synthesizer):
         return f"{sample_id}.{image_io.EXTENSIONS[self.recipe.output.image_format]}"
 
     def _label_columns(self, pool: str) -> list[tuple[str, str, pa.DataType]]:
-        """(manifest column, output column, type) of a pool's labels carried into rows."""
+        """(manifest column, output column, type) of a pool's labels carried into rows,
+        under their own names; one named like a row column is a :class:`RecipeError`."""
         cfg = self.recipe.pools[pool]
         skip = {getattr(cfg, "mask_column", None)}
-        out = []
-        for f in self.index.pools[pool].label_schema:
-            if f.name in skip:
-                continue
-            name = f.name if f.name not in RESERVED_COLUMNS else f"{pool}_{f.name}"
-            out.append((f.name, name, f.type))
+        out = [(f.name, f.name, f.type) for f in self.index.pools[pool].label_schema if f.name not in skip]
+        check_label_columns(self.recipe, [(pool, col, name) for col, name, _ in out], sorted(RESERVED_COLUMNS))
         return out
 
     # ------------------------------------------------------------------ helpers

@@ -45,7 +45,7 @@ from ...audio import generators
 from ...audio import io as audio_io
 from ...audio import ops
 from ...errors import BadSourceError, RecipeError, RejectSample
-from ..base import Sample, Synthesizer
+from ..base import ROW_COLUMNS, Sample, Synthesizer, check_label_columns
 from . import provenance
 
 # Source samples read on each side of a noise segment that is resampled, so that the
@@ -64,21 +64,22 @@ _GENERATED_BYTES = [0]
 _RIRS: OrderedDict[tuple[Any, ...], tuple[np.ndarray, int, float | None, float | None]] = OrderedDict()
 
 
-def _label_column_names(index_pools: dict, speech_pool: str, noise_pools: list[str]) -> list[tuple[str, str, str, pa.DataType]]:
+def _label_column_names(recipe, index_pools: dict, speech_pool: str, noise_pools: list[str],
+                        fixed: list[str]) -> list[tuple[str, str, str, pa.DataType]]:
     """(pool, manifest column, output column, type) for every carried label.
 
     Speech labels keep their names; a noise pool's label is prefixed with the pool name
-    unless it already starts with it (pool ``noise``, column ``noise_type`` stays).
+    unless it already starts with it (pool ``noise``, column ``noise_type`` stays). A label
+    named like a row column (``fixed``), or two labels with one output name, is a
+    :class:`RecipeError` (:func:`check_label_columns`): never renamed or overwritten.
     """
     out: list[tuple[str, str, str, pa.DataType]] = []
-    taken = {"sample_id", "split", "audio", "sampling_rate", "duration_s", "sources", "params", "embedding"}
-    for pool in [speech_pool] + [p for p in dict.fromkeys(noise_pools) if p != speech_pool]:
+    noise = [p for p in dict.fromkeys(noise_pools) if p != speech_pool]
+    for pool in [speech_pool] + noise:
         for f in index_pools[pool].label_schema:
             name = f.name if pool == speech_pool or f.name.startswith(pool) else f"{pool}_{f.name}"
-            if name in taken:
-                name = f"{pool}__{f.name}"
-            taken.add(name)
             out.append((pool, f.name, name, f.type))
+    check_label_columns(recipe, [(p, c, n) for p, c, n, _ in out], fixed, prefixed=noise)
     return out
 
 
@@ -137,7 +138,8 @@ class SpeechNoiseMixSynth(Synthesizer):
         self._pool_keys: dict[str, str] = {}
         cfg = self.config
         self._labels = _label_column_names(
-            index.pools, cfg.speech, [layer.pool for layer in cfg.noise] + [ev.pool for ev in cfg.events]
+            recipe, index.pools, cfg.speech, [layer.pool for layer in cfg.noise] + [ev.pool for ev in cfg.events],
+            fixed=list(ROW_COLUMNS) + [f.name for f in self.media_fields()],
         )
 
     # ------------------------------------------------------------------ schema
