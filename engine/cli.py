@@ -23,6 +23,18 @@ from .version import __version__
 from .errors import ShardsmithError
 
 
+def _check_path(path: str, arg: str, want: str, fix: str) -> None:
+    """Refuse a path argument of the wrong kind (a FIFO, a device, a file for a folder or
+    the other way round) before any work; see :func:`engine.storage.check_path_kind`."""
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
+    from .storage import check_path_kind
+
+    check_path_kind(path, arg=arg, want=want, fix=fix)
+
+
+_RUN_FOLDER_FIX = "give a shardsmith output folder (the --out of `shardsmith run`)"
+
+
 def _recipe(args: argparse.Namespace):
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .recipe import load_recipe
@@ -108,6 +120,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .shards import read_shard
     from .synth import synthesizer_class
 
+    _check_path(args.out, "OUT", "folder", _RUN_FOLDER_FIX)
+    _check_path(args.to, "--to", "folder",
+                "give a folder for the exported files (created if missing), e.g. --to exported/")
     files = shard_files(args.out, args.split)
     record = read_run_record(args.out) or {}
     synth = synthesizer_class(str((record.get("recipe") or {}).get("synth", {}).get("type")))
@@ -176,6 +191,7 @@ def cmd_mismatch_errors(args: argparse.Namespace) -> int:
               "dev": args.dev, "test": args.test}
     given = {k: v for k, v in levels.items() if v is not None}
     if args.table:
+        _check_path(args.table, "--table", "file", "give the general table as a CSV or JSON file")
         if given:
             raise ShardsmithError("give either --table or the error rates (--human, --train, ...), not both")
         result = decompose_table(read_general_table(args.table), confidence=args.confidence)
@@ -203,8 +219,13 @@ def cmd_mismatch_data(args: argparse.Namespace) -> int:
 
     if args.html:
         check_report_path(args.html)  # before any work
+    train = [_named_path(t) for t in args.train]
+    for t in train:
+        _check_path(t[1] if isinstance(t, tuple) else t, "--train", "folder", _RUN_FOLDER_FIX)
+    _check_path(args.dev, "--dev", "file or folder",
+                "give a shardsmith output folder, a folder of audio/image files or a manifest file")
     result = compare_data(
-        [_named_path(t) for t in args.train],
+        train,
         args.dev,
         train_split=args.train_split,
         dev_split=args.dev_split,
@@ -230,6 +251,9 @@ def cmd_mismatch_slices(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .mismatch import slice_errors
 
+    _check_path(args.shards, "--shards", "folder", _RUN_FOLDER_FIX)
+    _check_path(args.predictions, "--predictions", "file",
+                "give a CSV/JSONL/Parquet file with sample_id and correct (or prediction)")
     report = slice_errors(
         args.shards, args.predictions, split=args.split, label_column=args.label_column, by=args.by or []
     )
@@ -251,7 +275,10 @@ def cmd_split(args: argparse.Namespace) -> int:
             raise ShardsmithError(f"--source {s!r}: expected ORIGIN=PATH, e.g. --source app=data/app.csv")
         if origin in sources:
             raise ShardsmithError(f"--source {origin}: given twice")
+        _check_path(path, f"--source {origin}=", "file or folder",
+                    "give a manifest file (CSV/TSV/JSONL/Parquet with a path column) or a folder of files")
         sources[origin] = path
+    _check_path(args.out, "--out", "folder", "give a folder for the split manifests (created if missing)")
     plan = plan_splits(
         sources, args.target, dev=args.dev, test=args.test, train_dev=args.train_dev, seed=args.seed,
         group_column=args.group_column, path_column=args.path_column,

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -46,6 +45,7 @@ from .config import (  # noqa: F401  (re-exported: the recipe's models, importab
     show,
 )
 from .errors import RecipeError
+from .storage import path_kind
 from .synth import registry
 
 # --------------------------------------------------------------------------- recipe
@@ -511,13 +511,11 @@ def _read_recipe_text(p: Path) -> str:
     except OSError as exc:
         raise RecipeError(f"{p}: cannot read recipe ({exc.strerror or exc})") from None
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
+    kind = path_kind(st.st_mode)
+    if kind != "a regular file":
         os.close(fd)
-        if stat.S_ISDIR(st.st_mode):
+        if kind == "a folder":
             raise RecipeError(f"{p}: is a folder, not a recipe file; {fix}")
-        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode)
-                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-                else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
         raise RecipeError(f"{p}: is {kind}, not a regular file; {fix}")
     with os.fdopen(fd, "rb") as f:
         def too_big(size: str) -> RecipeError:

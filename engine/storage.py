@@ -44,6 +44,54 @@ def is_uri(location: str | os.PathLike) -> bool:
     return bool(_URI.match(text)) and not text.startswith("file://")
 
 
+def path_kind(mode: int) -> str:
+    """What a file of this ``st_mode`` is, in words: ``"a folder"``, ``"a regular file"``,
+    ``"a FIFO (named pipe)"``, ``"a device"``, ``"a socket"`` or ``"not a regular file"``.
+
+    Example: ``path_kind(os.stat("/dev/zero").st_mode) == "a device"``
+    """
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def check_path_kind(path: str | os.PathLike, *, arg: str, want: str, fix: str,
+                    error: type[Exception] = InputError) -> None:
+    """Refuse, before anything is opened, a local path of the wrong kind for ``arg``.
+
+    ``want`` is ``"file"`` (a regular file to read), ``"folder"`` (a folder that is read,
+    or an output folder that may not exist yet) or ``"file or folder"``. A FIFO, a device
+    or a socket is never right: it is named as such (stat only, so a FIFO cannot hang and
+    ``/dev/zero`` is never read). A path that does not exist and object-store URIs pass:
+    the reader reports those. The message names ``arg``, the path, its kind and ``fix``.
+
+    Example: ``check_path_kind(p, arg="--predictions", want="file", fix="give a CSV file")``
+    """
+    if is_uri(path):
+        return
+    where = f"{arg}{path}" if arg.endswith("=") else f"{arg} {path}"
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise error(f"{where}: cannot be read ({exc.strerror or exc}); {fix}") from None
+    kind = path_kind(mode)
+    if kind == "a folder" and "folder" in want or kind == "a regular file" and "file" in want.split():
+        return
+    needed = {"file": "a file", "folder": "a folder"}.get(want, "a file or a folder")
+    shown = "a file" if kind == "a regular file" else kind
+    raise error(f"{where}: is {shown}, not {needed}; {fix}")
+
+
 def source_location(path: str):
     """``(filesystem, key)`` of a source file given as an object-store URI (``s3://bucket/key``),
     or None for a local path; :class:`~engine.errors.BadSourceError` if the location

@@ -154,3 +154,90 @@ def test_write_report_writes_a_file_in_an_existing_folder(tmp_path):
     target = tmp_path / "report.html"
     assert write_report(target, "<html></html>") == target
     assert listing(tmp_path) == ["report.html"]
+
+
+# The CLI's other path arguments: a FIFO never hangs, a device is never read, a folder
+# where a file is needed (and the other way round) is named as such; exit code 1.
+
+def _arg_fifo(tmp_path: Path) -> tuple[Path, str]:
+    p = tmp_path / "arg.fifo"
+    os.mkfifo(p)
+    return p, "is a FIFO (named pipe)"
+
+
+def _arg_device(tmp_path: Path) -> tuple[Path, str]:
+    return Path("/dev/zero"), "is a device"
+
+
+def _arg_folder(tmp_path: Path) -> tuple[Path, str]:
+    p = tmp_path / "a_folder"
+    p.mkdir()
+    return p, "is a folder"
+
+
+def _arg_file(tmp_path: Path) -> tuple[Path, str]:
+    p = tmp_path / "a_file.csv"
+    p.write_text("path\n")
+    return p, "is a file"
+
+
+# (command with {p} for the path under test and {run} for a plain folder, the argument
+# named in the message, what it needs, the wrong kinds to try)
+ARG_CASES = [
+    (["mismatch", "errors", "--table", "{p}"], "--table", "not a file", [_arg_fifo, _arg_device, _arg_folder]),
+    (["mismatch", "slices", "--shards", "{run}", "--predictions", "{p}"], "--predictions", "not a file",
+     [_arg_fifo, _arg_device, _arg_folder]),
+    (["mismatch", "slices", "--shards", "{p}", "--predictions", "{run}/p.csv"], "--shards", "not a folder",
+     [_arg_fifo, _arg_device, _arg_file]),
+    (["mismatch", "data", "--train", "{p}", "--dev", "{run}"], "--train", "not a folder",
+     [_arg_fifo, _arg_device, _arg_file]),
+    (["mismatch", "data", "--train", "web={p}", "--dev", "{run}"], "--train", "not a folder", [_arg_fifo]),
+    (["mismatch", "data", "--train", "{run}", "--dev", "{p}"], "--dev", "not a file or a folder",
+     [_arg_fifo, _arg_device]),
+    (["split", "--source", "app={p}", "--target", "app", "--dev", "1", "--test", "1", "--train-dev", "1",
+      "--out", "{run}/splits"], "--source app=", "not a file or a folder", [_arg_fifo, _arg_device]),
+    (["split", "--source", "app={run}", "--target", "app", "--dev", "1", "--test", "1", "--train-dev", "1",
+      "--out", "{p}"], "--out", "not a folder", [_arg_fifo, _arg_device, _arg_file]),
+    (["export", "{run}", "--split", "train", "--to", "{p}"], "--to", "not a folder",
+     [_arg_fifo, _arg_device, _arg_file]),
+    (["export", "{p}", "--split", "train", "--to", "{run}/exported"], "OUT", "not a folder",
+     [_arg_fifo, _arg_file]),
+]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not Path("/dev/zero").exists(), reason="no FIFOs or /dev/zero")
+@pytest.mark.parametrize("command, arg, needed, makes", ARG_CASES, ids=lambda v: v if isinstance(v, str) else None)
+def test_a_path_argument_of_the_wrong_kind_is_refused_at_once(tmp_path, command, arg, needed, makes):
+    run = tmp_path / "run"
+    run.mkdir()
+    for make in makes:
+        path, kind = make(tmp_path)
+        before = listing(tmp_path)
+        args = [a.replace("{p}", str(path)).replace("{run}", str(run)) for a in command]
+        done = cli(*args, cwd=tmp_path, timeout=30)  # a hang or a read of /dev/zero times out
+        assert done.returncode == 1, (make.__name__, done.stderr)
+        assert "Traceback" not in done.stderr
+        sep = "" if arg.endswith("=") else " "
+        assert done.stderr.startswith(f"shardsmith: error: {arg}{sep}{path}: {kind}, {needed}; give "), \
+            (make.__name__, done.stderr)
+        assert listing(tmp_path) == before  # nothing written
+        if path.is_fifo():
+            path.unlink()
+
+
+def test_the_path_kind_check_itself_takes_well_under_a_second(tmp_path):
+    from engine.errors import InputError
+    from engine.storage import check_path_kind
+
+    fifo = tmp_path / "f"
+    targets = [(_folder(tmp_path), "file"), (Path("/dev/zero"), "file or folder")]
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(fifo)
+        targets.append((fifo, "folder"))
+    for target, want in targets:
+        start = time.monotonic()
+        with pytest.raises(InputError, match=f"^--x {target}: is "):
+            check_path_kind(target, arg="--x", want=want, fix="fix it")
+        assert time.monotonic() - start < 1.0, target
+    check_path_kind(tmp_path / "missing", arg="--x", want="file", fix="fix it")  # the reader reports it
+    check_path_kind("s3://bucket/key", arg="--x", want="file", fix="fix it")
