@@ -38,7 +38,7 @@ from typing import Any
 
 from .errors import InputError, ShardError
 from .sources import Listing, Segment, label_table, with_segment
-from .storage import Store, glob_uri, is_uri
+from .storage import Store, glob_uri, is_uri, join_location
 
 LABELS = ["text", "speaker", "gender"]
 # What Kaldi's rxfilenames mean besides a file (kaldi-io.cc, ClassifyRxfilename), and
@@ -190,12 +190,6 @@ def _run_folder(data_dir: str, entries: list[str]) -> tuple[str, set[str] | None
     return run, set(names)
 
 
-def _resolve(entry: str, base_dir: Path) -> str:
-    if "://" in entry or os.path.isabs(entry):
-        return entry
-    return os.path.abspath(os.path.join(base_dir, entry))
-
-
 def _recordings(pool_name: str, data_dir: _DataDir, rel: str, base_dir: Path,
                 rejects: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
     """``wav.scp`` as ``(recording id -> file, recording id -> why it is refused)``."""
@@ -208,14 +202,13 @@ def _recordings(pool_name: str, data_dir: _DataDir, rel: str, base_dir: Path,
         why = refusal(entry)
         if why is None and data_dir.remote and not ("://" in entry or os.path.isabs(entry)):
             key = posixpath.normpath(entry)
-            scheme, where = run.split("://", 1)
-            path = f"{scheme}://{posixpath.normpath(f'{where}/{key}')}"
+            path = join_location(run, key)
             if objects is not None and key not in objects:
                 why = (f"file not found: {path} (on an object store a relative path in wav.scp resolves against "
                        f"the folder Kaldi ran in, found as the nearest of the data dir and the folders above it "
                        f"that holds the files wav.scp names: here {run})")
         else:
-            path = _resolve(entry, base_dir) if why is None else ""
+            path = join_location(str(base_dir), entry) if why is None else ""
         if why is None and "://" not in path and not os.path.isfile(path):
             why = (f"file not found: {path} (a relative path in wav.scp resolves against the recipe's folder, "
                    f"{base_dir}: keep the recipe in the folder Kaldi ran in, or write absolute paths)")

@@ -37,7 +37,6 @@ import gzip
 import io
 import json
 import os
-import posixpath
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from typing import IO, Any, Iterator
 
 from .errors import InputError
 from .sources import Listing, Segment, label_table, open_container, with_segment
-from .storage import Store, glob_uri, is_uri
+from .storage import Store, glob_uri, is_uri, join_location, parent_location
 
 LABELS = ["text", "speaker", "language", "gender"]
 MONO_CUT_TYPES = ("MonoCut", "Cut")
@@ -145,16 +144,6 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _beside(manifest: str, path: str) -> str:
-    """A source path resolved against the folder of the manifest that names it."""
-    if is_uri(path) or os.path.isabs(path):
-        return path
-    if is_uri(manifest):
-        scheme, where = manifest.split("://", 1)
-        return f"{scheme}://{posixpath.normpath(posixpath.join(posixpath.dirname(where), path))}"
-    return os.path.abspath(os.path.join(os.path.dirname(manifest), path))
-
-
 def _file_and_channel(recording: Any, channel: Any, manifest: str) -> tuple[str, int | None]:
     """The file to read for ``channel`` of ``recording`` (a Lhotse recording dict), and
     the channel of that file (None: the whole file). Raises ValueError with the reason."""
@@ -191,7 +180,7 @@ def _file_and_channel(recording: Any, channel: Any, manifest: str) -> tuple[str,
                          else f"a {kind!r} source; shardsmith reads 'file' sources only")
     if not isinstance(path, str) or not path:
         raise ValueError("a 'file' source without a path")
-    return _beside(manifest, path), index
+    return join_location(parent_location(manifest), path), index  # beside the manifest
 
 
 def _segment_item(record: _Record, recording: Any, recording_manifest: str,

@@ -17,8 +17,6 @@ from __future__ import annotations
 import glob
 import functools
 import os
-import posixpath
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +24,13 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 
 from .audio import io as audio_io
 from .audio.generators import virtual_items
 from .errors import BadSourceError, InputError
 from .formats import list_items
 from .recipe import AudioPool, Recipe
-from .storage import glob_uri, is_uri
+from .storage import glob_uri, is_uri, join_location
 from .tables import read_table, require_column
 from .rng import stable_unit
 
@@ -112,16 +109,6 @@ def _item_id(path: Path | str, base_dir: Path) -> str:
     return Path(os.path.relpath(path, base_dir)).as_posix()
 
 
-def _join_location(parent: str, child: str) -> str:
-    """``child`` resolved against the folder ``parent`` (a local path or a URI)."""
-    if is_uri(child) or (not is_uri(parent) and os.path.isabs(child)):
-        return child
-    if is_uri(parent):
-        scheme, rest = parent.split("://", 1)
-        return f"{scheme}://{posixpath.normpath(posixpath.join(rest, child))}"
-    return os.path.abspath(os.path.join(parent, child))
-
-
 def _resolve_files(
     pool_name: str, pool: AudioPool, base_dir: Path
 ) -> tuple[list[Path], pa.Table | None, list[dict[str, Any]]]:
@@ -162,7 +149,7 @@ def _resolve_files(
         manifest = base_dir / manifest
     manifest_dir = manifest_text.rsplit("/", 1)[0] if isinstance(manifest, str) else str(manifest.parent)
     if pool.media_dir is not None:  # relative to the manifest's folder, like its entries
-        manifest_dir = _join_location(manifest_dir, pool.media_dir)
+        manifest_dir = join_location(manifest_dir, pool.media_dir)
     manifest_name = str(manifest).rsplit("/", 1)[-1]
     table = read_table(manifest)
     require_column(table, pool.path_column, manifest, f"add it or set pools.{pool_name}.path_column")
@@ -179,7 +166,7 @@ def _resolve_files(
                 {"pool": pool_name, "path": f"{manifest}#row{row + 1}", "reason": "empty path in manifest"}
             )
             continue
-        joined = _join_location(manifest_dir, raw.strip())
+        joined = join_location(manifest_dir, raw.strip())
         p: Any = joined if is_uri(joined) else Path(joined)
         if p in seen:
             rejects.append(
@@ -345,7 +332,7 @@ def index_image_pool(
         for i, row in enumerate(label_rows):
             raw = row.get(pool.mask_column)
             if isinstance(raw, str) and raw.strip():
-                masks[i] = _join_location(manifest_dir, raw.strip())
+                masks[i] = join_location(manifest_dir, raw.strip())
         order = sorted(masks)
         mask_probe = functools.partial(_probe_image, max_pixels=pool.max_pixels, mode="gray")
         mask_results = dict(zip(order, (mapper or thread_mapper)(mask_probe, [masks[i] for i in order])))

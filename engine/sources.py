@@ -37,7 +37,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from .errors import BadSourceError
-from .storage import source_location
+from .storage import join_location, parent_location, source_location
 
 PREFIX = "item:?"
 # Decoded record batches kept per process (bytes of the media column); a sane default
@@ -276,15 +276,6 @@ class _BatchCache:
 _BATCHES = _BatchCache(TABLE_CACHE_BYTES)
 
 
-def _join(src: str, rel: str) -> str:
-    """``rel`` resolved against the folder of the table ``src``."""
-    if "://" in rel or os.path.isabs(rel):
-        return rel
-    if "://" in src:
-        return src.rsplit("/", 1)[0] + "/" + rel
-    return os.path.join(os.path.dirname(src), rel)
-
-
 # --------------------------------------------------------------------------- opening
 
 
@@ -297,24 +288,23 @@ def open_media(text: str) -> tuple[str | IO[bytes], Segment | None]:
     loc = decode(text)
     if loc.kind == "file":
         return loc.src, loc.segment
-    where = describe(text)
     if loc.kind == "tar":
         try:
             with open_container(loc.src) as f:
                 f.seek(int(loc.offset))
                 data = f.read(int(loc.size))
         except OSError as exc:
-            raise BadSourceError(where, f"cannot read the tar member ({exc.strerror or exc})") from None
+            raise BadSourceError(describe(text), f"cannot read the tar member ({exc.strerror or exc})") from None
         if len(data) != loc.size:
-            raise BadSourceError(where, f"the tar is cut short: member needs {loc.size} bytes, {len(data)} are there")
+            raise BadSourceError(describe(text), f"the tar is cut short: member needs {loc.size} bytes, {len(data)} are there")
         return io.BytesIO(data), loc.segment
     try:
         value = _BATCHES.media(loc.src, loc.column or "audio", int(loc.row))
     except (OSError, pa.ArrowException) as exc:
-        raise BadSourceError(where, f"cannot read the table row ({str(exc).splitlines()[0][:200]})") from None
+        raise BadSourceError(describe(text), f"cannot read the table row ({str(exc).splitlines()[0][:200]})") from None
     data, path = value.get("bytes"), value.get("path")
     if data:
         return io.BytesIO(data), loc.segment
     if path:
-        return _join(loc.src, path), loc.segment
-    raise BadSourceError(where, f"column {loc.column!r} holds neither bytes nor a path")
+        return join_location(parent_location(loc.src), path), loc.segment  # a path beside the table
+    raise BadSourceError(describe(text), f"column {loc.column!r} holds neither bytes nor a path")

@@ -21,6 +21,7 @@ import errno
 import hashlib
 import json
 import os
+import posixpath
 import re
 import shutil
 import stat
@@ -350,6 +351,28 @@ def write_json(out: str | os.PathLike | Store, rel: str, data: object, *, compac
     text = (json.dumps(data, sort_keys=True, separators=(",", ":")) if compact
             else json.dumps(data, indent=1, sort_keys=True))
     as_store(out).write_bytes(rel, (text + "\n").encode("utf-8"))
+
+
+def parent_location(location: str) -> str:
+    """The folder of a local path or an object URI.
+
+    Example: ``parent_location("s3://b/data/a.parquet") == "s3://b/data"``
+    """
+    return location.rsplit("/", 1)[0] if is_uri(location) else os.path.dirname(location)
+
+
+def join_location(folder: str, child: str) -> str:
+    """``child`` resolved against ``folder`` (a local path or an object URI); a URI or an
+    absolute path is kept as it is.
+
+    Example: ``join_location("s3://b/data", "../clips/a.mp3") == "s3://b/clips/a.mp3"``
+    """
+    if is_uri(child) or (not is_uri(folder) and os.path.isabs(child)):
+        return child
+    if is_uri(folder):
+        scheme, rest = folder.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(rest, child))}"
+    return os.path.abspath(os.path.join(folder, child))
 
 
 # --------------------------------------------------------------------------- globs

@@ -106,6 +106,7 @@ __all__ = [
     "data_report_html",
     "SliceReport",
     "slice_errors",
+    "row_categories",
     "ADVICE",
     "CLOSENESS",
     "DEFAULT_MAX_N",
