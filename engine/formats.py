@@ -112,8 +112,7 @@ def _tables_of(pool_name: str, i: int, pattern: str, base_dir: Path) -> tuple[li
     return files, False
 
 
-def _schema(path: str) -> tuple[pa.Schema, int]:
-    kind = table_kind(path)
+def _schema(path: str, kind: str) -> tuple[pa.Schema, int]:
     with open_container(path) as src:
         if kind == "parquet":
             f = pq.ParquetFile(src)
@@ -125,8 +124,7 @@ def _schema(path: str) -> tuple[pa.Schema, int]:
         return reader.schema, sum(b.num_rows for b in reader)
 
 
-def _read_columns(path: str, columns: list[str]) -> pa.Table:
-    kind = table_kind(path)
+def _read_columns(path: str, kind: str, columns: list[str]) -> pa.Table:
     with open_container(path) as src:
         if kind == "parquet":
             return pq.read_table(src, columns=columns)
@@ -149,7 +147,8 @@ def list_table_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
         tables, upstream = _tables_of(pool_name, i, pattern, base_dir)
         for path in tables:
             try:
-                schema, rows = _schema(path)
+                kind = table_kind(path)  # parquet, arrow file or stream: read once per table
+                schema, rows = _schema(path, kind)
             except (OSError, pa.ArrowException) as exc:
                 rejects.append({"pool": pool_name, "path": str(path),
                                 "reason": f"not a readable Parquet or Arrow table ({str(exc).splitlines()[0][:200]})"})
@@ -193,7 +192,7 @@ def list_table_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
                 )
             extra = [c for c in ([pool.key_column] if pool.key_column else []) + (["sample_id"] if upstream else [])
                      if c not in wanted]
-            cols = _read_columns(path, wanted + extra)
+            cols = _read_columns(path, kind, wanted + extra)
             rel = path if is_uri(path) else Path(os.path.relpath(path, base_dir)).as_posix()
             keys = cols.column(pool.key_column).to_pylist() if pool.key_column else None
             labels = cols.select(wanted)
