@@ -136,22 +136,25 @@ def moto_server(extra_env: dict | None = None):
             proc.kill()
 
 
+@contextlib.contextmanager
+def aws_env(endpoint: str):
+    """The standard AWS variables pointing at a local S3-compatible ``endpoint`` for the
+    block (put back as they were afterwards)."""
+    mp = pytest.MonkeyPatch()
+    for k, v in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        mp.setenv(k, v)
+    try:
+        yield endpoint
+    finally:
+        mp.undo()
+
+
 @pytest.fixture(scope="module")
 def s3_server():
     """moto on 127.0.0.1 with the standard AWS variables pointing at it for this module."""
-    with moto_server() as endpoint:
-        env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield endpoint
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with moto_server() as endpoint, aws_env(endpoint):
+        yield endpoint
 
 
 def make_bucket(name: str) -> None:
@@ -167,17 +170,9 @@ def tree_on_s3(root: Path, bucket: str, prefix: str):
     ``s3://bucket/prefix``."""
     import boto3
 
-    with moto_server() as endpoint:
-        env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-        mp = pytest.MonkeyPatch()
-        for k, v in env.items():
-            mp.setenv(k, v)
-        try:
-            make_bucket(bucket)
-            s3 = boto3.client("s3")
-            for f in sorted(p for p in root.rglob("*") if p.is_file()):
-                s3.upload_file(str(f), bucket, f"{prefix}/{f.relative_to(root).as_posix()}")
-            yield f"s3://{bucket}/{prefix}"
-        finally:
-            mp.undo()
+    with moto_server() as endpoint, aws_env(endpoint):
+        make_bucket(bucket)
+        s3 = boto3.client("s3")
+        for f in sorted(p for p in root.rglob("*") if p.is_file()):
+            s3.upload_file(str(f), bucket, f"{prefix}/{f.relative_to(root).as_posix()}")
+        yield f"s3://{bucket}/{prefix}"
