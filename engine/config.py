@@ -106,7 +106,7 @@ AUDIO_ONLY_FORMATS = ("kaldi", "lhotse")  # their items are stretches of recordi
 # Pool fields added after the first release enter the recipe hash only when they differ
 # from these defaults, so an output written before them still resumes.
 POOL_FIELDS_HASHED_WHEN_SET = {"format": "files", "media_column": None, "key_column": None, "label_columns": None,
-                               "media_dir": None}
+                               "media_dir": None, "max_peak_dbfs": 20.0, "min_rms_dbfs": -70.0, "min_side_px": 16}
 
 
 class _FilePool(StrictModel):
@@ -163,8 +163,16 @@ class AudioPool(_FilePool):
     kind: Literal["audio"] = "audio"
     sample_rate: int | None = Field(None, ge=1000, le=384000)
     max_channels: int = Field(2, ge=1, le=64)
-    min_duration_s: float = Field(0.0, ge=0.0)
+    # Shorter files are rejects. Unset: the minimum of the role the synthesizer gives the
+    # pool (SynthConfig.min_durations_s: a speech_noise_mix speech pool 0.25 s, a looped
+    # noise layer 1 s, events 0.05 s, room responses 0.01 s); 0 takes any length.
+    min_duration_s: float | None = Field(None, ge=0.0)
     max_duration_s: float | None = Field(None, gt=0.0)
+    # Levels a recording can have: a file whose peak is above max_peak_dbfs (a float file
+    # scaled far past full scale, a 1e30 burst) or whose RMS over the whole file is below
+    # min_rms_dbfs (next to silence) is a reject.
+    max_peak_dbfs: float = Field(20.0, ge=0.0, le=400.0)
+    min_rms_dbfs: float = Field(-70.0, ge=-200.0, le=0.0)
 
 
 def _pool_kind(value: Any) -> str | None:
@@ -180,6 +188,9 @@ class ImagePool(_FilePool):
     kind: Literal["image"]
     mode: Literal["rgb", "rgba", "gray"] = "rgb"
     max_pixels: int = Field(40_000_000, ge=1, le=150_000_000)  # larger images are rejected unread
+    # Smaller images (width or height in pixels) are rejects: a 1x1 image blown up to the
+    # output size is a solid colour, not a training image.
+    min_side_px: int = Field(16, ge=1, le=65_535)
     mask_column: str | None = None  # manifest column with a mask image per item (cut-outs)
 
 
@@ -320,6 +331,11 @@ class SynthConfig(StrictModel):
     def holdout_pools(self) -> list[str]:
         """Pools whose held-out items make a holdout split 'unseen' (default: all it names)."""
         return self.pools_used()
+
+    def min_durations_s(self) -> dict[str, float]:
+        """The shortest usable source in seconds for each audio pool, by the role this
+        synthesizer gives it (a pool's own ``min_duration_s`` wins). Default: none."""
+        return {}
 
     def check_recipe(self, recipe: "Recipe") -> list[str]:
         """Cross-field problems with the rest of the recipe, one message each (default: none)."""

@@ -35,6 +35,41 @@ class BadSourceError(InputError):
         self.path = str(path)
         self.reason = reason
 
+    def __reduce__(self):  # pickled across Ray with its fields, not its message
+        return (type(self), (self.path, self.reason))
+
+
+class SourceChangedError(ShardsmithError):
+    """A source file differs from the one its pool index validated (truncated, rewritten,
+    replaced): the run stops rather than mix two versions of the data."""
+
+    def __init__(self, path: str, detail: str):
+        super().__init__(
+            f"{path}: changed after its pool was indexed ({detail}); rows drawn from it would mix two "
+            "versions of the data. Restore the file, or re-run with --overwrite (or a new --out) to index "
+            "the pools anew"
+        )
+        self.path = path
+        self.detail = detail
+
+    def __reduce__(self):  # pickled across Ray with its fields, not its message
+        return (type(self), (self.path, self.detail))
+
+
+class PoolIndexFault(ShardsmithError):
+    """A source the pool index validated failed when a worker decoded it: the index was
+    wrong about it. The run stops; no row that used the file is kept."""
+
+    def __init__(self, pool: str, item: str, path: str, reason: str):
+        super().__init__(
+            f"{path}: {reason}. The pool index of pool {pool!r} had validated this file, so it changed or "
+            "decodes differently now; the run stopped and keeps no row made from it"
+        )
+        self.pool, self.item, self.path, self.reason = pool, item, path, reason
+
+    def __reduce__(self):  # pickled across Ray with its fields, not its message
+        return (type(self), (self.pool, self.item, self.path, self.reason))
+
 
 class SynthesisError(ShardsmithError):
     """A sample could not be made (for example every redraw hit a bad source)."""

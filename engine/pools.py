@@ -14,8 +14,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import glob
 import functools
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,18 +28,22 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
+from . import sources
 from .audio import io as audio_io
 from .audio.generators import virtual_items
 from .errors import BadSourceError, InputError
+from .fingerprint import Fingerprint, fingerprint
 from .formats import list_items
+from .probe_cache import ProbeCache, probe_key
 from .recipe import AudioPool, Recipe
 from .storage import glob_uri, is_uri, join_location
 from .tables import read_table, require_column
 from .rng import stable_unit
 
 # Probing runs through a mapper so that runtime.py can spread it over Ray for big pools
-# while this module stays free of Ray.
-Mapper = Callable[[Callable[[str], Any], Sequence[str]], list[Any]]
+# while this module stays free of Ray: mapper(fn, items, sizes) with the size in bytes of
+# each item's file (0 when unknown), for the mapper to balance the work.
+Mapper = Callable[..., list[Any]]
 
 
 @dataclass
@@ -57,6 +64,15 @@ class PoolItems:
     # Image pools: pixel size of each item after EXIF orientation (None for audio pools).
     width: np.ndarray | None = None
     height: np.ndarray | None = None
+    # The content fingerprint (Fingerprint.content) of the file each item lives in ("" for
+    # generated items): what a resume compares.
+    fingerprints: list[str] = field(default_factory=list)
+    # The files the items live in -> their fingerprints when indexed (workers check each
+    # file against it before reading it: engine.fingerprint.verify).
+    sources: dict[str, Fingerprint] = field(default_factory=dict)
+    # Items whose full validation the probe cache knew (same content), and items decoded now.
+    cached: int = 0
+    probed: int = 0
 
     def __len__(self) -> int:
         return len(self.items)
@@ -84,6 +100,20 @@ class PoolIndex:
     pools: dict[str, PoolItems]
     rejects: list[dict[str, Any]]
 
+    @property
+    def sources(self) -> dict[str, Fingerprint]:
+        """Every source file of every pool (a container for items inside one) -> its
+        fingerprint when indexed."""
+        return {src: fp for pool in self.pools.values() for src, fp in pool.sources.items()}
+
+    @property
+    def cached(self) -> int:
+        return sum(p.cached for p in self.pools.values())
+
+    @property
+    def probed(self) -> int:
+        return sum(p.probed for p in self.pools.values())
+
     def summary(self) -> str:
         lines = []
         for name, p in self.pools.items():
@@ -97,6 +127,9 @@ class PoolIndex:
                 f"  pool {name:<12} {len(p):>7} items  {size}"
                 + (f"  ({held} held out)" if held else "")
             )
+        if self.cached or self.probed:
+            lines.append(f"  {self.probed} item(s) decoded and checked in full now, {self.cached} known from "
+                         "the probe cache (same content)")
         if self.rejects:
             lines.append(f"  {len(self.rejects)} file(s) rejected (see rejects.jsonl)")
         return "\n".join(lines)
@@ -205,13 +238,73 @@ def _list_pool(
     return listing.locators, listing.ids, listing.ids, listing.labels, listing.rejects
 
 
-def _probe_one(path: str) -> tuple[str, Any]:
+def _probe_audio(path: str) -> tuple[str, Any]:
     try:
-        return ("ok", audio_io.probe(path))
+        return ("ok", dataclasses.asdict(audio_io.probe(path)))
     except BadSourceError as exc:
         return ("bad", exc.reason)
     except Exception as exc:  # a probe must never take the indexer down
         return ("bad", f"cannot be read ({type(exc).__name__}: {exc})")
+
+
+def source_of(locator: str) -> str:
+    """The file an item lives in: its own path, or the container a locator points into."""
+    return sources.decode(locator).src if sources.is_locator(locator) else locator
+
+
+def _fingerprint_or_none(src: str) -> Fingerprint | None:
+    try:
+        return fingerprint(src)
+    except Exception:  # noqa: BLE001 - unreadable here means unreadable to the probe, which names why
+        return None
+
+
+@dataclass
+class _Probed:
+    """The verdict on each item (``("ok", info as a dict)`` or ``("bad", reason)``), the
+    fingerprint of the file each lives in, and how many verdicts came from the cache."""
+
+    verdicts: list[tuple[str, Any]]
+    fingerprints: list[Fingerprint | None]
+    cached: int
+    probed: int
+
+    def kept(self, locators: Sequence[str], keep: Sequence[int], also: Sequence[str] = ()) -> dict[str, Any]:
+        """The PoolItems fields of fingerprints and counts for the kept items (``also``:
+        more files they need, such as masks, fingerprinted alongside)."""
+        sources_ = {source_of(locators[i]): self.fingerprints[i] for i in keep}
+        for extra in also:
+            sources_.setdefault(source_of(extra), _fingerprint_or_none(extra))
+        return {
+            "fingerprints": [fp.content if (fp := self.fingerprints[i]) is not None else "" for i in keep],
+            "sources": {src: fp for src, fp in sources_.items() if fp is not None},
+            "cached": self.cached,
+            "probed": self.probed,
+        }
+
+
+def _probe_all(kind: str, settings: dict[str, Any], probe_fn: Callable[[str], Any], locators: Sequence[str],
+               mapper: Mapper | None, cache: ProbeCache | None) -> _Probed:
+    """Fingerprint the files of ``locators`` (threads: it is I/O), take the verdicts the
+    cache has for that content, and probe the rest through ``mapper``."""
+    srcs = [source_of(loc) for loc in locators]
+    distinct = list(dict.fromkeys(srcs))
+    fps = dict(zip(distinct, thread_mapper(_fingerprint_or_none, distinct, threads=16)))
+    item_fps = [fps[src] for src in srcs]
+    keys = [None if fp is None else probe_key(kind, settings, loc, fp) for loc, fp in zip(locators, item_fps)]
+    hits = cache.get_many(k for k in keys if k is not None) if cache is not None else {}
+    todo = [i for i, k in enumerate(keys) if k is None or k not in hits]
+    sizes = [fp.size if (fp := item_fps[i]) is not None and not sources.is_locator(locators[i]) else 0 for i in todo]
+    fresh = (mapper or thread_mapper)(probe_fn, [locators[i] for i in todo], sizes)
+    verdicts: list[Any] = [hits.get(k) if k is not None else None for k in keys]
+    new: dict[str, tuple[str, Any]] = {}
+    for i, verdict in zip(todo, fresh):
+        verdicts[i] = verdict
+        if keys[i] is not None:
+            new[keys[i]] = verdict
+    if cache is not None:
+        cache.put_many(new)
+    return _Probed(verdicts, item_fps, cached=len(locators) - len(todo), probed=len(todo))
 
 
 def select_holdout(pool: str, items: list[str], fraction: float) -> np.ndarray:
@@ -229,37 +322,66 @@ def select_holdout(pool: str, items: list[str], fraction: float) -> np.ndarray:
     return holdout
 
 
-def thread_mapper(fn: Callable[[str], Any], items: Sequence[str]) -> list[Any]:
+def thread_mapper(fn: Callable[[str], Any], items: Sequence[str], sizes: Sequence[int] | None = None,
+                  threads: int | None = None) -> list[Any]:
     """Default mapper: a small thread pool (libsndfile releases the GIL while decoding)."""
     if len(items) < 16:
         return [fn(x) for x in items]
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as ex:
+    with ThreadPoolExecutor(max_workers=threads or min(8, (os.cpu_count() or 2) * 2)) as ex:
         return list(ex.map(fn, items, chunksize=16))
 
 
+def _level_reason(name: str, pool: AudioPool, info: audio_io.AudioInfo) -> str | None:
+    peak_dbfs = 20.0 * math.log10(info.peak) if info.peak > 0 else -math.inf
+    rms_dbfs = 20.0 * math.log10(info.rms) if info.rms > 0 else -math.inf
+    if peak_dbfs > pool.max_peak_dbfs:
+        hint = " (integer PCM stored as float? divide by 32768)" if 80.0 < peak_dbfs < 100.0 else ""
+        return (f"absurd level: peak {peak_dbfs:+.1f} dBFS is above pools.{name}.max_peak_dbfs "
+                f"({pool.max_peak_dbfs:+g} dBFS); recorded audio stays near or below full scale{hint}")
+    if rms_dbfs < pool.min_rms_dbfs:
+        return (f"absurd level: RMS {rms_dbfs:.1f} dBFS over the whole file is below pools.{name}.min_rms_dbfs "
+                f"({pool.min_rms_dbfs:g} dBFS): next to silence")
+    return None
+
+
 def index_pool(
-    name: str, pool: AudioPool, base_dir: Path, mapper: Mapper | None = None
+    name: str, pool: AudioPool, base_dir: Path, mapper: Mapper | None = None, *,
+    cache: ProbeCache | None = None, role_min_duration_s: float = 0.0,
 ) -> tuple[PoolItems, list[dict[str, Any]]]:
-    """Probe one pool's files; returns the usable items and the rejects.
+    """Validate every frame of one pool's files; returns the usable items and the rejects.
+
+    Besides unreadable, damaged, NaN and silent files (:func:`engine.audio.io.probe`), a
+    file is a reject when it has more channels than ``max_channels``, is shorter than
+    ``min_duration_s`` (unset: ``role_min_duration_s``, the minimum of the role the
+    synthesizer gives the pool) or longer than ``max_duration_s``, or its level is absurd
+    (peak above ``max_peak_dbfs``, RMS below ``min_rms_dbfs``). With a ``cache`` a file
+    whose content was validated before is not decoded again.
 
     Example: ``items, rejects = index_pool("car", recipe.pools["car"], recipe.base_dir)``
     """
     paths, ids, shown, labels, rejects = _list_pool(name, pool, base_dir)
-    results = (mapper or thread_mapper)(_probe_one, paths)
+    probed = _probe_all(*_probe_settings(pool), _probe_audio, paths, mapper, cache)
+    min_duration_s = role_min_duration_s if pool.min_duration_s is None else pool.min_duration_s
     keep: list[int] = []
     infos: list[Any] = []
-    for i, (status, value) in enumerate(results):
+    for i, (status, value) in enumerate(probed.verdicts):
         reason = value if status == "bad" else None
         if reason is None:
+            value = audio_io.AudioInfo(**value)
             if value.channels > pool.max_channels:
                 reason = (
                     f"{value.channels} channels; pool {name!r} takes at most {pool.max_channels} "
                     f"(raise pools.{name}.max_channels to downmix such files)"
                 )
-            elif value.duration_s < pool.min_duration_s:
-                reason = f"{value.duration_s:.3f} s is shorter than pools.{name}.min_duration_s ({pool.min_duration_s} s)"
+            elif value.duration_s < min_duration_s:
+                why = (f"pools.{name}.min_duration_s ({min_duration_s:g} s)" if pool.min_duration_s is not None
+                       else f"the {min_duration_s:g} s the synthesizer needs from pool {name!r} (set "
+                            f"pools.{name}.min_duration_s to change it)")
+                reason = f"too short: {value.duration_s:.3f} s is shorter than {why}"
             elif pool.max_duration_s is not None and value.duration_s > pool.max_duration_s:
                 reason = f"{value.duration_s:.1f} s is longer than pools.{name}.max_duration_s ({pool.max_duration_s} s)"
+            else:
+                reason = _level_reason(name, pool, value)
         if reason is not None:
             rejects.append({"pool": name, "path": shown[i], "reason": reason})
             continue
@@ -285,6 +407,7 @@ def index_pool(
         holdout=holdout,
         label_schema=schema,
         labels=label_rows,
+        **probed.kept(paths, keep),
     )
     return pool_items, rejects
 
@@ -293,17 +416,27 @@ def _probe_image(path: str, max_pixels: int, mode: str) -> tuple[str, Any]:
     from .image import io as image_io  # OpenCV loads only for image pools
 
     try:
-        return ("ok", image_io.probe(path, max_pixels=max_pixels, mode=mode))
+        info = image_io.probe(path, max_pixels=max_pixels, mode=mode)
+        return ("ok", {"width": info.width, "height": info.height, "channels": info.channels})
     except BadSourceError as exc:
         return ("bad", exc.reason)
     except Exception as exc:  # a probe must never take the indexer down
         return ("bad", f"cannot be read ({type(exc).__name__}: {exc})")
 
 
+@dataclass(frozen=True)
+class _ImageSize:
+    width: int
+    height: int
+    channels: int
+
+
 def index_image_pool(
-    name: str, pool: Any, base_dir: Path, mapper: Mapper | None = None
+    name: str, pool: Any, base_dir: Path, mapper: Mapper | None = None, *,
+    cache: ProbeCache | None = None, **_: Any,
 ) -> tuple[PoolItems, list[dict[str, Any]]]:
-    """Probe one image pool: every file decoded once (oversized ones refused unread).
+    """Probe one image pool: every file decoded once (oversized ones refused unread, ones
+    with a side shorter than ``min_side_px`` rejected).
 
     Image items have no duration: ``duration_s`` and ``sample_rate`` are 0, ``frames`` 1,
     ``channels`` the colour channels stored in the file, ``width``/``height`` in pixels.
@@ -314,8 +447,9 @@ def index_image_pool(
     """
 
     paths, ids, shown, labels, rejects = _list_pool(name, pool, base_dir)
-    probe = functools.partial(_probe_image, max_pixels=pool.max_pixels, mode=pool.mode)
-    results = (mapper or thread_mapper)(probe, paths)
+    kind, settings = _probe_settings(pool)
+    probe = functools.partial(_probe_image, **settings)
+    probed = _probe_all(kind, settings, probe, paths, mapper, cache)
     label_rows = labels.to_pylist() if labels is not None and labels.num_columns else []
     masks: dict[int, str] = {}
     if pool.mask_column is not None:
@@ -334,17 +468,26 @@ def index_image_pool(
             if isinstance(raw, str) and raw.strip():
                 masks[i] = join_location(manifest_dir, raw.strip())
         order = sorted(masks)
-        mask_probe = functools.partial(_probe_image, max_pixels=pool.max_pixels, mode="gray")
-        mask_results = dict(zip(order, (mapper or thread_mapper)(mask_probe, [masks[i] for i in order])))
+        mask_settings = {"max_pixels": pool.max_pixels, "mode": "gray"}
+        mask_probe = functools.partial(_probe_image, **mask_settings)
+        mask_probed = _probe_all("image", mask_settings, mask_probe, [masks[i] for i in order], mapper, cache)
+        mask_results = dict(zip(order, mask_probed.verdicts))
     keep: list[int] = []
     infos: list[Any] = []
-    for i, (status, value) in enumerate(results):
+    for i, (status, value) in enumerate(probed.verdicts):
         reason = value if status == "bad" else None
+        if reason is None:
+            value = _ImageSize(**value)
+            if min(value.width, value.height) < pool.min_side_px:
+                reason = (f"too small: {value.width}×{value.height} pixels, below pools.{name}.min_side_px "
+                          f"({pool.min_side_px} px a side); scaled up to the output it would be a few flat blocks")
         if reason is None and pool.mask_column is not None:
             if i not in masks:
                 reason = f"no mask: the {pool.mask_column!r} column is empty for this item"
             else:
                 m_status, m_value = mask_results[i]
+                if m_status != "bad":
+                    m_value = _ImageSize(**m_value)
                 if m_status == "bad":
                     reason = f"mask {masks[i]}: {m_value}"
                 elif (m_value.width, m_value.height) != (value.width, value.height):
@@ -381,12 +524,20 @@ def index_image_pool(
         labels=kept_labels,
         width=np.array([x.width for x in infos], dtype=np.int32),
         height=np.array([x.height for x in infos], dtype=np.int32),
+        **probed.kept(paths, keep),
     )
+    if pool.mask_column is not None:  # an item is its image and its mask: both are checked
+        mask_fps = dict(zip(order, mask_probed.fingerprints))
+        for j, i in enumerate(keep):
+            fp = mask_fps.get(i)
+            if fp is not None:
+                pool_items.fingerprints[j] += "|" + fp.content
+                pool_items.sources[source_of(masks[i])] = fp
     return pool_items, rejects
 
 
 def index_generator_pool(
-    name: str, pool: Any, base_dir: Path, mapper: Mapper | None = None
+    name: str, pool: Any, base_dir: Path, mapper: Mapper | None = None, **_: Any
 ) -> tuple[PoolItems, list[dict[str, Any]]]:
     """Virtual items of a ``noise_generator`` / ``rir_generator`` pool (no files, no rejects).
 
@@ -426,7 +577,7 @@ INDEXERS: dict[str, Callable[..., tuple[PoolItems, list[dict[str, Any]]]]] = {
 }
 
 
-def index_pools(recipe: Recipe, mapper: Mapper | None = None) -> PoolIndex:
+def index_pools(recipe: Recipe, mapper: Mapper | None = None, cache: ProbeCache | None = None) -> PoolIndex:
     """Index every pool the recipe defines; raise if a used pool ends up empty.
 
     With ``on_bad_input: fail`` the first bad file stops indexing with its reason.
@@ -435,16 +586,19 @@ def index_pools(recipe: Recipe, mapper: Mapper | None = None) -> PoolIndex:
     """
     pools: dict[str, PoolItems] = {}
     rejects: list[dict[str, Any]] = []
-    for name, cfg in recipe.pools.items():
-        items, bad = INDEXERS[cfg.kind](name, cfg, recipe.base_dir, mapper)
-        if bad and recipe.on_bad_input == "fail":
-            first = bad[0]
-            raise InputError(
-                f"{first['path']}: {first['reason']} (pool {name!r}; on_bad_input is 'fail': "
-                "remove or fix the file, or set on_bad_input: skip to leave bad files out)"
-            )
-        pools[name] = items
-        rejects.extend(bad)
+    role_minimums = recipe.synth.min_durations_s()
+    with ProbeCache.default() if cache is None else contextlib.nullcontext(cache) as probe_cache:
+        for name, cfg in recipe.pools.items():
+            items, bad = INDEXERS[cfg.kind](name, cfg, recipe.base_dir, mapper, cache=probe_cache,
+                                            role_min_duration_s=role_minimums.get(name, 0.0))
+            if bad and recipe.on_bad_input == "fail":
+                first = bad[0]
+                raise InputError(
+                    f"{first['path']}: {first['reason']} (pool {name!r}; on_bad_input is 'fail': "
+                    "remove or fix the file, or set on_bad_input: skip to leave bad files out)"
+                )
+            pools[name] = items
+            rejects.extend(bad)
     for name in recipe.synth.pools_used():
         if len(pools[name]) == 0:
             raise InputError(
@@ -464,6 +618,28 @@ def index_pools(recipe: Recipe, mapper: Mapper | None = None) -> PoolIndex:
             )
     rejects.sort(key=lambda r: (r["pool"], r["path"]))
     return PoolIndex(pools=pools, rejects=rejects)
+
+
+def _probe_settings(cfg: Any) -> tuple[str, dict[str, Any]]:
+    """The probe cache's kind and settings for the items of a pool configured as ``cfg``."""
+    if cfg.kind == "image":
+        return "image", {"max_pixels": cfg.max_pixels, "mode": cfg.mode}
+    return "audio", {}
+
+
+def record_fault(recipe: Recipe, index: PoolIndex, pool: str, item: str, reason: str,
+                 cache: ProbeCache | None = None) -> None:
+    """Record ``item`` of ``pool`` as a reject in the probe cache: a worker could not use it
+    although its index had validated it, so the next index must leave it out."""
+    items = index.pools[pool]
+    i = items.items.index(item)
+    locator = items.paths[i]
+    fp = items.sources.get(source_of(locator))
+    if fp is None:
+        return
+    kind, settings = _probe_settings(recipe.pools[pool])
+    with ProbeCache.default() if cache is None else contextlib.nullcontext(cache) as probe_cache:
+        probe_cache.put_many({probe_key(kind, settings, locator, fp): ("bad", reason)})
 
 
 def merge_rejects(*groups: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -590,5 +590,9 @@ def recipe_hash(recipe: Recipe) -> str:
         for key, default in POOL_FIELDS_HASHED_WHEN_SET.items():
             if key in pool and pool[key] == default:
                 del pool[key]
+        if "min_duration_s" in pool and pool["min_duration_s"] is None:
+            # Unset was 0.0 before role minimums existed: an unchanged recipe keeps its hash
+            # (which files a minimum leaves out is the pool index's to guard, as for globs).
+            pool["min_duration_s"] = 0.0
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()

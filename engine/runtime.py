@@ -31,17 +31,20 @@ from typing import Any, Callable, Iterator, Sequence
 from tqdm import tqdm
 
 from .coverage import analyze_coverage, check_forecast, describe_forecast
-from .errors import ClusterError, ShardError, ShardsmithError
+from .errors import ClusterError, PoolIndexFault, ShardError, ShardsmithError
 from .layout import COVERAGE_FILE, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_RECORD_FILE, shard_paths
 from .plan import make_plan
-from .pools import PoolIndex, index_pools, thread_mapper
+from .pools import PoolIndex, index_pools, record_fault, thread_mapper
 from .recipe import Recipe, recipe_to_dict
 from .resume import DAMAGED, DONE, ResumeState
 from .sink import OutputSink, read_back
 
-# Pools with more files than this are probed as Ray tasks rather than local threads.
+# Pools with more files (or bytes) than this to validate are probed as Ray tasks rather
+# than local threads, in chunks of at most PROBE_CHUNK files and about PROBE_CHUNK_BYTES.
 RAY_PROBE_MIN_FILES = 2000
+RAY_PROBE_MIN_BYTES = 1 << 30
 PROBE_CHUNK = 500
+PROBE_CHUNK_BYTES = 256 << 20
 
 
 @dataclass
@@ -205,13 +208,27 @@ def _probe_chunk(fn: Callable[[str], Any], chunk: list[str]) -> list[Any]:
     return local_threads(fn, chunk)
 
 
+def _chunks(n: int, sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """``(start, stop)`` runs of at most PROBE_CHUNK items and about PROBE_CHUNK_BYTES."""
+    runs, start, held = [], 0, 0
+    for i in range(n):
+        held += sizes[i] if i < len(sizes) else 0
+        if i + 1 - start >= PROBE_CHUNK or held >= PROBE_CHUNK_BYTES:
+            runs.append((start, i + 1))
+            start, held = i + 1, 0
+    if start < n:
+        runs.append((start, n))
+    return runs
+
+
 def _ray_mapper(ray: Any) -> Callable:
-    def mapper(fn: Callable[[str], Any], items: Sequence[str]) -> list[Any]:
-        if len(items) < RAY_PROBE_MIN_FILES:
+    def mapper(fn: Callable[[str], Any], items: Sequence[str], sizes: Sequence[int] = ()) -> list[Any]:
+        # Every frame of a file is decoded: many files or many bytes go to the cluster.
+        if len(items) < RAY_PROBE_MIN_FILES and sum(sizes) < RAY_PROBE_MIN_BYTES:
             return thread_mapper(fn, items)
         remote = ray.remote(num_cpus=1)(_probe_chunk)
-        chunks = [list(items[i : i + PROBE_CHUNK]) for i in range(0, len(items), PROBE_CHUNK)]
-        return [r for part in ray.get([remote.remote(fn, c) for c in chunks]) for r in part]
+        refs = [remote.remote(fn, list(items[a:b])) for a, b in _chunks(len(items), sizes)]
+        return [r for part in ray.get(refs) for r in part]
 
     return mapper
 
@@ -286,6 +303,22 @@ def _unwrap(exc: BaseException) -> BaseException:
     if isinstance(cause, ShardsmithError):
         return cause
     return exc
+
+
+def _on_fault(fault: PoolIndexFault, recipe: Recipe, index: PoolIndex, sink: OutputSink,
+              say: Callable[[str], None]) -> None:
+    """A source failed in a worker after its pool index had validated it: no row made from
+    it stays (finished shards that used it are withdrawn) and the probe cache records it as
+    a reject, so the next index leaves it out."""
+    if not fault.item:
+        say(f"{fault.path} is no item of the pool index; no finished shard could be traced to it")
+        return
+    withdrawn = sink.withdraw_shards_using(fault.pool, fault.item)
+    record_fault(recipe, index, fault.pool, fault.item, f"{fault.reason} (found when a worker decoded it)")
+    say(f"withdrew {len(withdrawn)} finished shard(s) that used {fault.path}"
+        + (": " + ", ".join(withdrawn[:5]) + (" ..." if len(withdrawn) > 5 else "") if withdrawn else "")
+        + f"; the file is now a reject of pool {fault.pool!r}: fix or remove it, then re-run with --overwrite "
+          "(the pools differ from the ones this output was started with)")
 
 
 # --------------------------------------------------------------------------- progress
@@ -412,6 +445,9 @@ def run(
             # Every task ends (or is cancelled) before the sink rebuilds the record.
             for ref in pending:
                 ray.cancel(ref, force=True)
+            if isinstance(failure, PoolIndexFault):
+                ray.wait(list(pending), num_returns=len(pending), timeout=60)  # no commit may land after the withdrawal
+                _on_fault(failure, recipe, index, sink, say)
             summary.wall_s = time.perf_counter() - t0
             if failure is None:
                 run_record = sink.on_write_complete(index.rejects)

@@ -181,17 +181,32 @@ class OutputSink:
         if old.equals(table):
             return
         changes = []
-        for pool in sorted(set(old.column("pool").to_pylist()) | set(table.column("pool").to_pylist())):
-            before = {i for p, i in zip(old.column("pool").to_pylist(), old.column("item").to_pylist()) if p == pool}
-            after = {i for p, i in zip(table.column("pool").to_pylist(), table.column("item").to_pylist()) if p == pool}
+        changed_files: list[str] = []
+        before_rows = _rows_by_item(old)
+        after_rows = _rows_by_item(table)
+        for pool in sorted({p for p, _ in before_rows} | {p for p, _ in after_rows}):
+            before = {i for p, i in before_rows if p == pool}
+            after = {i for p, i in after_rows if p == pool}
             added, removed = len(after - before), len(before - after)
             if added or removed:
                 changes.append(f"pool {pool!r}: {added} item(s) added, {removed} removed")
-        detail = "; ".join(changes) or "item durations, rates or channels changed"
+            # An output started before fingerprints were kept has none to compare.
+            changed_files += [f"{pool}/{i}" for i in sorted(before & after)
+                              if before_rows[pool, i].get("fingerprint") and after_rows[pool, i].get("fingerprint")
+                              and before_rows[pool, i]["fingerprint"] != after_rows[pool, i]["fingerprint"]]
+        if changed_files:
+            shown = ", ".join(changed_files[:5]) + (f" and {len(changed_files) - 5} more" if len(changed_files) > 5 else "")
+            changes.append(f"{len(changed_files)} file(s) have other content now: {shown}")
+        if not changes:
+            shared = (set(old.column_names) & set(table.column_names)) - {"fingerprint"}
+            if all({c: before_rows[k][c] for c in shared} == {c: after_rows[k][c] for c in shared}
+                   for k in before_rows):
+                return  # the same items; the old index lacks a column a newer shardsmith adds
+            changes.append("item durations, rates or channels changed")
         raise ShardError(
-            f"{store.display()}: the source pools changed since this output was started ({detail}); its finished "
-            "shards were drawn from the old pools, so resuming would mix two datasets. Restore the "
-            "files, or use --overwrite to start again, or choose a new --out"
+            f"{store.display()}: the source pools changed since this output was started ({'; '.join(changes)}); "
+            "its finished shards were drawn from the old pools, so resuming would mix two datasets. Restore "
+            "the files, or use --overwrite to start again, or choose a new --out"
         )
 
     # ------------------------------------------------------------------ resume
@@ -227,6 +242,24 @@ class OutputSink:
                 self.store.delete(shard_paths(spec, self.fmt)[1])
             todo.append((spec, shard))
         return todo
+
+    def withdraw_shards_using(self, pool: str, item: str) -> list[str]:
+        """Delete every finished shard (file and stats record) with a row drawn from
+        ``item`` of ``pool``: a source found bad after it was used. Returns their names.
+        Call it only when no task of this output is running."""
+        withdrawn = []
+        for spec, shard in zip(self.plan.shards, self.resume_state(self.listing()).shards.values()):
+            stats = (shard.record or {}).get("stats", {})
+            block = stats.get("pools", {}).get(pool)
+            if block is not None:
+                used = any(it == item and n > 0 for it, n in zip(block["items"], block["uses"]))
+            else:  # stats format 1: pool -> item -> [uses, seconds]
+                used = stats.get("usage", {}).get(pool, {}).get(item, [0])[0] > 0
+            if used:
+                for rel in reversed(shard_paths(spec, self.fmt)):  # the record first: it vouches for the shard
+                    self.store.delete(rel)
+                withdrawn.append(spec.name)
+        return withdrawn
 
     def clean_temporary(self) -> int:
         """Remove temporary files a killed run left behind (only our own hidden ``.name.tmp-*``).
@@ -353,9 +386,15 @@ def _inside(rel: str) -> bool:
     return bool(parts) and not Path(rel).is_absolute() and ".." not in parts
 
 
+def _rows_by_item(table: pa.Table) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["pool"], r["item"]): r for r in table.to_pylist()}
+
+
 def pool_index_table(index: PoolIndex) -> pa.Table:
-    """Every usable item of every pool, one row each (what the shards are drawn from)."""
-    rows: dict[str, list] = {k: [] for k in ("pool", "item", "duration_s", "sample_rate", "channels", "holdout")}
+    """Every usable item of every pool, one row each (what the shards are drawn from),
+    with the content fingerprint of the file it lives in."""
+    rows: dict[str, list] = {k: [] for k in ("pool", "item", "duration_s", "sample_rate", "channels", "holdout",
+                                             "fingerprint")}
     # Pools in name order: the same pools listed in another order in the recipe give the
     # same table (sampling looks pools up by name, so their order changes nothing written).
     for name, pool in sorted(index.pools.items()):
@@ -366,6 +405,7 @@ def pool_index_table(index: PoolIndex) -> pa.Table:
         rows["sample_rate"] += pool.sample_rate.tolist()
         rows["channels"] += pool.channels.tolist()
         rows["holdout"] += pool.holdout.tolist()
+        rows["fingerprint"] += pool.fingerprints or [""] * n
     return pa.table(rows)
 
 

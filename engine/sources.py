@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from . import fingerprint
 from .errors import BadSourceError
 from .storage import join_location, parent_location, source_location
 
@@ -288,6 +289,7 @@ def open_media(text: str) -> tuple[str | IO[bytes], Segment | None]:
     loc = decode(text)
     if loc.kind == "file":
         return loc.src, loc.segment
+    fingerprint.verify(loc.src)  # in a worker: the container its pool index validated
     if loc.kind == "tar":
         try:
             with open_container(loc.src) as f:

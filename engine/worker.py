@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import fingerprint, sources
 from .version import __version__
-from .errors import BadSourceError, InputError, RejectSample, SynthesisError
+from .errors import BadSourceError, PoolIndexFault, RejectSample, SynthesisError
 from .plan import ShardSpec
 from .pools import PoolIndex
 from .recipe import Recipe, recipe_hash
@@ -28,8 +29,8 @@ from .storage import Store
 from .stats import ShardStats
 from .synth import build_synthesizer
 
-# A sample is drawn again when a source turns out bad at decode time or the draw is
-# unusable (peak rejected); this many draws in a row failing means the pools are broken.
+# A sample is drawn again when the draw is unusable (peak rejected, a silent noise
+# window); this many draws in a row failing means the recipe cannot be met.
 MAX_DRAWS = 25
 
 
@@ -37,8 +38,14 @@ def sample_id(recipe_name: str, split: str, index: int) -> str:
     return f"{recipe_name}-{split}-{index:09d}"
 
 
-def _pool_of_path(index: PoolIndex) -> dict[str, str]:
-    return {path: name for name, pool in index.pools.items() for path in pool.paths}
+def _item_of_path(index: PoolIndex, path: str) -> tuple[str, str]:
+    """``(pool, item id)`` of the item a decoder named ``path`` (its locator, or the
+    short name a locator is described by); ``("", "")`` when no item has it."""
+    for name, pool in index.pools.items():
+        for locator, item in zip(pool.paths, pool.items):
+            if path == locator or (sources.is_locator(locator) and path == sources.describe(locator)):
+                return name, item
+    return "", ""
 
 
 _ALLOCATOR_TUNED = False
@@ -86,10 +93,8 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
          "split": spec.split, "shard": spec.name},
     )
     stats = ShardStats.for_shard(recipe, index, spec, unsampled_params=synth.unsampled_params)
-    rejects: dict[str, dict[str, Any]] = {}
-    bad_paths: dict[str, str] = {}
-    path_pool: dict[str, str] | None = None
     redraws = 0
+    fingerprint.expect(index.sources)  # every file read below must be the one the index validated
     try:
         with sink.open_shard(spec, schema) as writer:
             for i in range(spec.start, spec.stop):
@@ -101,25 +106,19 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
                         sample = synth.apply(params)
                         break
                     except BadSourceError as exc:
-                        if path_pool is None:
-                            path_pool = _pool_of_path(index)
-                        if recipe.on_bad_input == "fail":
-                            raise InputError(
-                                f"{exc.path}: {exc.reason} (on_bad_input is 'fail': remove or fix the "
-                                "file, or set on_bad_input: skip)"
-                            ) from None
-                        rejects.setdefault(
-                            exc.path, {"pool": path_pool.get(exc.path, ""), "path": exc.path, "reason": exc.reason}
-                        )
-                        bad_paths[exc.path] = exc.reason
-                        last = f"{exc.path}: {exc.reason}"
+                        # Every frame of every source was validated when its pool was indexed:
+                        # a source that fails now is a fault of the index, whatever on_bad_input
+                        # says. The shard is abandoned (its temporary file removed); the driver
+                        # withdraws finished shards that used the file.
+                        pool, item = _item_of_path(index, exc.path)
+                        raise PoolIndexFault(pool, item, exc.path, exc.reason) from None
                     except RejectSample as exc:
                         last = str(exc)
                     redraws += 1
                 else:
                     raise SynthesisError(
                         f"{spec.name}: sample {i} failed {MAX_DRAWS} draws in a row (last: {last}); "
-                        "check the pools and rejects.jsonl"
+                        "check the recipe's ranges and the pools"
                     )
                 sid = sample_id(recipe.name, spec.split, i)
                 row = {"sample_id": sid, "split": spec.split, **sample.columns, **sample.labels}
@@ -133,8 +132,9 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
                 writer.write_row(row)
                 stats.add(sid, params, sample.sources, sample.embedding, sample.seconds)
     finally:
+        fingerprint.expect({})
         synth.close()
     # Only now, with the shard in place: a stats record vouches for a complete shard.
-    record = sink.commit_shard(spec, stats=stats.to_json(), rejects=rejects.values(), redraws=redraws)
+    record = sink.commit_shard(spec, stats=stats.to_json(), rejects=(), redraws=redraws)
     record["elapsed_s"] = time.perf_counter() - t0
     return record

@@ -14,6 +14,13 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 
+@pytest.fixture(autouse=True)
+def probe_cache_per_test(tmp_path_factory, monkeypatch):
+    """Each test its own probe cache (engine.probe_cache): no verdict, nor a fault one test
+    records, reaches another; nothing is written to the user's ~/.cache."""
+    monkeypatch.setenv("SHARDSMITH_CACHE_DIR", str(tmp_path_factory.mktemp("probe_cache")))
+
+
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory) -> Path:
     from engine.demo import generate_demo_corpus

@@ -403,7 +403,8 @@ def _pools(root: Path) -> dict:
             "noise": {"paths": [str(root / "noise" / "*.wav")]},
             "ev16k": {"paths": [str(root / "ev16k" / "*.wav")]},
             "ev22k": {"paths": [str(root / "ev22k" / "*.wav")]},
-            "short22k": {"paths": [str(root / "short22k" / "*.wav")]}}
+            # 0.2 s, looped: shorter than a noise layer's default minimum, taken on purpose
+            "short22k": {"paths": [str(root / "short22k" / "*.wav")], "min_duration_s": 0}}
 
 
 # --------------------------------------------------------------------------- events that are resampled

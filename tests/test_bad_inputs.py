@@ -71,6 +71,25 @@ def make_bad_audio(folder: Path) -> dict[str, str]:
     absurd[28:32] = struct.pack("<I", 20_000_000)
     put("rate_absurd.wav", bytes(absurd), "sample rate")
     put("eight_channels.wav", _bytes(np.tile(_tone()[:, None], (1, 8)), "WAV"), "channels")
+    # Damage deep inside a file: every frame is checked, not a few windows.
+    late = _tone(30.0)
+    late[int(0.6 * late.size) : int(0.6 * late.size) + 800] = np.nan
+    put("nan_burst_at_60_percent.wav", _bytes(late, "WAV", "FLOAT"), "nan")
+    long_flac = bytearray(_bytes(_tone(30.0, 0.3) + 0.01 * np.random.default_rng(2).standard_normal(30 * SR)
+                                 .astype(np.float32), "FLAC"))
+    middle = len(long_flac) * 3 // 5
+    long_flac[middle : middle + 4000] = np.random.default_rng(3).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    put("corrupt_frames_mid_file.flac", bytes(long_flac), "corrupt")
+    # Levels no recording has: a float file far past full scale, a 1e30 burst in quiet
+    # noise, integer PCM values stored as float, and dither alone.
+    put("scaled_by_1e36.wav", _bytes(_tone() * np.float32(1e36), "WAV", "FLOAT"), "absurd level: peak")
+    burst = _tone(3.0, 0.01)
+    burst[SR : SR + SR // 2] = np.float32(1e30)
+    put("burst_at_1e30.wav", _bytes(burst, "WAV", "FLOAT"), "absurd level: peak")
+    put("int16_values_as_float.wav", _bytes(_tone(1.0, 0.5) * np.float32(32767), "WAV", "FLOAT"), "divide by 32768")
+    dither = np.zeros(SR, np.float32)
+    dither[::400] = np.float32(10 ** (-80 / 20))
+    put("dither_only.wav", _bytes(dither, "WAV", "FLOAT"), "absurd level: rms")
     os.symlink(folder / "does_not_exist.wav", folder / "dangling_link.wav")
     expected["dangling_link.wav"] = "not found"
     os.symlink(folder / "loop_b.wav", folder / "loop_a.wav")
@@ -99,16 +118,28 @@ def test_every_bad_audio_kind_is_rejected_with_its_reason(tmp_path):
         assert word in reasons[name], (name, reasons[name])
 
 
-def test_an_hours_long_file_is_probed_without_reading_it_and_can_be_limited(tmp_path):
-    # Two hours at 1 kHz: probed by spot checks, never read whole.
+def test_an_hours_long_file_is_checked_in_full_once_and_then_known_from_the_cache(tmp_path, monkeypatch):
+    from engine import pools
+    from engine.probe_cache import ProbeCache
+
+    # Two hours at 1 kHz, damaged in its last second: found, as every frame is decoded.
     n = 1000 * 7200
     x = (0.05 * np.sin(np.arange(n, dtype=np.float32) * 0.3)).astype(np.float32)
-    sf.write(tmp_path / "long.wav", x, 1000, subtype="PCM_16")
-    started = time.perf_counter()
-    items, rejects = index_pool("noise", AudioPool(paths=["long.wav"]), tmp_path)
-    assert time.perf_counter() - started < 5
-    assert not rejects and abs(items.duration_s[0] - 7200) < 1e-6
-    items, rejects = index_pool("noise", AudioPool(paths=["long.wav"], max_duration_s=600), tmp_path)
+    sf.write(tmp_path / "long.wav", x, 1000, subtype="FLOAT")
+    x[-500] = np.nan
+    sf.write(tmp_path / "late_nan.wav", x, 1000, subtype="FLOAT")
+    cache = ProbeCache(tmp_path / "cache.sqlite3")
+    items, rejects = index_pool("noise", AudioPool(paths=["*.wav"]), tmp_path, cache=cache)
+    assert items.items == ["long.wav"] and abs(items.duration_s[0] - 7200) < 1e-6 and items.probed == 2
+    assert "nan" in _reasons(rejects)["late_nan.wav"]
+
+    def no_probe(path):
+        raise AssertionError(f"{path} decoded again although its content did not change")
+
+    monkeypatch.setattr(pools.audio_io, "probe", no_probe)
+    again, rejects_again = index_pool("noise", AudioPool(paths=["*.wav"]), tmp_path, cache=cache)
+    assert again.items == items.items and again.cached == 2 and rejects_again == rejects
+    items, rejects = index_pool("noise", AudioPool(paths=["long.wav"], max_duration_s=600), tmp_path, cache=cache)
     assert not items.items and "longer than pools.noise.max_duration_s" in rejects[0]["reason"]
 
 
@@ -276,6 +307,8 @@ def make_bad_images(folder: Path) -> dict[str, str]:
         "truncated.jpg": (jpg[: len(jpg) // 3], "truncated"),
         "header_only.png": (png[:33], "truncated"),
         "oversized.png": (huge, "oversized"),
+        "one_pixel.png": (cv2.imencode(".png", img[:1, :1])[1].tobytes(), "too small: 1×1"),
+        "thin_strip.png": (cv2.imencode(".png", img[:4, :])[1].tobytes(), "too small: 80×4"),
     }
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)
@@ -289,7 +322,7 @@ def test_every_bad_image_kind_is_rejected_with_its_reason(tmp_path):
     from engine.recipe import ImagePool
 
     expected = make_bad_images(tmp_path / "img")
-    (tmp_path / "img" / "good.png").write_bytes(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    (tmp_path / "img" / "good.png").write_bytes(cv2.imencode(".png", np.zeros((32, 40, 3), np.uint8))[1].tobytes())
     pool = ImagePool(kind="image", paths=["img/*"], max_pixels=4_000_000)
     items, rejects = INDEXERS["image"]("photos", pool, tmp_path, None)
     assert items.items == ["img/good.png"]

@@ -248,12 +248,22 @@ def test_image_pool_indexes_good_files_and_rejects_each_bad_kind_with_a_reason(t
 
 
 def test_pool_max_pixels_rejects_larger_images(tmp_path):
-    write(tmp_path / "small.png", png_bytes(RGB[:10, :10]))
+    write(tmp_path / "small.png", png_bytes(RGB[:16, :16]))
     write(tmp_path / "big.png", png_bytes(RGB))
-    recipe = parse_recipe(image_recipe({"paths": ["*.png"], "max_pixels": 100}), base_dir=tmp_path)
+    recipe = parse_recipe(image_recipe({"paths": ["*.png"], "max_pixels": 256}), base_dir=tmp_path)
     index = index_pools(recipe)
     assert index.pools["photos"].items == ["small.png"]
-    assert "above max_pixels (100)" in index.rejects[0]["reason"]
+    assert "above max_pixels (256)" in index.rejects[0]["reason"]
+
+
+def test_pool_min_side_px_rejects_smaller_images(tmp_path):
+    write(tmp_path / "tiny.png", png_bytes(RGB[:1, :1]))
+    write(tmp_path / "ok.png", png_bytes(RGB))
+    index = index_pools(parse_recipe(image_recipe({"paths": ["*.png"]}), base_dir=tmp_path))
+    assert index.pools["photos"].items == ["ok.png"]
+    assert "too small: 1×1 pixels, below pools.photos.min_side_px (16 px a side)" in index.rejects[0]["reason"]
+    index = index_pools(parse_recipe(image_recipe({"paths": ["*.png"], "min_side_px": 1}), base_dir=tmp_path))
+    assert index.pools["photos"].items == ["ok.png", "tiny.png"]
 
 
 def test_on_bad_input_fail_stops_at_the_first_bad_image(tmp_path):

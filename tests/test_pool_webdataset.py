@@ -263,7 +263,7 @@ def test_bad_tars_and_samples_are_rejected_with_reasons(demo_corpus, tmp_path):
 def test_media_column_names_the_member_to_take(demo_corpus, tmp_path):
     _bad_shards(demo_corpus, tmp_path)
     pool = index_pools(_recipe(demo_corpus, tmp_path, {"format": "webdataset", "paths": ["shards/mixed.tar"],
-                                                       "media_column": "wav"})).pools["speech"]
+                                                       "media_column": "wav", "min_duration_s": 0})).pools["speech"]
     assert pool.items == ["shards/mixed.tar#two"] and pool.duration_s[0] == pytest.approx(0.1)
     listing = list_items("speech", _recipe(demo_corpus, tmp_path, {
         "format": "webdataset", "paths": ["shards/mixed.tar"], "media_column": "wav"}).pools["speech"], tmp_path)

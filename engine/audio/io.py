@@ -46,8 +46,8 @@ what that costs, measured (``tests/test_audio_codecs.py`` holds each of these):
   call at a time); other text that lands there meanwhile is written back to stderr. Since
   MP3 reads never seek, a decoder complaint means corrupt data and becomes a
   :class:`~engine.errors.BadSourceError`.
-- **Damage**: :func:`probe` decodes a compressed file from start to end (a long Vorbis or
-  Opus file is spot-checked instead) and checks its container: an MP3's frame headers are
+- **Damage**: :func:`probe` decodes every file from start to end, and checks a compressed
+  file's container too: an MP3's frame headers are
   walked (a frame cut off, frames missing that the Xing header declares, a gap in the
   chain) and its audio data is checked against the CRC in its LAME tag; every Ogg page's
   CRC is checked, and the stream must end with its end-of-stream page. libogg drops a
@@ -76,7 +76,7 @@ import numpy as np
 import pyarrow.fs as pafs
 import soundfile as sf
 
-from engine import sources
+from engine import fingerprint, sources
 from engine.audio.segments import SegmentHandle
 from engine.errors import BadSourceError
 from engine.media import AUDIO_FORMATS
@@ -101,7 +101,6 @@ MAX_SAMPLE_RATE = 384000
 MAX_CHANNELS = 8
 
 _BLOCK_FRAMES = 65536  # full-read block: bounds memory to ~2 MB per channel
-_SPOT_CHECKS = 8  # evenly spaced ~1 s windows probed inside long files
 _CODECS = {"flac": "FLAC", "wav": "WAV"}
 
 
@@ -109,7 +108,8 @@ _CODECS = {"flac": "FLAC", "wav": "WAV"}
 class AudioInfo:
     """What :func:`probe` learned about one source file.
 
-    Example: ``AudioInfo(frames=16000, sample_rate=16000, channels=1, duration_s=1.0, format="WAV", subtype="PCM_16")``
+    Example: ``AudioInfo(frames=16000, sample_rate=16000, channels=1, duration_s=1.0, format="WAV",
+    subtype="PCM_16", peak=0.5, rms=0.12)``
     """
 
     frames: int
@@ -118,6 +118,8 @@ class AudioInfo:
     duration_s: float
     format: str
     subtype: str
+    peak: float = 1.0  # largest |sample| over every frame (full scale 1.0)
+    rms: float = 1.0  # root mean square over every sample of every channel
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -798,6 +800,7 @@ def _open(path: str) -> _Source:
     forward only); BadSourceError with the reason if the file is unusable."""
     if sources.is_locator(path):
         return _open_item(path)
+    fingerprint.verify(path)  # in a worker: the file its pool index validated, or SourceChangedError
     maybe_mp3 = _may_be_mp3(path)
     if maybe_mp3 and (stream := _open_mp3(path)) is not None:
         return stream
@@ -811,21 +814,18 @@ def _open(path: str) -> _Source:
     return handle
 
 
-def probe(
-    path: str,
-    *,
-    full_read_max_s: float = 120.0,
-    silence_floor_dbfs: float = -90.0,
-) -> AudioInfo:
-    """Check that ``path`` is usable audio and return its :class:`AudioInfo`.
+def probe(path: str, *, silence_floor_dbfs: float = -90.0) -> AudioInfo:
+    """Check that every frame of ``path`` decodes to finite samples; return its :class:`AudioInfo`.
 
     Raises :class:`BadSourceError` with a specific reason for: missing or unreadable
     file, 0 bytes, not decodable audio, 0 frames, sample rate outside
     ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``, more than ``MAX_CHANNELS`` channels, truncated
-    or corrupt data, NaN/Inf samples, and silence (peak below ``silence_floor_dbfs``).
-    Files up to ``full_read_max_s`` long are decoded in full, block by block; longer
-    files are spot-checked with ~1 s reads at the start, at ``8`` evenly spaced points
-    and at the very end (which also finds truncation), so probing cost stays bounded.
+    or corrupt data anywhere in the file, NaN/Inf samples anywhere, and silence (peak
+    below ``silence_floor_dbfs``). The whole file is decoded, block by block (memory
+    stays bounded), so a damaged frame late in a long file is found here and not by a
+    worker; the peak and RMS measured on the way let a pool judge the level
+    (:mod:`engine.pools`). An hour of 16 kHz FLAC takes about a second; the verdict is
+    cached with the pool index (:mod:`engine.probe_cache`).
 
     Example: ``probe("noise/car/001.wav").duration_s  # 31.2``
     """
@@ -842,9 +842,10 @@ def probe(
         _check_rate_and_channels(path, sample_rate, channels)
         if fmt == "OGG" and not inside and (damage := _ogg_damage(_read_bytes(path))):
             raise BadSourceError(path, damage)
-        if isinstance(source, _Stream) and (source.layout is not None or frames / sample_rate <= full_read_max_s):
-            frames, peak = _decode_to_end(source)
-            return _probe_result(path, frames, sample_rate, channels, fmt, subtype, peak, True, silence_floor_dbfs)
+        level = _Level()
+        if isinstance(source, _Stream):
+            frames = _decode_to_end(source, level)
+            return _probe_result(path, frames, sample_rate, channels, fmt, subtype, level, silence_floor_dbfs)
         if frames <= 0:
             raise BadSourceError(path, "no audio: 0 frames (header only)")
         if fmt.startswith("WAV") and not inside:
@@ -861,63 +862,71 @@ def probe(
                     f"truncated: the WAV header declares {header.data_bytes // bytes_per_frame} "
                     f"frames but the file holds only {header.data_available // bytes_per_frame}",
                 )
-        peak = 0.0
-        duration_s = frames / sample_rate
-        if duration_s <= full_read_max_s:
-            start = 0
-            while start < frames:
-                block = _read_at(f, path, start, min(_BLOCK_FRAMES, frames - start))
-                _check_block(path, block, start)
-                if block.size:
-                    peak = max(peak, float(np.max(np.abs(block))))
-                start += block.shape[0]
+        start = 0
+        while start < frames:
+            block = _read_at(f, path, start, min(_BLOCK_FRAMES, frames - start))
+            _check_block(path, block, start)
+            level.add(block)
+            start += block.shape[0]
+    return _probe_result(path, frames, sample_rate, channels, fmt, subtype, level, silence_floor_dbfs)
+
+
+class _Level:
+    """Peak and sum of squares over the (finite) blocks of a decode. The squares are summed
+    in float32 while that cannot overflow and in float64 beyond (a float file at 1e36 has a
+    finite peak and an RMS that float32 arithmetic would make infinite)."""
+
+    def __init__(self) -> None:
+        self.peak, self.sum_squares, self.samples = 0.0, 0.0, 0
+
+    def add(self, block: np.ndarray) -> None:
+        if not block.size:
+            return
+        flat = block.reshape(-1)
+        peak = max(float(flat.max()), -float(flat.min()))
+        self.peak = max(self.peak, peak)
+        if peak < 1e15:  # 1e30 per square, 2**16 of them: far below float32's 3.4e38
+            self.sum_squares += float(np.dot(flat, flat))
         else:
-            window = min(frames, sample_rate)  # ~1 s
-            last = frames - window
-            starts = sorted(
-                {0, last} | {int(round(last * k / (_SPOT_CHECKS + 1))) for k in range(1, _SPOT_CHECKS + 1)}
-            )
-            for start in starts:
-                block = _read_at(f, path, start, window)
-                _check_block(path, block, start)
-                peak = max(peak, float(np.max(np.abs(block))))
+            wide = flat.astype(np.float64)
+            self.sum_squares += float(np.dot(wide, wide))
+        self.samples += flat.size
 
-    return _probe_result(
-        path, frames, sample_rate, channels, fmt, subtype, peak, duration_s <= full_read_max_s, silence_floor_dbfs
-    )
+    @property
+    def rms(self) -> float:
+        return float(np.sqrt(self.sum_squares / self.samples)) if self.samples else 0.0
 
 
-def _decode_to_end(stream: _Stream) -> tuple[int, float]:
-    """Decode a stream from its start to its end: (frames, peak). An MP3 is decoded whole
-    whatever its length, as only that tells its true length when the header is absent or
-    wrong (about 0.5 s per hour of 16 kHz audio, see docs/performance.md)."""
+def _decode_to_end(stream: _Stream, level: _Level) -> int:
+    """Decode a stream from its start to its end, measuring its level; returns its frames.
+    An MP3 is decoded whole whatever its length, as only that tells its true length when
+    the header is absent or wrong (about 0.5 s per hour of 16 kHz audio, see
+    docs/performance.md)."""
     layout, path = stream.layout, stream.path
     damage = _mp3_damage(layout) if layout is not None else None
     if damage:
         raise BadSourceError(path, damage)
-    peak = 0.0
     while (block := stream.decode(_BLOCK_FRAMES)).shape[0]:
         _check_block(path, block, stream.pos - block.shape[0])
-        peak = max(peak, float(np.max(np.abs(block))))
+        level.add(block)
     if stream.frames is not None and stream.pos < stream.frames:
         raise _stops_early(path, stream.frames, stream.pos)
     if stream.pos == 0:
         raise BadSourceError(path, "no audio: 0 frames (no decodable audio frame)")
-    return stream.pos, peak
+    return stream.pos
 
 
 def _probe_result(
     path: str, frames: int, sample_rate: int, channels: int, fmt: str, subtype: str,
-    peak: float, read_whole: bool, silence_floor_dbfs: float,
+    level: _Level, silence_floor_dbfs: float,
 ) -> AudioInfo:
     floor = 10.0 ** (silence_floor_dbfs / 20.0)
-    if peak < floor:
-        where = "" if read_whole else " in every spot-checked window"
-        if peak == 0:
-            reason = f"silent: all samples are zero{where}"
+    if level.peak < floor:
+        if level.peak == 0:
+            reason = "silent: all samples are zero"
         else:
             reason = (
-                f"silent: peak {20.0 * np.log10(peak):.1f} dBFS{where} is below the "
+                f"silent: peak {20.0 * np.log10(level.peak):.1f} dBFS is below the "
                 f"{silence_floor_dbfs:g} dBFS floor"
             )
         raise BadSourceError(path, reason)
@@ -928,6 +937,8 @@ def _probe_result(
         duration_s=frames / sample_rate,
         format=fmt,
         subtype=subtype,
+        peak=level.peak,
+        rms=level.rms,
     )
 
 

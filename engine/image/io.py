@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow.fs as pafs
 from PIL import Image, UnidentifiedImageError
 
-from engine import sources
+from engine import fingerprint, sources
 from engine.errors import BadSourceError
 from engine.media import IMAGE_FORMATS
 from engine.storage import is_uri, source_location
@@ -185,6 +185,7 @@ def _item_bytes(locator: str) -> bytes:
     raw, _ = sources.open_media(locator)
     if not isinstance(raw, str):
         return raw.read()
+    fingerprint.verify(raw)
     if is_uri(raw):
         return _read_object(raw, "file not found")
     with open(raw, "rb") as f:  # a table row that names a file beside the table
@@ -201,8 +202,10 @@ def read_image(path: str, mode: str = "rgb") -> np.ndarray:
         if sources.is_locator(path):
             data = np.frombuffer(_item_bytes(path), dtype=np.uint8)
         elif is_uri(path):
+            fingerprint.verify(path)  # in a worker: the file its pool index validated
             data = np.frombuffer(_read_object(path, missing), dtype=np.uint8)
         else:
+            fingerprint.verify(path)
             data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
         raise BadSourceError(path, missing) from None

@@ -169,6 +169,17 @@ class SpeechNoiseMix(SynthConfig):
     def pools_used(self) -> list[str]:
         return list(dict.fromkeys(name for _, name, _ in self.pool_refs()))
 
+    def min_durations_s(self) -> dict[str, float]:
+        """Speech 0.25 s (shorter is not an utterance), a looped noise layer 1 s (shorter
+        loops into a buzz at the loop rate), events 0.05 s, room responses 0.01 s; a pool in
+        two roles takes the larger."""
+        role_min = {"synth.speech": 0.25, "synth.noise": 1.0, "synth.events": 0.05, "synth.reverb": 0.01}
+        out: dict[str, float] = {}
+        for field, name, _ in self.pool_refs():
+            least = role_min[field.split("[", 1)[0].removesuffix(".pool")]
+            out[name] = max(out.get(name, 0.0), least)
+        return out
+
     def holdout_pools(self) -> list[str]:
         """Pools whose held-out items make a holdout split 'unseen' (all but the speech)."""
         return list(dict.fromkeys(name for field, name, _ in self.pool_refs() if field != "synth.speech"))
