@@ -333,14 +333,17 @@ def thread_mapper(fn: Callable[[str], Any], items: Sequence[str], sizes: Sequenc
 
 def _level_reason(name: str, pool: AudioPool, info: audio_io.AudioInfo) -> str | None:
     peak_dbfs = 20.0 * math.log10(info.peak) if info.peak > 0 else -math.inf
-    rms_dbfs = 20.0 * math.log10(info.rms) if info.rms > 0 else -math.inf
     if peak_dbfs > pool.max_peak_dbfs:
         hint = " (integer PCM stored as float? divide by 32768)" if 80.0 < peak_dbfs < 100.0 else ""
         return (f"absurd level: peak {peak_dbfs:+.1f} dBFS is above pools.{name}.max_peak_dbfs "
                 f"({pool.max_peak_dbfs:+g} dBFS); recorded audio stays near or below full scale{hint}")
+    rms_dbfs, ac_dbfs = (20.0 * math.log10(v) if v > 0 else -math.inf for v in (info.rms, info.ac_rms))
     if rms_dbfs < pool.min_rms_dbfs:
         return (f"absurd level: RMS {rms_dbfs:.1f} dBFS over the whole file is below pools.{name}.min_rms_dbfs "
                 f"({pool.min_rms_dbfs:g} dBFS): next to silence")
+    if ac_dbfs < pool.min_rms_dbfs:
+        return (f"absurd level: a constant offset, not a signal: RMS {ac_dbfs:.1f} dBFS without its DC offset "
+                f"(below pools.{name}.min_rms_dbfs, {pool.min_rms_dbfs:g} dBFS)")
     return None
 
 

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping
 from .fingerprint import Fingerprint
 
 # Bump when what a probe checks changes: every cached verdict is then made again.
-PROBE_VERSION = 2
+PROBE_VERSION = 3
 ENV = "SHARDSMITH_CACHE_DIR"
 
 Verdict = tuple[str, Any]  # ("ok", info as a dict) or ("bad", reason)

@@ -49,7 +49,7 @@ def test_probe_reports_a_good_file(tmp_path):
     info = probe(path)
     assert info == AudioInfo(
         frames=24000, sample_rate=16000, channels=2, duration_s=1.5, format="FLAC", subtype="PCM_16",
-        peak=info.peak, rms=info.rms,
+        peak=info.peak, rms=info.rms, ac_rms=info.ac_rms,
     )
     assert 0.0 < info.rms < info.peak <= 1.0
 
@@ -176,6 +176,30 @@ def test_a_long_file_with_sound_in_one_place_only_is_not_silent(tmp_path):
     x[150_000:150_100] = 0.5  # where a spot check would not look
     info = probe(_write(tmp_path / "sparse.wav", x, 1000, subtype="PCM_16"))
     assert info.peak == pytest.approx(0.5, abs=1e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    frames=st.integers(1, 3000),
+    channels=st.integers(1, 3),
+    dc=st.floats(-0.9, 0.9),
+    amplitude=st.sampled_from([0.0, 1e-4, 1e-2, 0.05]),
+    cuts=st.lists(st.integers(1, 3000), max_size=4),
+    seed=st.integers(0, 2**16),
+)
+def test_the_level_measured_block_by_block_is_the_level_of_the_whole(frames, channels, dc, amplitude, cuts, seed):
+    from engine.audio.io import _Level
+
+    rng = np.random.default_rng(seed)
+    x = (dc + amplitude * rng.standard_normal((frames, channels))).astype(np.float32)
+    level = _Level()
+    for block in np.split(x, sorted({c for c in cuts if c < frames})):
+        level.add(block)
+    wide = x.astype(np.float64)
+    assert level.peak == float(np.abs(x).max())  # exact: the largest sample itself
+    assert level.rms == pytest.approx(float(np.sqrt(np.mean(wide**2))), rel=1e-5, abs=1e-12)
+    ac = float(np.sqrt(np.mean((wide - wide.mean(axis=0)) ** 2)))
+    assert level.ac_rms == pytest.approx(ac, rel=1e-3, abs=1e-9)  # no cancellation against the DC
 
 
 def test_the_level_of_a_float_file_far_past_full_scale_is_finite(tmp_path):

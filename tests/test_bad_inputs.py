@@ -90,6 +90,7 @@ def make_bad_audio(folder: Path) -> dict[str, str]:
     dither = np.zeros(SR, np.float32)
     dither[::400] = np.float32(10 ** (-80 / 20))
     put("dither_only.wav", _bytes(dither, "WAV", "FLOAT"), "absurd level: rms")
+    put("constant_offset.wav", _bytes(np.full(SR, 0.25, np.float32), "WAV", "FLOAT"), "constant offset, not a signal")
     os.symlink(folder / "does_not_exist.wav", folder / "dangling_link.wav")
     expected["dangling_link.wav"] = "not found"
     os.symlink(folder / "loop_b.wav", folder / "loop_a.wav")

@@ -120,6 +120,7 @@ class AudioInfo:
     subtype: str
     peak: float = 1.0  # largest |sample| over every frame (full scale 1.0)
     rms: float = 1.0  # root mean square over every sample of every channel
+    ac_rms: float = 1.0  # the same without each channel's DC offset (0 for a constant value)
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -872,29 +873,48 @@ def probe(path: str, *, silence_floor_dbfs: float = -90.0) -> AudioInfo:
 
 
 class _Level:
-    """Peak and sum of squares over the (finite) blocks of a decode. The squares are summed
-    in float32 while that cannot overflow and in float64 beyond (a float file at 1e36 has a
-    finite peak and an RMS that float32 arithmetic would make infinite)."""
+    """Peak, RMS and RMS without the DC offset over the (finite) blocks of a decode.
+
+    Per channel, each block's mean and centred sum of squares are merged into the running
+    ones (Chan et al.'s pairwise update), so a large DC offset does not swamp a small
+    signal in rounding. Squares are summed in float32 while they cannot overflow and in
+    float64 beyond (a float file at 1e36 has a finite peak and squares float32 cannot hold).
+    """
 
     def __init__(self) -> None:
-        self.peak, self.sum_squares, self.samples = 0.0, 0.0, 0
+        self.peak, self.frames = 0.0, 0
+        self.mean: np.ndarray | None = None  # per channel, float64
+        self.m2: np.ndarray | None = None  # per channel: sum of squared deviations from the mean
 
     def add(self, block: np.ndarray) -> None:
-        if not block.size:
+        n = block.shape[0]
+        if not n:
             return
-        flat = block.reshape(-1)
-        peak = max(float(flat.max()), -float(flat.min()))
-        self.peak = max(self.peak, peak)
-        if peak < 1e15:  # 1e30 per square, 2**16 of them: far below float32's 3.4e38
-            self.sum_squares += float(np.dot(flat, flat))
-        else:
-            wide = flat.astype(np.float64)
-            self.sum_squares += float(np.dot(wide, wide))
-        self.samples += flat.size
+        self.peak = max(self.peak, float(block.max()), -float(block.min()))
+        mean_b = block.mean(axis=0, dtype=np.float64)
+        wide = self.peak >= 1e15  # 1e30 per square, 2**16 of them: far below float32's 3.4e38
+        centred = (block.astype(np.float64) if wide else block) - mean_b.astype(np.float64 if wide else np.float32)
+        m2_b = np.einsum("ij,ij->j", centred, centred).astype(np.float64)
+        if self.mean is None:
+            self.mean, self.m2, self.frames = mean_b, m2_b, n
+            return
+        total = self.frames + n
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2_b + delta * delta * (self.frames * n / total)
+        self.frames = total
+
+    @property
+    def ac_rms(self) -> float:
+        """RMS of the signal without its DC offset (per channel), over all channels."""
+        return float(np.sqrt(np.mean(self.m2) / self.frames)) if self.frames else 0.0
 
     @property
     def rms(self) -> float:
-        return float(np.sqrt(self.sum_squares / self.samples)) if self.samples else 0.0
+        """RMS over every sample of every channel."""
+        if not self.frames:
+            return 0.0
+        return float(np.sqrt(np.mean(self.m2 / self.frames + self.mean * self.mean)))
 
 
 def _decode_to_end(stream: _Stream, level: _Level) -> int:
@@ -939,6 +959,7 @@ def _probe_result(
         subtype=subtype,
         peak=level.peak,
         rms=level.rms,
+        ac_rms=level.ac_rms,
     )
 
 
