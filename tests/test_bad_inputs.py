@@ -142,6 +142,41 @@ def test_a_broken_manifest_is_a_clear_input_error(tmp_path, kind, write, message
     assert name in str(info.value)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+@pytest.mark.parametrize("encoding, evidence", [
+    ("utf-16", "its byte-order mark is FF FE"),  # Excel's "Unicode text" and Windows tools
+    ("utf-16-be-bom", "its byte-order mark is FE FF"),
+    ("utf-16-le", "little-endian without a byte-order mark"),
+    ("utf-16-be", "big-endian without a byte-order mark"),  # pyarrow read this as NUL-riddled names
+])
+def test_a_utf16_manifest_is_named_as_utf16_with_the_fix(tmp_path, suffix, encoding, evidence):
+    _good_files(tmp_path)
+    if suffix == ".jsonl":
+        text = "".join(json.dumps({"path": f"ok{i}.wav", "text": "hé"}) + "\n" for i in range(3))
+    else:
+        sep = "\t" if suffix == ".tsv" else ","
+        text = sep.join(["path", "text", "speaker"]) + "\n" + "".join(
+            sep.join([f"ok{i}.wav", "hé", "s1"]) + "\n" for i in range(3))
+    data = b"\xfe\xff" + text.encode("utf-16-be") if encoding == "utf-16-be-bom" else text.encode(encoding)
+    manifest = tmp_path / f"manifest{suffix}"
+    manifest.write_bytes(data)
+    with pytest.raises(InputError) as info:
+        index_pool("speech", AudioPool(manifest=manifest.name), tmp_path)
+    msg = str(info.value)
+    assert msg.startswith(f"{manifest}: is UTF-16 encoded ({evidence}") and "save it as UTF-8" in msg
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_utf8_manifest_with_a_byte_order_mark_is_read(tmp_path, suffix):
+    _good_files(tmp_path)
+    sep = "\t" if suffix == ".tsv" else ","
+    text = sep.join(["path", "text"]) + "\n" + "".join(f"ok{i}.wav{sep}hé\n" for i in range(3))
+    (tmp_path / f"m{suffix}").write_bytes(text.encode("utf-8-sig"))
+    items, rejects = index_pool("speech", AudioPool(manifest=f"m{suffix}"), tmp_path)
+    assert not rejects and items.items == ["ok0.wav", "ok1.wav", "ok2.wav"]
+    assert [row["text"] for row in items.labels] == ["hé"] * 3
+
+
 def test_manifest_rows_with_duplicate_missing_or_empty_paths_are_rejected(tmp_path):
     _good_files(tmp_path)
     (tmp_path / "m.jsonl").write_text(
