@@ -16,11 +16,14 @@ import atexit
 import json
 import math
 import os
+import shutil
 import sys
+import uuid
 from pathlib import Path
 
 from .version import __version__
 from .errors import ShardsmithError
+from .layout import temporary_name
 
 
 def _check_path(path: str, arg: str, want: str, fix: str) -> None:
@@ -116,33 +119,71 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
-    from .run_record import read_run_record, shard_files
-    from .shards import read_shard
+    from .run_record import listed_shards, read_run_record, read_vouched_shard
+    from .storage import as_store
     from .synth import synthesizer_class
 
     _check_path(args.out, "OUT", "folder", _RUN_FOLDER_FIX)
     _check_path(args.to, "--to", "folder",
                 "give a folder for the exported files (created if missing), e.g. --to exported/")
-    files = shard_files(args.out, args.split)
-    record = read_run_record(args.out) or {}
+    store = as_store(args.out)
+    entries = listed_shards(store, args.split)
+    record = read_run_record(store) or {}
     synth = synthesizer_class(str((record.get("recipe") or {}).get("synth", {}).get("type")))
+
+    def rows():
+        """The first --n rows, each shard checked against its stats record as it is read: a
+        damaged one refuses the export instead of shortening it."""
+        left = args.n
+        for entry in entries:
+            if left <= 0:
+                return
+            table = read_vouched_shard(store, entry, str(record.get("recipe_hash")))
+            if synth.media_column not in table.column_names:
+                raise ShardsmithError(f"{store.display(entry['file'])}: has no {synth.media_column} column; "
+                                      "nothing to export")
+            for row in table.slice(0, left).to_pylist():
+                left -= 1
+                yield row
+
     dest = Path(args.to)
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ShardsmithError(f"{dest}: cannot create the --to folder ({exc.strerror or exc})") from None
-    written = 0
-    for f in files:
-        table = read_shard(f)
-        if synth.media_column not in table.column_names:
-            raise ShardsmithError(f"{f}: has no {synth.media_column} column; nothing to export")
-        for row in table.slice(0, args.n - written).to_pylist():
-            synth.export_row(row, dest)
-            written += 1
-        if written >= args.n:
-            break
+    written = _export_rows(synth, rows(), dest)
     print(f"wrote {written} sample(s) ({synth.media_column} files, each with a .json of its provenance) to {dest}")
     return 0
+
+
+def _export_rows(synth, rows, dest: Path) -> int:
+    """Write ``rows`` into a hidden folder inside ``dest``, then move the files into place;
+    the number of rows. An export stopped by an error (a damaged shard, a full disk) before
+    the move leaves ``dest`` as it was, and no folder of its own making."""
+    created = not dest.exists()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        stage = dest / temporary_name("export", uuid.uuid4().hex[:12])
+        stage.mkdir()
+    except OSError as exc:
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise ShardsmithError(f"{dest}: cannot create the --to folder ({exc.strerror or exc})") from None
+    done = False
+    written = 0
+    try:
+        for row in rows:
+            synth.export_row(row, stage)
+            written += 1
+        for f in sorted(p for p in stage.rglob("*") if p.is_file()):
+            target = dest / f.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, target)
+        done = True
+    except OSError as exc:
+        raise ShardsmithError(f"{dest}: cannot write the exported files ({exc.strerror or exc}); "
+                              "the export stopped") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created and not done:
+            shutil.rmtree(dest, ignore_errors=True)  # only this export's files are in a folder it made
+    return written
 
 
 # [coverage commands]
