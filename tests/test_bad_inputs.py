@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from engine.cli import main
 from engine.errors import InputError, ShardError
 from engine.pools import index_pool
 from engine.recipe import AudioPool, load_recipe
@@ -291,6 +293,35 @@ def test_fail_mode_stops_naming_the_file_without_a_traceback(demo_corpus, tmp_pa
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "empty.wav" in proc.stderr and "on_bad_input" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _all_bad_noise_recipe(demo_corpus: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    expected = make_bad_audio(tmp_path / "noise")
+    data = small_recipe(demo_corpus, splits={"train": {"samples": 10}})
+    data["pools"]["cabin"] = {"paths": [str(tmp_path / "noise" / "*.wav")]}
+    return write_recipe(tmp_path / "r.yaml", data), expected
+
+
+def test_a_pool_with_every_file_rejected_names_the_files_and_reasons_in_plan(demo_corpus, tmp_path, capsys):
+    recipe, expected = _all_bad_noise_recipe(demo_corpus, tmp_path)
+    assert main(["plan", str(recipe)]) == 1
+    err = capsys.readouterr().err
+    total = int(re.search(r"pools\.cabin: no usable files: all (\d+) were rejected:\n", err)[1])
+    listed = [line.strip() for line in err.splitlines() if line.startswith(f"  {tmp_path / 'noise'}")]
+    assert len(listed) == 5  # the first five, by path, each with its reason
+    assert all(expected[Path(line.split(": ", 1)[0]).name] in line.lower() for line in listed), listed
+    assert f"... and {total - 5} more" in err and total > 5
+    assert "rejects.jsonl" not in err  # a refused run writes none (it leaves nothing in a fresh OUT)
+
+
+@pytest.mark.ray
+def test_a_run_with_every_file_of_a_pool_rejected_names_them_and_leaves_nothing(ray_local, demo_corpus, tmp_path):
+    recipe, expected = _all_bad_noise_recipe(demo_corpus, tmp_path)
+    with pytest.raises(InputError) as info:
+        run(load_recipe(recipe), tmp_path / "out", progress=False)
+    msg = str(info.value)
+    assert "pools.cabin: no usable files" in msg and "... and" in msg and "rejects.jsonl" not in msg
     assert not (tmp_path / "out").exists()
 
 
