@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from .version import __version__
-from .errors import ShardsmithError
+from .errors import InputError, ShardsmithError
 from .layout import temporary_name
 
 
@@ -36,6 +36,17 @@ def _check_path(path: str, arg: str, want: str, fix: str) -> None:
 
 
 _RUN_FOLDER_FIX = "give a shardsmith output folder (the --out of `shardsmith run`)"
+
+
+def _check_run_folder(path: str, arg: str) -> None:
+    """Refuse a run's output folder argument that is of the wrong kind or not there at all
+    (an output to read, unlike an --out to write, has to exist), naming ``arg`` and the path."""
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
+    from .storage import is_uri
+
+    _check_path(path, arg, "folder", _RUN_FOLDER_FIX)
+    if not is_uri(path) and not os.path.exists(path.removeprefix("file://")):
+        raise InputError(f"{arg} {path}: does not exist; {_RUN_FOLDER_FIX}")
 
 
 def _recipe(args: argparse.Namespace):
@@ -123,7 +134,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .storage import as_store
     from .synth import synthesizer_class
 
-    _check_path(args.out, "OUT", "folder", _RUN_FOLDER_FIX)
+    _check_run_folder(args.out, "OUT")
     _check_path(args.to, "--to", "folder",
                 "give a folder for the exported files (created if missing), e.g. --to exported/")
     store = as_store(args.out)
@@ -196,6 +207,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
     if args.html:
         check_report_path(args.html)  # before any work
+    _check_run_folder(args.out, "OUT")
     report, merged = load_coverage_stats(args.out)
     if args.json:
         print(report_json(report))
@@ -262,7 +274,7 @@ def cmd_mismatch_data(args: argparse.Namespace) -> int:
         check_report_path(args.html)  # before any work
     train = [_named_path(t) for t in args.train]
     for t in train:
-        _check_path(t[1] if isinstance(t, tuple) else t, "--train", "folder", _RUN_FOLDER_FIX)
+        _check_run_folder(t[1] if isinstance(t, tuple) else t, "--train")
     _check_path(args.dev, "--dev", "file or folder",
                 "give a shardsmith output folder, a folder of audio/image files or a manifest file")
     result = compare_data(
@@ -292,7 +304,7 @@ def cmd_mismatch_slices(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .mismatch import slice_errors
 
-    _check_path(args.shards, "--shards", "folder", _RUN_FOLDER_FIX)
+    _check_run_folder(args.shards, "--shards")
     _check_path(args.predictions, "--predictions", "file",
                 "give a CSV/JSONL/Parquet file with sample_id and correct (or prediction)")
     report = slice_errors(

@@ -201,7 +201,9 @@ ARG_CASES = [
     (["export", "{run}", "--split", "train", "--to", "{p}"], "--to", "not a folder",
      [_arg_fifo, _arg_device, _arg_file]),
     (["export", "{p}", "--split", "train", "--to", "{run}/exported"], "OUT", "not a folder",
-     [_arg_fifo, _arg_file]),
+     [_arg_fifo, _arg_device, _arg_file]),
+    (["coverage", "{p}"], "OUT", "not a folder", [_arg_fifo, _arg_device, _arg_file]),
+    (["coverage", "{p}", "--json"], "OUT", "not a folder", [_arg_fifo]),
 ]
 
 
@@ -223,6 +225,34 @@ def test_a_path_argument_of_the_wrong_kind_is_refused_at_once(tmp_path, command,
         assert listing(tmp_path) == before  # nothing written
         if path.is_fifo():
             path.unlink()
+
+
+# Every command that reads a run's output folder: one that is not there is named as such.
+READS_A_RUN = [
+    (["coverage", "{p}"], "OUT"),
+    (["coverage", "{p}", "--html", "{run}/r.html"], "OUT"),
+    (["export", "{p}", "--split", "train", "--to", "{run}/exported"], "OUT"),
+    (["mismatch", "slices", "--shards", "{p}", "--predictions", "{run}/p.csv"], "--shards"),
+    (["mismatch", "data", "--train", "{p}", "--dev", "{run}"], "--train"),
+    (["mismatch", "data", "--train", "web={p}", "--dev", "{run}"], "--train"),
+]
+
+
+@pytest.mark.parametrize("command, arg", READS_A_RUN, ids=lambda v: " ".join(v[:2]) if isinstance(v, list) else v)
+@pytest.mark.parametrize("missing", ["gone", "dangling_link"])
+def test_a_run_folder_that_does_not_exist_is_named_with_the_fix(tmp_path, command, arg, missing):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "p.csv").write_text("sample_id,correct\na,1\n")
+    path = tmp_path / missing
+    if missing == "dangling_link":
+        path.symlink_to(tmp_path / "nowhere")
+    before = listing(tmp_path)
+    done = cli(*[a.replace("{p}", str(path)).replace("{run}", str(run)) for a in command], cwd=tmp_path, timeout=30)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr == (f"shardsmith: error: {arg} {path}: does not exist; give a shardsmith output folder "
+                           "(the --out of `shardsmith run`)\n"), done.stderr
+    assert listing(tmp_path) == before
 
 
 def test_the_path_kind_check_itself_takes_well_under_a_second(tmp_path):
