@@ -148,7 +148,8 @@ def build_run_record(recipe: Recipe, plan: Plan, state: ResumeState,
 
 def listed_shards(out: str | Path | Store, split: str | None = None) -> list[dict[str, Any]]:
     """The run record's entries of the shards of a finished (or partial) run, in plan
-    order: ``{"file", "stats", "rows", "bytes", "sha256"}``, paths relative to OUT.
+    order: ``{"file", "stats", "rows", "bytes", "sha256"}`` as a run writes them (each has at
+    least its ``file``), paths relative to OUT.
 
     Example: ``[e["file"] for e in listed_shards("out/demo", "train")]``
     """
@@ -163,12 +164,10 @@ def listed_shards(out: str | Path | Store, split: str | None = None) -> list[dic
         if split is not None and name != split:
             continue
         shards = s.get("shards") if isinstance(s, dict) else None
-        if not isinstance(shards, list) or not all(
-                isinstance(e, dict) and isinstance(e.get("file"), str) and isinstance(e.get("stats"), str)
-                for e in shards):
+        if not isinstance(shards, list) or not all(isinstance(e, dict) and isinstance(e.get("file"), str)
+                                                   for e in shards):
             raise ShardError(f"{store.display(RUN_RECORD_FILE)}: splits.{name}.shards is damaged (not a list of "
-                             "shard entries with file and stats); re-run `shardsmith run` into this folder to "
-                             "rebuild it")
+                             "shard entries with a file); re-run `shardsmith run` into this folder to rebuild it")
         entries += shards
     return entries
 
@@ -204,16 +203,19 @@ def read_vouched_shard(out: str | Path | Store, entry: dict[str, Any], rhash: st
             f"--out {store.display()}, which rewrites damaged shards, then try again"
         )
 
-    record = read_json(store, entry["stats"])
+    stats_rel = entry.get("stats")
+    if not isinstance(stats_rel, str):
+        raise damaged(f"{RUN_RECORD_FILE} names no stats record for it")
+    record = read_json(store, stats_rel)
     if not isinstance(record, dict):
-        raise damaged(f"its stats record {entry['stats']} is missing or unreadable")
+        raise damaged(f"its stats record {stats_rel} is missing or unreadable")
     if record.get("recipe_hash") != rhash:
-        raise damaged(f"its stats record {entry['stats']} was written by another recipe")
+        raise damaged(f"its stats record {stats_rel} was written by another recipe")
     rows, nbytes, sha = record.get("rows"), record.get("bytes"), record.get("sha256")
     if type(rows) is not int or type(nbytes) is not int or not isinstance(sha, str):
-        raise damaged(f"its stats record {entry['stats']} has fields of the wrong type")
+        raise damaged(f"its stats record {stats_rel} has fields of the wrong type")
     if (rows, nbytes, sha) != (entry.get("rows"), entry.get("bytes"), entry.get("sha256")):
-        raise damaged(f"its stats record {entry['stats']} disagrees with {RUN_RECORD_FILE}")
+        raise damaged(f"its stats record {stats_rel} disagrees with {RUN_RECORD_FILE}")
     size = store.size(rel)
     if size is None:
         raise damaged("the file is missing")
