@@ -119,7 +119,15 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .demo import generate_demo_corpus
 
-    summary = generate_demo_corpus(args.dir, seed=args.seed)
+    if args.seed < 0:
+        raise ShardsmithError(f"--seed {args.seed}: must be a non-negative integer")
+    _check_path(args.dir, "DIR", "folder", "give a folder for the demo corpus (created if missing)")
+    try:
+        summary = generate_demo_corpus(args.dir, seed=args.seed)
+    except OSError as exc:
+        where = exc.filename or args.dir
+        raise ShardsmithError(f"{where}: cannot write the demo corpus ({exc.strerror or exc}); "
+                              "give a folder you can write to as DIR") from None
     print(
         f"demo corpus in {summary['root']}: {summary['speech_files']} utterances "
         f"({summary['speech_seconds']:.0f} s), {summary['noise_files']} noise files "

@@ -204,6 +204,7 @@ ARG_CASES = [
      [_arg_fifo, _arg_device, _arg_file]),
     (["coverage", "{p}"], "OUT", "not a folder", [_arg_fifo, _arg_device, _arg_file]),
     (["coverage", "{p}", "--json"], "OUT", "not a folder", [_arg_fifo]),
+    (["demo-corpus", "{p}"], "DIR", "not a folder", [_arg_fifo, _arg_device, _arg_file]),
 ]
 
 
@@ -253,6 +254,19 @@ def test_a_run_folder_that_does_not_exist_is_named_with_the_fix(tmp_path, comman
     assert done.stderr == (f"shardsmith: error: {arg} {path}: does not exist; give a shardsmith output folder "
                            "(the --out of `shardsmith run`)\n"), done.stderr
     assert listing(tmp_path) == before
+
+
+def test_demo_corpus_that_cannot_be_written_or_a_negative_seed_is_one_clear_error(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "speech").write_text("a file where the speech folder goes")
+    done = cli("demo-corpus", str(corpus), cwd=tmp_path, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"shardsmith: error: {corpus / 'speech'}"), done.stderr  # the path that failed
+    assert "cannot write the demo corpus" in done.stderr
+    done = cli("demo-corpus", str(tmp_path / "new"), "--seed", "-1", cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr == "shardsmith: error: --seed -1: must be a non-negative integer\n"
+    assert not (tmp_path / "new").exists()
 
 
 def test_the_path_kind_check_itself_takes_well_under_a_second(tmp_path):
