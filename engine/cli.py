@@ -16,11 +16,14 @@ import atexit
 import json
 import math
 import os
+import shutil
 import sys
+import uuid
 from pathlib import Path
 
 from .version import __version__
-from .errors import ShardsmithError
+from .errors import InputError, ShardsmithError
+from .layout import temporary_name
 
 
 def _check_path(path: str, arg: str, want: str, fix: str) -> None:
@@ -33,6 +36,17 @@ def _check_path(path: str, arg: str, want: str, fix: str) -> None:
 
 
 _RUN_FOLDER_FIX = "give a shardsmith output folder (the --out of `shardsmith run`)"
+
+
+def _check_run_folder(path: str, arg: str) -> None:
+    """Refuse a run's output folder argument that is of the wrong kind or not there at all
+    (an output to read, unlike an --out to write, has to exist), naming ``arg`` and the path."""
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
+    from .storage import is_uri
+
+    _check_path(path, arg, "folder", _RUN_FOLDER_FIX)
+    if not is_uri(path) and not os.path.exists(path.removeprefix("file://")):
+        raise InputError(f"{arg} {path}: does not exist; {_RUN_FOLDER_FIX}")
 
 
 def _recipe(args: argparse.Namespace):
@@ -105,7 +119,15 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .demo import generate_demo_corpus
 
-    summary = generate_demo_corpus(args.dir, seed=args.seed)
+    if args.seed < 0:
+        raise ShardsmithError(f"--seed {args.seed}: must be a non-negative integer")
+    _check_path(args.dir, "DIR", "folder", "give a folder for the demo corpus (created if missing)")
+    try:
+        summary = generate_demo_corpus(args.dir, seed=args.seed)
+    except OSError as exc:
+        where = exc.filename or args.dir
+        raise ShardsmithError(f"{where}: cannot write the demo corpus ({exc.strerror or exc}); "
+                              "give a folder you can write to as DIR") from None
     print(
         f"demo corpus in {summary['root']}: {summary['speech_files']} utterances "
         f"({summary['speech_seconds']:.0f} s), {summary['noise_files']} noise files "
@@ -116,33 +138,71 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
-    from .run_record import read_run_record, shard_files
-    from .shards import read_shard
+    from .run_record import listed_shards, read_run_record, read_vouched_shard
+    from .storage import as_store
     from .synth import synthesizer_class
 
-    _check_path(args.out, "OUT", "folder", _RUN_FOLDER_FIX)
+    _check_run_folder(args.out, "OUT")
     _check_path(args.to, "--to", "folder",
                 "give a folder for the exported files (created if missing), e.g. --to exported/")
-    files = shard_files(args.out, args.split)
-    record = read_run_record(args.out) or {}
+    store = as_store(args.out)
+    entries = listed_shards(store, args.split)
+    record = read_run_record(store) or {}
     synth = synthesizer_class(str((record.get("recipe") or {}).get("synth", {}).get("type")))
+
+    def rows():
+        """The first --n rows, each shard checked against its stats record as it is read: a
+        damaged one refuses the export instead of shortening it."""
+        left = args.n
+        for entry in entries:
+            if left <= 0:
+                return
+            table = read_vouched_shard(store, entry, str(record.get("recipe_hash")))
+            if synth.media_column not in table.column_names:
+                raise ShardsmithError(f"{store.display(entry['file'])}: has no {synth.media_column} column; "
+                                      "nothing to export")
+            for row in table.slice(0, left).to_pylist():
+                left -= 1
+                yield row
+
     dest = Path(args.to)
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ShardsmithError(f"{dest}: cannot create the --to folder ({exc.strerror or exc})") from None
-    written = 0
-    for f in files:
-        table = read_shard(f)
-        if synth.media_column not in table.column_names:
-            raise ShardsmithError(f"{f}: has no {synth.media_column} column; nothing to export")
-        for row in table.slice(0, args.n - written).to_pylist():
-            synth.export_row(row, dest)
-            written += 1
-        if written >= args.n:
-            break
+    written = _export_rows(synth, rows(), dest)
     print(f"wrote {written} sample(s) ({synth.media_column} files, each with a .json of its provenance) to {dest}")
     return 0
+
+
+def _export_rows(synth, rows, dest: Path) -> int:
+    """Write ``rows`` into a hidden folder inside ``dest``, then move the files into place;
+    the number of rows. An export stopped by an error (a damaged shard, a full disk) before
+    the move leaves ``dest`` as it was, and no folder of its own making."""
+    created = not dest.exists()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        stage = dest / temporary_name("export", uuid.uuid4().hex[:12])
+        stage.mkdir()
+    except OSError as exc:
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise ShardsmithError(f"{dest}: cannot create the --to folder ({exc.strerror or exc})") from None
+    done = False
+    written = 0
+    try:
+        for row in rows:
+            synth.export_row(row, stage)
+            written += 1
+        for f in sorted(p for p in stage.rglob("*") if p.is_file()):
+            target = dest / f.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, target)
+        done = True
+    except OSError as exc:
+        raise ShardsmithError(f"{dest}: cannot write the exported files ({exc.strerror or exc}); "
+                              "the export stopped") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created and not done:
+            shutil.rmtree(dest, ignore_errors=True)  # only this export's files are in a folder it made
+    return written
 
 
 # [coverage commands]
@@ -155,6 +215,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
     if args.html:
         check_report_path(args.html)  # before any work
+    _check_run_folder(args.out, "OUT")
     report, merged = load_coverage_stats(args.out)
     if args.json:
         print(report_json(report))
@@ -221,7 +282,7 @@ def cmd_mismatch_data(args: argparse.Namespace) -> int:
         check_report_path(args.html)  # before any work
     train = [_named_path(t) for t in args.train]
     for t in train:
-        _check_path(t[1] if isinstance(t, tuple) else t, "--train", "folder", _RUN_FOLDER_FIX)
+        _check_run_folder(t[1] if isinstance(t, tuple) else t, "--train")
     _check_path(args.dev, "--dev", "file or folder",
                 "give a shardsmith output folder, a folder of audio/image files or a manifest file")
     result = compare_data(
@@ -251,7 +312,7 @@ def cmd_mismatch_slices(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .mismatch import slice_errors
 
-    _check_path(args.shards, "--shards", "folder", _RUN_FOLDER_FIX)
+    _check_run_folder(args.shards, "--shards")
     _check_path(args.predictions, "--predictions", "file",
                 "give a CSV/JSONL/Parquet file with sample_id and correct (or prediction)")
     report = slice_errors(

@@ -580,6 +580,23 @@ INDEXERS: dict[str, Callable[..., tuple[PoolItems, list[dict[str, Any]]]]] = {
 }
 
 
+def _no_usable_files(name: str, rejects: list[dict[str, Any]], shown: int = 5) -> str:
+    """The message for a used pool left empty: its rejects (the first ``shown``, path and
+    reason) in the message itself, since a refused run writes no ``rejects.jsonl``.
+
+    Example: ``_no_usable_files("noise", [{"path": "a.wav", "reason": "empty file"}])``
+    """
+    if not rejects:
+        return f"pools.{name}: no usable files; check the pool's paths or manifest"
+    first = sorted(rejects, key=lambda r: r["path"])[:shown]
+    lines = [f"pools.{name}: no usable files: all {len(rejects)} were rejected:"]
+    lines += [f"  {r['path']}: {r['reason']}" for r in first]
+    if len(rejects) > shown:
+        lines.append(f"  ... and {len(rejects) - shown} more")
+    lines.append(f"fix or replace these files, or point pools.{name} at usable ones")
+    return "\n".join(lines)
+
+
 def index_pools(recipe: Recipe, mapper: Mapper | None = None, cache: ProbeCache | None = None) -> PoolIndex:
     """Index every pool the recipe defines; raise if a used pool ends up empty.
 
@@ -604,10 +621,7 @@ def index_pools(recipe: Recipe, mapper: Mapper | None = None, cache: ProbeCache 
             rejects.extend(bad)
     for name in recipe.synth.pools_used():
         if len(pools[name]) == 0:
-            raise InputError(
-                f"pools.{name}: no usable files (all {sum(r['pool'] == name for r in rejects)} were rejected; "
-                "see the reasons in rejects.jsonl or run `shardsmith plan` to list them)"
-            )
+            raise InputError(_no_usable_files(name, [r for r in rejects if r["pool"] == name]))
     holdout_needed = any(s.holdout for s in recipe.splits.values())
     for name in recipe.synth.pools_used():
         p = pools[name]

@@ -22,13 +22,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from .version import __version__
 from .errors import ShardError
 from .layout import EXTRA_FILES, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_RECORD_FILE, shard_paths
 from .plan import Plan
 from .recipe import Recipe, recipe_hash, recipe_to_dict
 from .resume import DONE, ResumeState
-from .storage import Store, as_store
+from .shards import read_shard
+from .storage import Store, as_store, read_json
 
 
 def is_run_record(data: Any) -> bool:
@@ -143,11 +146,12 @@ def build_run_record(recipe: Recipe, plan: Plan, state: ResumeState,
     return record
 
 
-def shard_files(out: str | Path | Store, split: str | None = None) -> list:
-    """The shard files of a finished (or partial) run, in plan order, from its run record:
-    local paths for a folder, URIs for an object store.
+def listed_shards(out: str | Path | Store, split: str | None = None) -> list[dict[str, Any]]:
+    """The run record's entries of the shards of a finished (or partial) run, in plan
+    order: ``{"file", "stats", "rows", "bytes", "sha256"}`` as a run writes them (each has at
+    least its ``file``), paths relative to OUT.
 
-    Example: ``shard_files("out/demo", "train")``
+    Example: ``[e["file"] for e in listed_shards("out/demo", "train")]``
     """
     store = as_store(out)
     record = read_run_record(store)
@@ -155,12 +159,80 @@ def shard_files(out: str | Path | Store, split: str | None = None) -> list:
         raise ShardError(f"{store.display()}: no {RUN_RECORD_FILE}; is this a shardsmith output folder?")
     if split is not None and split not in record["splits"]:
         raise ShardError(f"{store.display()}: no split {split!r}; splits are {sorted(record['splits'])}")
-    rels = [sh["file"] for name, s in record["splits"].items() if split is None or name == split
-            for sh in s["shards"]]
+    entries = []
+    for name, s in record["splits"].items():
+        if split is not None and name != split:
+            continue
+        shards = s.get("shards") if isinstance(s, dict) else None
+        if not isinstance(shards, list) or not all(isinstance(e, dict) and isinstance(e.get("file"), str)
+                                                   for e in shards):
+            raise ShardError(f"{store.display(RUN_RECORD_FILE)}: splits.{name}.shards is damaged (not a list of "
+                             "shard entries with a file); re-run `shardsmith run` into this folder to rebuild it")
+        entries += shards
+    return entries
+
+
+def shard_files(out: str | Path | Store, split: str | None = None) -> list:
+    """The shard files of a finished (or partial) run, in plan order, from its run record:
+    local paths for a folder, URIs for an object store.
+
+    Example: ``shard_files("out/demo", "train")``
+    """
+    store = as_store(out)
+    rels = [entry["file"] for entry in listed_shards(store, split)]
     if store.is_local:
         return [store.local_path(rel) for rel in rels]
     return [store.display(rel) for rel in rels]
 
 
+def read_vouched_shard(out: str | Path | Store, entry: dict[str, Any], rhash: str) -> pa.Table:
+    """Read a shard the run record lists (``entry``, from :func:`listed_shards`) only when its
+    stats record still vouches for it, by the checks a resume makes (see :mod:`engine.resume`):
+    the record is this recipe's (``rhash``) and agrees with the run record, and the file
+    has the recorded size, sha256 and rows. Else a :class:`ShardError` naming the file, why,
+    and the fix: a shard cut short after its schema reads as fewer rows without any error.
+
+    Example: ``read_vouched_shard("out/demo", listed_shards("out/demo", "train")[0], rhash).num_rows``
+    """
+    store = as_store(out)
+    rel = entry["file"]
+
+    def damaged(why: str) -> ShardError:
+        return ShardError(
+            f"{store.display(rel)}: shard is damaged ({why}); re-run `shardsmith run` with its recipe and "
+            f"--out {store.display()}, which rewrites damaged shards, then try again"
+        )
+
+    stats_rel = entry.get("stats")
+    if not isinstance(stats_rel, str):
+        raise damaged(f"{RUN_RECORD_FILE} names no stats record for it")
+    record = read_json(store, stats_rel)
+    if not isinstance(record, dict):
+        raise damaged(f"its stats record {stats_rel} is missing or unreadable")
+    if record.get("recipe_hash") != rhash:
+        raise damaged(f"its stats record {stats_rel} was written by another recipe")
+    rows, nbytes, sha = record.get("rows"), record.get("bytes"), record.get("sha256")
+    if type(rows) is not int or type(nbytes) is not int or not isinstance(sha, str):
+        raise damaged(f"its stats record {stats_rel} has fields of the wrong type")
+    if (rows, nbytes, sha) != (entry.get("rows"), entry.get("bytes"), entry.get("sha256")):
+        raise damaged(f"its stats record {stats_rel} disagrees with {RUN_RECORD_FILE}")
+    size = store.size(rel)
+    if size is None:
+        raise damaged("the file is missing")
+    if size != nbytes:
+        cut = "; it was cut short" if size < nbytes else ""
+        raise damaged(f"{size} bytes, its stats record says {nbytes}{cut}")
+    try:
+        digest = store.sha256(rel)
+    except OSError as exc:
+        raise damaged(f"cannot be read: {exc.strerror or exc}") from None
+    if digest != sha:
+        raise damaged("its sha256 does not match its stats record")
+    table = read_shard(store.local_path(rel) if store.is_local else store.display(rel))
+    if table.num_rows != rows:
+        raise damaged(f"{table.num_rows} rows, its stats record says {rows}")
+    return table
+
+
 __all__ = ["is_run_record", "find_run_record", "read_run_record", "run_record_files", "build_run_record",
-           "shard_files"]
+           "listed_shards", "shard_files", "read_vouched_shard"]

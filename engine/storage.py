@@ -160,6 +160,13 @@ class Store:
         """A location a person can paste: a local path or the object URI."""
         return f"{self.uri}/{rel}" if rel else self.uri
 
+    def __str__(self) -> str:
+        # A Store put into a message by mistake still shows the location, never an object repr.
+        return self.display()
+
+    def __repr__(self) -> str:
+        return f"Store({self.display()!r})"
+
     def local_path(self, rel: str = "") -> Path:
         assert self.is_local
         return Path(self.full(rel))

@@ -50,6 +50,8 @@ def read_table(path: Path | str) -> pa.Table:
 
 def _read_format(path: Any, suffix: str, name: Path | str) -> pa.Table:
     try:
+        if suffix in (".csv", ".tsv", ".jsonl", ".json", ".ndjson"):
+            _refuse_utf16(_head(path), name)
         if suffix == ".csv" or suffix == ".tsv":
             # TSV has no quoting (Common Voice's sentences hold bare quote marks); CSV does.
             opts = (pacsv.ParseOptions(delimiter="\t", quote_char=False) if suffix == ".tsv"
@@ -82,6 +84,53 @@ def _read_format(path: Any, suffix: str, name: Path | str) -> pa.Table:
             raise InputError(f"{name}: manifest is not valid UTF-8 text; re-save it as UTF-8 ({msg})") from None
         raise InputError(f"{name}: cannot read manifest: {msg}") from None
     raise InputError(f"{name}: manifest must be .csv, .tsv, .jsonl or .parquet, got {suffix or 'no extension'!r}")
+
+
+def _head(path: Any, size: int = 4096) -> bytes:
+    """The first ``size`` bytes of a local path or an open (seekable) file, which is rewound."""
+    if hasattr(path, "read"):
+        head = path.read(size)
+        path.seek(0)
+        return bytes(head)
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
+def _utf16_layout(head: bytes) -> tuple[str, str] | None:
+    """How ``head`` (a text file's first bytes) shows it is UTF-16, as (the encoding's iconv
+    name, what gives it away), or ``None``: a byte-order mark or, without one, a NUL in
+    every other byte (what ASCII text is in UTF-16; UTF-8 text has no NUL at all).
+
+    pyarrow reads UTF-16 as one column of NUL-riddled bytes ("Expected 3 columns, got 1")
+    or, big-endian without a mark, as column names full of NULs; this names the cause.
+    """
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return None  # UTF-32, not UTF-16: pyarrow's own error stands
+    if head.startswith(b"\xff\xfe"):
+        return "UTF-16", "its byte-order mark is FF FE"
+    if head.startswith(b"\xfe\xff"):
+        return "UTF-16", "its byte-order mark is FE FF"
+    pairs = len(head) // 2
+    if pairs < 2:
+        return None
+    even = head[0:2 * pairs:2].count(0) / pairs
+    odd = head[1:2 * pairs:2].count(0) / pairs
+    if odd > 0.3 and even < 0.05:
+        return "UTF-16LE", "little-endian without a byte-order mark: every other byte is NUL"
+    if even > 0.3 and odd < 0.05:
+        return "UTF-16BE", "big-endian without a byte-order mark: every other byte is NUL"
+    return None
+
+
+def _refuse_utf16(head: bytes, name: Path | str) -> None:
+    layout = _utf16_layout(head)
+    if layout:
+        encoding, evidence = layout
+        raise InputError(
+            f"{name}: is UTF-16 encoded ({evidence}); save it as UTF-8 (a spreadsheet's "
+            f"'CSV UTF-8' format, or `iconv -f {encoding} -t UTF-8 OLD > NEW`); UTF-8 with or without "
+            "a byte-order mark is read"
+        )
 
 
 def duplicate_columns(names: list[str]) -> list[str]:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from engine.audio import io as audio_io
 from engine.audio import ops
-from engine.errors import RecipeError
+from engine.errors import BadSourceError, RecipeError
 from engine.plan import make_plan
 from engine.pools import index_pools
 from engine.recipe import parse_recipe
@@ -588,6 +588,33 @@ def test_parse_recipe_rejects_a_missing_pool_reference_before_any_work(demo_corp
     data["synth"]["noise"][0]["pool"] = "cabn"
     with pytest.raises(Exception, match=r"synth\.noise\[0\]\.pool.*'cabin'"):
         parse_recipe(data)
+
+
+@pytest.mark.parametrize("peak, reverb", [(1e36, False), (3e38, False), (1e36, True), (3e38, True)])
+def test_absurdly_loud_float_speech_is_mixed_or_rejected_never_a_crash(demo_corpus, tmp_path, peak, reverb):
+    # A float WAV at 1e36 made snr_gain fail on an infinite speech power (ValueError in the
+    # worker). Levels are float64 now; what float32 still cannot hold is a reject naming the file.
+    x, sr = sf.read(sorted((demo_corpus / "speech").rglob("*.flac"))[0], dtype="float32")
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, (x.astype(np.float64) * (peak / float(np.abs(x).max()))).astype(np.float32), sr, subtype="FLOAT")
+    data = small_recipe(demo_corpus, splits={"train": {"samples": 4}})
+    data["pools"]["speech"] = {"paths": [str(loud)]}
+    if reverb:
+        data["pools"]["rirs"] = {"paths": [str(demo_corpus / "rir" / "*.wav")]}
+        data["synth"]["reverb"] = {"pool": "rirs", "p": 1.0}
+    _, synth = synth_for(data, demo_corpus)
+    outcomes = []
+    for params in draws(synth, 4):
+        try:
+            mix = synth.render(params).mix
+        except BadSourceError as exc:
+            assert exc.path == str(loud) and "sane scale" in exc.reason, exc
+            outcomes.append("rejected")
+        else:
+            assert np.isfinite(mix).all() and ops.peak(mix) <= 1.0
+            outcomes.append("mixed")
+    if peak == 1e36 and not reverb:
+        assert outcomes == ["mixed"] * 4  # 1e36 squared is 1e72: far inside float64
 
 
 @pytest.mark.parametrize("name", ["demo_in_car.yaml", "in_car_template.yaml"])

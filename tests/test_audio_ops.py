@@ -90,6 +90,31 @@ def test_power_accumulates_in_float64():
     assert ops.power(x) == pytest.approx(float(np.float32(0.1)) ** 2, rel=1e-12)
 
 
+@settings(max_examples=40, deadline=None)
+@given(mix=mixes(), peak_exponent=st.floats(0.0, 38.5), snr_db=st.floats(-10.0, 40.0))
+def test_levels_of_any_finite_float32_signal_are_finite(mix, peak_exponent, snr_db):
+    # A float WAV saved at an absurd scale (peak up to float32's largest value): its float32
+    # squares overflow past ~1.8e19, the levels (float64) never do.
+    speech, noise, sample_rate = mix
+    target = min(10.0 ** peak_exponent, float(np.finfo(np.float32).max))
+    loud = (speech.astype(np.float64) * (target / float(np.abs(speech).max()))).astype(np.float32)
+    assert np.isfinite(loud).all()
+    p = ops.active_power(loud, sample_rate)
+    assert math.isfinite(p) and p > 0
+    assert p == pytest.approx(ops.active_power(loud.astype(np.float64), sample_rate), rel=1e-6)
+    local = ops.local_active_power(loud, sample_rate, 0, len(loud) // 2)
+    assert math.isfinite(local) and local > 0
+    assert math.isfinite(ops.power(loud))
+    assert math.isfinite(ops.snr_gain(p, ops.power(noise), snr_db))
+
+
+def test_a_signal_scaled_by_1e36_has_its_level_times_1e72():
+    rng = np.random.default_rng(5)
+    speech = _speech_like(rng, 16000, 16000)
+    loud = speech * np.float32(1e36)
+    assert ops.active_power(loud, 16000) == pytest.approx(ops.active_power(speech, 16000) * 1e72, rel=1e-5)
+
+
 @pytest.mark.parametrize(
     "signal_power, noise_power", [(0.0, 1.0), (1.0, 0.0), (-1.0, 1.0), (1.0, math.nan), (math.inf, 1.0)]
 )

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from engine.cli import main
 from engine.errors import InputError, ShardError
 from engine.pools import index_pool
 from engine.recipe import AudioPool, load_recipe
@@ -174,6 +176,41 @@ def test_a_broken_manifest_is_a_clear_input_error(tmp_path, kind, write, message
     assert name in str(info.value)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+@pytest.mark.parametrize("encoding, evidence", [
+    ("utf-16", "its byte-order mark is FF FE"),  # Excel's "Unicode text" and Windows tools
+    ("utf-16-be-bom", "its byte-order mark is FE FF"),
+    ("utf-16-le", "little-endian without a byte-order mark"),
+    ("utf-16-be", "big-endian without a byte-order mark"),  # pyarrow read this as NUL-riddled names
+])
+def test_a_utf16_manifest_is_named_as_utf16_with_the_fix(tmp_path, suffix, encoding, evidence):
+    _good_files(tmp_path)
+    if suffix == ".jsonl":
+        text = "".join(json.dumps({"path": f"ok{i}.wav", "text": "hé"}) + "\n" for i in range(3))
+    else:
+        sep = "\t" if suffix == ".tsv" else ","
+        text = sep.join(["path", "text", "speaker"]) + "\n" + "".join(
+            sep.join([f"ok{i}.wav", "hé", "s1"]) + "\n" for i in range(3))
+    data = b"\xfe\xff" + text.encode("utf-16-be") if encoding == "utf-16-be-bom" else text.encode(encoding)
+    manifest = tmp_path / f"manifest{suffix}"
+    manifest.write_bytes(data)
+    with pytest.raises(InputError) as info:
+        index_pool("speech", AudioPool(manifest=manifest.name), tmp_path)
+    msg = str(info.value)
+    assert msg.startswith(f"{manifest}: is UTF-16 encoded ({evidence}") and "save it as UTF-8" in msg
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_utf8_manifest_with_a_byte_order_mark_is_read(tmp_path, suffix):
+    _good_files(tmp_path)
+    sep = "\t" if suffix == ".tsv" else ","
+    text = sep.join(["path", "text"]) + "\n" + "".join(f"ok{i}.wav{sep}hé\n" for i in range(3))
+    (tmp_path / f"m{suffix}").write_bytes(text.encode("utf-8-sig"))
+    items, rejects = index_pool("speech", AudioPool(manifest=f"m{suffix}"), tmp_path)
+    assert not rejects and items.items == ["ok0.wav", "ok1.wav", "ok2.wav"]
+    assert [row["text"] for row in items.labels] == ["hé"] * 3
+
+
 def test_manifest_rows_with_duplicate_missing_or_empty_paths_are_rejected(tmp_path):
     _good_files(tmp_path)
     (tmp_path / "m.jsonl").write_text(
@@ -288,6 +325,35 @@ def test_fail_mode_stops_naming_the_file_without_a_traceback(demo_corpus, tmp_pa
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "empty.wav" in proc.stderr and "on_bad_input" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _all_bad_noise_recipe(demo_corpus: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    expected = make_bad_audio(tmp_path / "noise")
+    data = small_recipe(demo_corpus, splits={"train": {"samples": 10}})
+    data["pools"]["cabin"] = {"paths": [str(tmp_path / "noise" / "*.wav")]}
+    return write_recipe(tmp_path / "r.yaml", data), expected
+
+
+def test_a_pool_with_every_file_rejected_names_the_files_and_reasons_in_plan(demo_corpus, tmp_path, capsys):
+    recipe, expected = _all_bad_noise_recipe(demo_corpus, tmp_path)
+    assert main(["plan", str(recipe)]) == 1
+    err = capsys.readouterr().err
+    total = int(re.search(r"pools\.cabin: no usable files: all (\d+) were rejected:\n", err)[1])
+    listed = [line.strip() for line in err.splitlines() if line.startswith(f"  {tmp_path / 'noise'}")]
+    assert len(listed) == 5  # the first five, by path, each with its reason
+    assert all(expected[Path(line.split(": ", 1)[0]).name] in line.lower() for line in listed), listed
+    assert f"... and {total - 5} more" in err and total > 5
+    assert "rejects.jsonl" not in err  # a refused run writes none (it leaves nothing in a fresh OUT)
+
+
+@pytest.mark.ray
+def test_a_run_with_every_file_of_a_pool_rejected_names_them_and_leaves_nothing(ray_local, demo_corpus, tmp_path):
+    recipe, expected = _all_bad_noise_recipe(demo_corpus, tmp_path)
+    with pytest.raises(InputError) as info:
+        run(load_recipe(recipe), tmp_path / "out", progress=False)
+    msg = str(info.value)
+    assert "pools.cabin: no usable files" in msg and "... and" in msg and "rejects.jsonl" not in msg
     assert not (tmp_path / "out").exists()
 
 

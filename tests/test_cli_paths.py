@@ -201,7 +201,10 @@ ARG_CASES = [
     (["export", "{run}", "--split", "train", "--to", "{p}"], "--to", "not a folder",
      [_arg_fifo, _arg_device, _arg_file]),
     (["export", "{p}", "--split", "train", "--to", "{run}/exported"], "OUT", "not a folder",
-     [_arg_fifo, _arg_file]),
+     [_arg_fifo, _arg_device, _arg_file]),
+    (["coverage", "{p}"], "OUT", "not a folder", [_arg_fifo, _arg_device, _arg_file]),
+    (["coverage", "{p}", "--json"], "OUT", "not a folder", [_arg_fifo]),
+    (["demo-corpus", "{p}"], "DIR", "not a folder", [_arg_fifo, _arg_device, _arg_file]),
 ]
 
 
@@ -223,6 +226,47 @@ def test_a_path_argument_of_the_wrong_kind_is_refused_at_once(tmp_path, command,
         assert listing(tmp_path) == before  # nothing written
         if path.is_fifo():
             path.unlink()
+
+
+# Every command that reads a run's output folder: one that is not there is named as such.
+READS_A_RUN = [
+    (["coverage", "{p}"], "OUT"),
+    (["coverage", "{p}", "--html", "{run}/r.html"], "OUT"),
+    (["export", "{p}", "--split", "train", "--to", "{run}/exported"], "OUT"),
+    (["mismatch", "slices", "--shards", "{p}", "--predictions", "{run}/p.csv"], "--shards"),
+    (["mismatch", "data", "--train", "{p}", "--dev", "{run}"], "--train"),
+    (["mismatch", "data", "--train", "web={p}", "--dev", "{run}"], "--train"),
+]
+
+
+@pytest.mark.parametrize("command, arg", READS_A_RUN, ids=lambda v: " ".join(v[:2]) if isinstance(v, list) else v)
+@pytest.mark.parametrize("missing", ["gone", "dangling_link"])
+def test_a_run_folder_that_does_not_exist_is_named_with_the_fix(tmp_path, command, arg, missing):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "p.csv").write_text("sample_id,correct\na,1\n")
+    path = tmp_path / missing
+    if missing == "dangling_link":
+        path.symlink_to(tmp_path / "nowhere")
+    before = listing(tmp_path)
+    done = cli(*[a.replace("{p}", str(path)).replace("{run}", str(run)) for a in command], cwd=tmp_path, timeout=30)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr == (f"shardsmith: error: {arg} {path}: does not exist; give a shardsmith output folder "
+                           "(the --out of `shardsmith run`)\n"), done.stderr
+    assert listing(tmp_path) == before
+
+
+def test_demo_corpus_that_cannot_be_written_or_a_negative_seed_is_one_clear_error(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "speech").write_text("a file where the speech folder goes")
+    done = cli("demo-corpus", str(corpus), cwd=tmp_path, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"shardsmith: error: {corpus / 'speech'}"), done.stderr  # the path that failed
+    assert "cannot write the demo corpus" in done.stderr
+    done = cli("demo-corpus", str(tmp_path / "new"), "--seed", "-1", cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr == "shardsmith: error: --seed -1: must be a non-negative integer\n"
+    assert not (tmp_path / "new").exists()
 
 
 def test_the_path_kind_check_itself_takes_well_under_a_second(tmp_path):

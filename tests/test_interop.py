@@ -135,6 +135,48 @@ def test_export_to_a_path_that_is_a_file_is_one_clear_error(reference, tmp_path,
     assert target.read_text() == "a file"
 
 
+def _cut_after_schema(shard: Path) -> None:
+    """Cut an Arrow stream shard right after its schema: it still reads, as 0 rows."""
+    import pyarrow.ipc as ipc
+
+    reader = pa.BufferReader(shard.read_bytes())
+    ipc.read_message(reader)
+    with open(shard, "r+b") as f:
+        f.truncate(reader.tell())
+
+
+def _flip_a_byte(shard: Path) -> None:
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("damage, why", [(_cut_after_schema, "it was cut short"),
+                                         (_flip_a_byte, "sha256 does not match")])
+def test_export_of_a_damaged_shard_is_refused_and_writes_nothing(arrow_out, tmp_path, capsys, damage, why):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(arrow_out, out)
+    kept = tmp_path / "earlier"  # an earlier export into the same folder stays as it was
+    assert main(["export", str(out), "--split", "train", "--n", "2", "--to", str(kept)]) == 0
+    before = _tree(kept)
+    second = shard_files(out, "train")[1]  # 20 + 10 rows: exporting 30 reads both shards
+    damage(second)
+    capsys.readouterr()
+    for to in (kept, tmp_path / "new"):
+        code = main(["export", str(out), "--split", "train", "--n", "100", "--to", str(to)])
+        err = capsys.readouterr().err
+        assert code == 1 and "Traceback" not in err, err
+        assert f"{second}: shard is damaged" in err and why in err and "shardsmith run" in err, err
+    assert _tree(kept) == before
+    assert not (tmp_path / "new").exists()
+
+
 def test_plan_prints_splits_shards_and_pools(demo_corpus, tmp_path, capsys):
     r = write_recipe(tmp_path / "r.yaml", small_recipe(demo_corpus))
     assert main(["plan", str(r), "--set", "splits.train.samples=45"]) == 0

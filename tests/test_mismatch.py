@@ -381,7 +381,7 @@ def test_a_folder_of_images_is_featurized_with_the_image_embedding(demo_corpus):
 
 def test_cli_data_on_a_missing_or_empty_folder_is_a_clear_error(tmp_path, capsys):
     assert main(["mismatch", "data", "--train", str(tmp_path / "nope"), "--dev", str(tmp_path)]) == 1
-    assert "nope: not found" in capsys.readouterr().err
+    assert f"--train {tmp_path / 'nope'}: does not exist" in capsys.readouterr().err
     assert main(["mismatch", "data", "--train", str(tmp_path), "--dev", str(tmp_path)]) == 1
     assert "no audio or image files" in capsys.readouterr().err
 

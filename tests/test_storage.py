@@ -29,6 +29,11 @@ def test_uris_and_paths_are_told_apart():
     assert not is_uri("out/demo") and not is_uri("/abs/path") and not is_uri("file:///x")
 
 
+def test_a_store_in_a_message_shows_its_location_not_an_object(store):
+    assert f"{store}: no run.json" == f"{store.display()}: no run.json"
+    assert repr(store) == f"Store({store.display()!r})" and "object at 0x" not in f"{store!r}"
+
+
 def test_a_written_file_reads_back_with_its_size_and_checksum(store):
     assert store.is_empty()
     store.write_bytes("train/a.bin", b"abc" * 1000)

@@ -132,8 +132,10 @@ def frame_energies(
         if stop == 0:
             return empty
         # float32 squares (relative error 6e-8, far below the 0.01 dB contract), summed
-        # per frame in float64 below.
-        sq = np.square(a[first:stop])
+        # per frame in float64 below. A sample over ~1.8e19 squares past float32's range:
+        # such (absurd, but finite) input is squared in float64 instead, further down.
+        with np.errstate(over="ignore"):
+            sq = np.square(a[first:stop])
     else:
         a = a.reshape(a.shape[0], -1)
         nonzero = np.flatnonzero(np.any(a != 0, axis=1))
@@ -150,6 +152,14 @@ def frame_energies(
     if n_full * frame_len < n:
         energy[-1] = sq[n_full * frame_len :].sum(dtype=np.float64)
         count[-1] = float(n - n_full * frame_len)
+    if sq.dtype != np.float64 and not np.isfinite(energy).all():
+        # Overflowed float32 squares (a finite input never overflows float64: its squares
+        # stay below 1.2e77); every ordinary signal keeps the float32 path's exact bits.
+        sq = np.square(a[first:stop], dtype=np.float64)
+        if n_full:
+            energy[:n_full] = sq[: n_full * frame_len].reshape(n_full, frame_len).sum(axis=1)
+        if n_full * frame_len < n:
+            energy[-1] = sq[n_full * frame_len :].sum()
     return first, frame_len, energy, count
 
 

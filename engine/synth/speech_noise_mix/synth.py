@@ -83,6 +83,19 @@ def _label_column_names(recipe, index_pools: dict, speech_pool: str, noise_pools
     return out
 
 
+def _finite_level(power: float, x: np.ndarray, path: str, what: str) -> float:
+    """``power`` (a level :mod:`engine.audio.ops` measured on ``x``) when it is finite; else
+    the source is unusable and :class:`BadSourceError` names its file, so the worker
+    rejects it and draws again instead of failing on an infinite SNR gain. Levels are
+    float64, so only NaN or Inf samples (somewhere a probe did not look, or made by
+    float32 processing of samples near float32's limit) end here."""
+    if math.isfinite(power):
+        return power
+    raise BadSourceError(path, f"{what} has no finite level: NaN or Inf samples, or samples so large "
+                               "that processing them overflows; re-save the file at a sane scale "
+                               "(float samples within [-1, 1])")
+
+
 def _finite_or_none(value: float | None) -> float | None:
     """JSON has no NaN or infinity: an unmeasurable value is recorded as null."""
     return value if value is not None and math.isfinite(value) else None
@@ -364,6 +377,10 @@ class SpeechNoiseMixSynth(Synthesizer):
             return self._generated_item(pool_name, i)[start : start + count].copy()
         return audio_io.read_mono(pool.paths[i], start, count, cache=self._handles())
 
+    def _path(self, pool_name: str, item: str) -> str:
+        """The source file of an item (a generated item's name), as rejects name it."""
+        return self.index.pools[pool_name].paths[self._pos(pool_name, item)]
+
     def _read_speech(self, pool_name: str, item: str) -> tuple[np.ndarray, str]:
         pool = self.index.pools[pool_name]
         i = self._pos(pool_name, item)
@@ -496,7 +513,7 @@ class SpeechNoiseMixSynth(Synthesizer):
         sp = params["speech"]
         speech, path = self._read_speech(sp["pool"], sp["item"])
         n = len(speech)
-        p_speech = ops.active_power(speech, sr, threshold_db=thr)
+        p_speech = _finite_level(ops.active_power(speech, sr, threshold_db=thr), speech, path, "speech")
         if not p_speech > 1e-18:  # -180 dB: nothing to set an SNR against
             raise BadSourceError(path, "silent: speech has no signal, so no SNR can be set")
 
@@ -507,7 +524,8 @@ class SpeechNoiseMixSynth(Synthesizer):
             h, direct, _, _ = self._rir(rev["pool"], rev["item"])
             rir = (h, direct)
             wet = ops.convolve_aligned(speech, h, direct=direct)
-            p_wet = ops.active_power(wet, sr, threshold_db=thr)
+            p_wet = _finite_level(ops.active_power(wet, sr, threshold_db=thr), wet, path,
+                                  f"speech reverberated by {rev['item']}")
             if not p_wet > 0:
                 raise RejectSample(f"reverberant speech is silent (RIR {rev['item']})")
             speech_gain = math.sqrt(p_speech / p_wet)
@@ -520,7 +538,7 @@ class SpeechNoiseMixSynth(Synthesizer):
         segs, powers = [], []
         for layer in params["noise"]:
             seg = self._noise_piece("noise", layer, n, noise_rir)
-            p_noise = ops.power(seg)
+            p_noise = _finite_level(ops.power(seg), seg, self._path(layer["pool"], layer["item"]), "noise")
             if not p_noise > 1e-20:
                 raise RejectSample(f"noise segment of {layer['item']} at {layer['start_s']:.2f} s is silent")
             segs.append(seg)
@@ -574,7 +592,7 @@ class SpeechNoiseMixSynth(Synthesizer):
             if noise_rir is not None:  # keep the tail of the room's response, up to the end
                 room = min(n - at, m + len(noise_rir[0]))
                 piece = ops.convolve_aligned(np.pad(piece, (0, room - m)), noise_rir[0], direct=noise_rir[1])
-            p_event = ops.power(piece)
+            p_event = _finite_level(ops.power(piece), piece, self._path(ev["pool"], ev["item"]), "event")
             if not p_event > 1e-20:
                 raise RejectSample(f"event {ev['item']} at {ev['start_s']:.2f} s is silent")
             ctx = int(round(context * sr))
@@ -591,7 +609,11 @@ class SpeechNoiseMixSynth(Synthesizer):
             mix *= np.float32(out.level_gain)
         top = ops.peak(mix)  # NaN or inf anywhere shows here too
         if not math.isfinite(top):
-            raise RejectSample("mix is not finite")
+            # Every source's level was finite (so were its samples): this is float32
+            # overflow, and every gain follows the speech level, so the speech is too loud.
+            raise BadSourceError(path, f"speech is too loud to mix: its active level is "
+                                       f"{10.0 * math.log10(p_speech):.0f} dBFS and the mix overflows float32; "
+                                       "re-save the file at a sane scale (float samples within [-1, 1])")
         limit = ops.db_to_gain(cfg.peak_dbfs)
         if cfg.clipping == "rescale":
             mix, out.peak_gain = ops.peak_limit(mix, limit, known_peak=top)
@@ -622,7 +644,10 @@ class SpeechNoiseMixSynth(Synthesizer):
 
     def apply(self, params: dict[str, Any]) -> Sample:
         sr = self.sample_rate
-        out = self.render(params)
+        # Overflow from an absurdly loud source is checked for and rejected by name (see
+        # _finite_level): numpy's warnings about it would only repeat that in the worker's log.
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = self.render(params)
         duration_s = len(out.mix) / sr
         # After rescale or reject the mix is finite and within the peak limit (<= 0 dBFS).
         checked = self.config.clipping != "allow"
