@@ -61,7 +61,7 @@ def plugin(tmp_path, demo_corpus, monkeypatch):
     root = tmp_path / "site"
     root.mkdir()
     recipe = install_from_doc(root, demo_corpus)
-    saved = dict(registry._REGISTRY)
+    saved = registry.registrations()  # loaded first: a module imported once does not register again
     monkeypatch.syspath_prepend(str(root))
     importlib.invalidate_caches()
     monkeypatch.setattr(registry, "_LOADED", False)
@@ -136,7 +136,7 @@ def test_a_plugin_that_fails_to_import_is_named(tmp_path, monkeypatch):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-synth\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[shardsmith.synthesizers]\nbroken = broken_synth\n")
-    saved = dict(registry._REGISTRY)
+    saved = registry.registrations()  # loaded first: a module imported once does not register again
     monkeypatch.syspath_prepend(str(root))
     importlib.invalidate_caches()
     monkeypatch.setattr(registry, "_LOADED", False)
