@@ -171,7 +171,7 @@ class AudioPool(_FilePool):
     # Levels a recording can have: a file whose peak is above max_peak_dbfs (a float file
     # scaled far past full scale, a 1e30 burst) or whose RMS over the whole file is below
     # min_rms_dbfs (next to silence) is a reject.
-    max_peak_dbfs: float = Field(20.0, ge=0.0, le=400.0)
+    max_peak_dbfs: float = Field(20.0, ge=0.0, le=800.0)  # float32 tops out at +770.6 dBFS
     min_rms_dbfs: float = Field(-70.0, ge=-200.0, le=0.0)
 
 

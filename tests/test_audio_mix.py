@@ -598,7 +598,8 @@ def test_absurdly_loud_float_speech_is_mixed_or_rejected_never_a_crash(demo_corp
     loud = tmp_path / "loud.wav"
     sf.write(loud, (x.astype(np.float64) * (peak / float(np.abs(x).max()))).astype(np.float32), sr, subtype="FLOAT")
     data = small_recipe(demo_corpus, splits={"train": {"samples": 4}})
-    data["pools"]["speech"] = {"paths": [str(loud)]}
+    # The index rejects such a file (max_peak_dbfs); the synthesizer must hold up on its own.
+    data["pools"]["speech"] = {"paths": [str(loud)], "max_peak_dbfs": 800}
     if reverb:
         data["pools"]["rirs"] = {"paths": [str(demo_corpus / "rir" / "*.wav")]}
         data["synth"]["reverb"] = {"pool": "rirs", "p": 1.0}
