@@ -23,7 +23,7 @@ from pyarrow import csv as pacsv
 from pyarrow import json as pajson
 
 from .errors import InputError
-from .storage import is_uri
+from .storage import is_uri, path_kind
 
 __all__ = ["read_table", "require_column", "manifest_paths", "duplicate_columns"]
 
@@ -45,6 +45,15 @@ def read_table(path: Path | str) -> pa.Table:
             raise
         except Exception as exc:  # noqa: BLE001 - one clear error for any unreadable manifest
             raise InputError(f"{path}: cannot read manifest: {str(exc).splitlines()[0][:300]}") from None
+    try:
+        kind = path_kind(os.stat(path).st_mode)
+    except FileNotFoundError:
+        kind = "a regular file"  # the reader names a missing manifest
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
+    if kind != "a regular file":
+        # stat only: a FIFO would block a reader and /dev/zero never ends
+        raise InputError(f"{path}: is {kind}, not a manifest file; point it at a CSV, TSV, JSONL or Parquet file")
     return _read_format(path, suffix, path)
 
 
