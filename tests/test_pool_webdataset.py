@@ -187,7 +187,7 @@ def _bad_shards(corpus: Path, root: Path) -> None:
     rows = _utterances(corpus, 4)
     flac = [(corpus / "speech" / r["path"]).read_bytes() for r in rows]
     wav = io.BytesIO()
-    sf.write(wav, np.zeros(1600, dtype=np.float32) + 0.1, 16000, format="WAV")
+    sf.write(wav, (0.1 * np.sin(np.arange(1600) * 0.3)).astype(np.float32), 16000, format="WAV")
     (root / "shards").mkdir()
     with tarfile.open(root / "shards" / "mixed.tar", "w") as tar:
         _add(tar, "ok.flac", flac[0])
