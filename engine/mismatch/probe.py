@@ -306,7 +306,8 @@ class ProbeReport:
         vals = [self.sets[lv].error for lv in names]
         cis = [self.sets[lv].interval(self.confidence) for lv in names]
         err = np.maximum(np.array([[v - c[0] for v, c in zip(vals, cis)], [c[1] - v for v, c in zip(vals, cis)]]), 0.0)
-        ax.bar([LEVEL_LABELS[lv] for lv in names], vals, yerr=err, capsize=4, color="#5b8bd0")
+        short = {**LEVEL_LABELS, "train_dev_unseen": "train-dev,\nunseen sources"}
+        ax.bar([short[lv] for lv in names], vals, yerr=err, capsize=4, color="#5b8bd0")
         if self.human is not None:
             ax.axhline(self.human.value, color="#888", linestyle="--", label="human-level")
             ax.legend()
