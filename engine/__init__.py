@@ -73,12 +73,24 @@ def evaluate_slices(shards, predictions, **kwargs):
     return slice_errors(shards, predictions, **kwargs)
 
 
+def evaluate_probe(train, label, **kwargs):
+    """Fit the probe model on a run's train split and score it on train-dev, held-out
+    sources, dev and test: the gaps without training the real model.
+
+    Example: ``evaluate_probe("out/demo_in_car", "speaker", dev="dev_audio/").dominant``
+    """
+    from .mismatch import probe_errors  # on first use: `import engine` loads no Ray, no analyzer
+
+    return probe_errors(train, label, **kwargs)
+
+
 __all__ = [
     "__version__",
     "analyze_coverage",
     "evaluate_errors",
     "evaluate_data",
     "evaluate_slices",
+    "evaluate_probe",
     "load_recipe",
     "parse_recipe",
     "recipe_hash",

@@ -325,6 +325,34 @@ def cmd_mismatch_slices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mismatch_probe(args: argparse.Namespace) -> int:
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
+    from .mismatch import probe_errors
+    from .report import check_report_path, write_report
+
+    if args.html:
+        check_report_path(args.html)  # before any work
+    _check_path(args.train, "--train", "folder", _RUN_FOLDER_FIX)
+    target_fix = ("give a shardsmith output folder, a folder with one subfolder of audio/image files per class, "
+                  "or a manifest file with a path and a label column")
+    for arg, value in (("--dev", args.dev), ("--test", args.test)):
+        if value is not None:
+            _check_path(value, arg, "file or folder", target_fix)
+    report = probe_errors(
+        args.train, args.label, dev=args.dev, test=args.test, human=args.human, dev_split=args.dev_split,
+        test_split=args.test_split, path_column=args.path_column, seed=args.seed, confidence=args.confidence,
+    )
+    if args.html:
+        write_report(args.html, report.to_html())
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(report.describe(top=args.top))
+        if args.html:
+            print(f"report: {args.html}")
+    return 0
+
+
 def cmd_split(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
     from .splits import plan_splits, write_splits
@@ -449,6 +477,26 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--top", type=int, default=20, help="rows of the error-analysis table to print")
     ms.add_argument("--json", action="store_true", help="print JSON")
     ms.set_defaults(func=cmd_mismatch_slices)
+
+    mp = msub.add_parser("probe", help="fit a small fixed classifier on a run's train split and score it on "
+                         "train-dev, held-out sources, dev and test: which gap dominates")
+    mp.add_argument("--train", required=True, metavar="OUT",
+                    help="the shardsmith output folder to fit on (its train split)")
+    mp.add_argument("--label", required=True, metavar="COLUMN", help="the row column to classify, e.g. speaker")
+    mp.add_argument("--dev", help="target data: a shardsmith output, a folder with one subfolder per class, "
+                    "or a manifest (CSV/TSV/JSONL/Parquet) with a path and the label column")
+    mp.add_argument("--test", help="a second target set, of the same kinds as --dev")
+    mp.add_argument("--human", help=f"human-level (Bayes proxy) {rate_help}")
+    mp.add_argument("--dev-split", help="split of a --dev output folder (default: dev, else all)")
+    mp.add_argument("--test-split", help="split of a --test output folder (default: test, else all)")
+    mp.add_argument("--path-column", default="path", help="path column of a --dev/--test manifest")
+    mp.add_argument("--seed", type=int, default=0, help="seed of the held-back train-dev part (when OUT has no "
+                    "train_dev split) and of sub-sampling")
+    mp.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals")
+    mp.add_argument("--top", type=int, default=10, help="rows of each slice table to print")
+    mp.add_argument("--json", action="store_true", help="print JSON")
+    mp.add_argument("--html", metavar="FILE", help="also write an HTML report")
+    mp.set_defaults(func=cmd_mismatch_probe)
 
     sp = sub.add_parser("split", help="train / train-dev / dev / test manifests, dev and test from the target only")
     sp.add_argument("--source", action="append", required=True, metavar="ORIGIN=PATH",

@@ -1,6 +1,6 @@
 """The mismatch evaluator: which gap to work on, and whether the training data covers the target.
 
-Three questions an ML team asks after synthesis, three entry points:
+Four questions an ML team asks after synthesis, four entry points:
 
 - :func:`decompose_errors` (``shardsmith mismatch errors``): from a model's error rates on
   human-level (Bayes proxy), train, train-dev, dev and test, the four gaps -- avoidable
@@ -17,10 +17,14 @@ Three questions an ML team asks after synthesis, three entry points:
   joined to each row's provenance; error rate per noise pool, noise item, SNR band,
   reverb, transform, split and seen vs held-out sources, and the error-analysis table
   (each category's share of all errors is the ceiling on what fixing it can gain).
+- :func:`probe_errors` (``shardsmith mismatch probe``): without training the real model, a
+  small fixed classifier (logistic regression on the rows' embedding) fitted on a run's
+  train split and scored on train, train-dev, held-out sources, dev and test; the gaps
+  above plus the unseen-source gap, and the probe's errors sliced by provenance.
 
 Modules, each importing only those below it on its line or lower::
 
-    report                       the HTML page of the data comparison
+    report          probe        the HTML page of the data comparison / the probe model
     data            slices       compare_data / slice_errors and their results
     embeddings      metrics      embeddings of a data set / distances between two samples
     errors          columns      the error decomposition / reading columns of shards
@@ -34,6 +38,8 @@ Example::
     result.dominant                     # 'variance'
     data = compare_data(["out/synth"], "dev_audio/")
     print(data.describe())
+    probe = probe_errors("out/synth", "speaker", dev="dev_audio/")
+    probe.dominant                      # e.g. 'data_mismatch'
 """
 
 from __future__ import annotations
@@ -72,8 +78,9 @@ from .errors import (
     read_general_table,
 )
 from .metrics import domain_classifier_auc, expected_coverage, feature_drift, frechet_distance, mmd2_permutation_test, prdc
+from .probe import ERROR_LEVELS, PROBE_ADVICE, PROBE_GAPS, ProbeReport, ScoredSet, label_columns, probe_errors
 from .report import data_report_html
-from .slices import SliceReport, row_categories, slice_errors
+from .slices import SliceReport, held_out_items, row_categories, slice_errors, slice_rows
 
 __all__ = [
     "GAPS",
@@ -107,6 +114,15 @@ __all__ = [
     "SliceReport",
     "slice_errors",
     "row_categories",
+    "slice_rows",
+    "held_out_items",
+    "ProbeReport",
+    "ScoredSet",
+    "probe_errors",
+    "label_columns",
+    "ERROR_LEVELS",
+    "PROBE_ADVICE",
+    "PROBE_GAPS",
     "ADVICE",
     "CLOSENESS",
     "DEFAULT_MAX_N",

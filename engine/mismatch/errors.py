@@ -213,6 +213,28 @@ class ErrorDecomposition:
         return "\n".join(lines)
 
 
+def rank_gaps(gaps: Mapping[str, Gap]) -> tuple[str | None, list[str]]:
+    """The dominant gap (the largest positive one, ``None`` if none is positive) and the
+    problems: it and every other positive gap at least :data:`PROBLEM_SHARE` of it whose
+    interval does not rule it out, largest first. Ties keep the order of ``gaps``.
+
+    Example: ``rank_gaps({"variance": Gap("variance", "train", "train_dev", 0.08)})``
+    ``== ("variance", ["variance"])``
+    """
+    positive = [g for g in gaps.values() if g.value > 0]
+    dominant = max(positive, key=lambda g: g.value).name if positive else None
+    problems: list[str] = []
+    if dominant is not None:
+        top = gaps[dominant].value
+        problems = [
+            g.name for g in sorted(gaps.values(), key=lambda g: -g.value)
+            if g.value > 0 and g.value >= PROBLEM_SHARE * top and g.significant is not False
+        ]
+        if dominant not in problems:
+            problems.insert(0, dominant)
+    return dominant, problems
+
+
 def decompose_errors(
     rates: Mapping[str, Rate | float | str | None],
     counts: Mapping[str, int] | None = None,
@@ -260,17 +282,7 @@ def decompose_errors(
             "no gap can be computed from these rates: a gap needs two neighbouring levels "
             "(human-level & train, train & train-dev, train-dev & dev, dev & test)"
         )
-    positive = [g for g in gaps.values() if g.value > 0]
-    dominant = max(positive, key=lambda g: g.value).name if positive else None
-    problems: list[str] = []
-    if dominant is not None:
-        top = gaps[dominant].value
-        problems = [
-            g.name for g in sorted(gaps.values(), key=lambda g: -g.value)
-            if g.value > 0 and g.value >= PROBLEM_SHARE * top and g.significant is not False
-        ]
-        if dominant not in problems:
-            problems.insert(0, dominant)
+    dominant, problems = rank_gaps(gaps)
     if "human" not in parsed and "train" in parsed:
         tr = parsed["train"].value
         msg = (

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from ..errors import InputError
 from ..layout import POOL_INDEX_FILE
 from ..run_record import read_run_record, shard_files
-from ..storage import as_store
+from ..storage import Store, as_store
 from ..synth import Synthesizer, synthesizer_class
 from ..report import pct
 from ..statistics import wilson_interval
@@ -221,20 +221,9 @@ def slice_errors(
     pred_col = pred.column("prediction").to_pylist() if correct_col is None else None
     label_col = pred.column("label").to_pylist() if (correct_col is None and not use_row_label) else None
 
-    held: set[tuple[str, str]] = set()
-    notes: list[str] = []
-    if out.exists(POOL_INDEX_FILE):
-        with out.open_input(POOL_INDEX_FILE) as f:
-            t = pq.read_table(f, columns=["pool", "item", "holdout"])
-        held = {(p, it) for p, it, h in zip(*(t.column(c).to_pylist() for c in ("pool", "item", "holdout"))) if h}
-        if not held:
-            notes.append("no pool holds held-out items, so seen vs held-out cannot be sliced")
-    else:
-        notes.append(f"{out.display(POOL_INDEX_FILE)} not found: seen vs held-out cannot be sliced")
-
+    held, notes = held_out_items(out)
+    joined: list[tuple[dict[str, Any], bool]] = []
     not_joined: list[str] = []
-    counts: dict[str, dict[str, list[int]]] = {}
-    n = errors = 0
     for i, sid in enumerate(ids):
         row = rows.get(sid)
         if row is None:
@@ -246,6 +235,56 @@ def slice_errors(
         else:
             truth = row.get(row_label) if use_row_label else label_col[i]  # type: ignore[index]
             ok = pred_col[i] is not None and truth is not None and str(pred_col[i]).strip() == str(truth).strip()
+        joined.append((row, ok))
+    if not joined:
+        raise InputError(
+            f"{predictions}: none of its {len(ids)} sample_id(s) is a row of {out.display()} "
+            f"(e.g. {ids[0]!r} if any); are these predictions for this output folder"
+            + (f" and split {split!r}" if split else "") + "?"
+        )
+    return slice_rows(joined, held, synth, by=by, confidence=confidence, notes=notes,
+                      n_predictions=len(ids), not_joined=not_joined)
+
+
+def held_out_items(out: str | Path | Store) -> tuple[set[tuple[str, str]], list[str]]:
+    """The ``(pool, item)`` pairs an output kept for its holdout splits (from
+    ``OUT/pool_index.parquet``), and a note when seen vs held-out cannot be told apart.
+
+    Example: ``held, notes = held_out_items("out/demo")``
+    """
+    store = as_store(out)
+    if not store.exists(POOL_INDEX_FILE):
+        return set(), [f"{store.display(POOL_INDEX_FILE)} not found: seen vs held-out cannot be sliced"]
+    with store.open_input(POOL_INDEX_FILE) as f:
+        t = pq.read_table(f, columns=["pool", "item", "holdout"])
+    held = {(p, it) for p, it, h in zip(*(t.column(c).to_pylist() for c in ("pool", "item", "holdout"))) if h}
+    if not held:
+        return held, ["no pool holds held-out items, so seen vs held-out cannot be sliced"]
+    return held, []
+
+
+def slice_rows(
+    joined: Sequence[tuple[dict[str, Any], bool]],
+    held: set[tuple[str, str]],
+    synth: type[Synthesizer],
+    *,
+    by: Sequence[str] = (),
+    confidence: float = 0.95,
+    notes: Sequence[str] = (),
+    n_predictions: int | None = None,
+    not_joined: Sequence[str] = (),
+) -> SliceReport:
+    """Slice per-row outcomes by provenance: ``joined`` holds ``(row, correct)`` pairs, each
+    row with at least ``split``, ``sources`` and ``params`` (and the ``by`` columns);
+    ``held`` is :func:`held_out_items`. The core of :func:`slice_errors`, for callers that
+    already hold the rows and the outcomes (the probe model of :mod:`.probe`).
+
+    Example: ``slice_rows([(row, False)], set(), synthesizer_class("speech_noise_mix")).table``
+    """
+    notes = list(notes)
+    counts: dict[str, dict[str, list[int]]] = {}
+    n = errors = 0
+    for row, ok in joined:
         try:
             params = json.loads(row.get("params") or "{}")
         except ValueError:
@@ -259,11 +298,7 @@ def slice_errors(
                 tally[0] += 1
                 tally[1] += 0 if ok else 1
     if n == 0:
-        raise InputError(
-            f"{predictions}: none of its {len(ids)} sample_id(s) is a row of {out.display()} "
-            f"(e.g. {ids[0]!r} if any); are these predictions for this output folder"
-            + (f" and split {split!r}" if split else "") + "?"
-        )
+        raise InputError("no rows to slice")
     dimensions: dict[str, list[dict[str, Any]]] = {}
     table: list[dict[str, Any]] = []
     overall = errors / n
@@ -300,7 +335,8 @@ def slice_errors(
             f"{t0['dimension']} {t0['category']!r} holds {t0['share_of_errors']:.0%} of the errors at "
             f"{t0['lift']:.1f}x the overall error rate: look there first"
         )
-    return SliceReport(len(ids), n, not_joined, errors, dimensions, table, notes)
+    return SliceReport(n if n_predictions is None else n_predictions, n, list(not_joined), errors, dimensions,
+                       table, notes)
 
 
 def _natural_key(category: str) -> tuple:
