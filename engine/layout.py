@@ -32,6 +32,8 @@ LEGACY_RUN_RECORD_FILE = "manifest.json"
 REJECTS_FILE = "rejects.jsonl"
 POOL_INDEX_FILE = "pool_index.parquet"
 COVERAGE_FILE = "coverage.json"
+# Held by the run writing OUT (engine.lease); hidden, and never listed in the run record.
+LEASE_FILE = ".shardsmith-lease.json"
 # Files a run writes besides its record, its rejects and its shards (listed in the run
 # record so that --overwrite removes them too).
 EXTRA_FILES = (POOL_INDEX_FILE, COVERAGE_FILE)
@@ -90,7 +92,7 @@ def is_temporary(name: str) -> bool:
 
 
 __all__ = [
-    "RUN_RECORD_FILE", "LEGACY_RUN_RECORD_FILE", "REJECTS_FILE", "POOL_INDEX_FILE", "COVERAGE_FILE",
+    "RUN_RECORD_FILE", "LEGACY_RUN_RECORD_FILE", "REJECTS_FILE", "POOL_INDEX_FILE", "COVERAGE_FILE", "LEASE_FILE",
     "EXTRA_FILES", "SHARD_EXTENSIONS", "STATS_SUFFIX", "TMP_MARK", "shard_name", "shard_paths",
     "parse_shard_path", "temporary_name", "is_temporary",
 ]

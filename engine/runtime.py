@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -377,82 +378,94 @@ def run(
     if workers is not None and workers < 1:
         raise ShardsmithError(f"--workers must be at least 1, got {workers}")
     summary = RunSummary(out=sink.store.display(), shards=len(plan.shards), splits=dict(plan.splits))
-    # Ray first: a cluster that cannot be joined (--address) leaves nothing in OUT.
-    with ray_session(address, workers) as ray:
+    with contextlib.ExitStack() as scope:
+        # The lease first: a second run into OUT is refused at once, before Ray starts. On
+        # every way out it is released, and a folder made for it goes when nothing else was
+        # written there (a cluster that cannot be joined leaves nothing in OUT).
+        sink.take_lease()
+        scope.callback(sink.give_up_lease)
+        ray = scope.enter_context(ray_session(address, workers))
         start = sink.on_write_start(overwrite=overwrite)
-        if start.migrated:
-            say(f"migrated the run record of an older shardsmith output from {LEGACY_RUN_RECORD_FILE} to "
-                f"{RUN_RECORD_FILE}")
-        if start.removed_temporary:
-            say(f"removed {start.removed_temporary} temporary file(s) left by an interrupted run")
-        t_index = time.perf_counter()
         try:
-            index = index_pools(recipe, mapper=_ray_mapper(ray))
-            say(f"indexed pools in {time.perf_counter() - t_index:.1f} s:\n{index.summary()}")
-            # builds the synthesizer: its row schema (labels) is checked here, before any shard
-            forecast = check_forecast(recipe, index, allow_narrow=allow_narrow)
-        except ShardsmithError:  # a bad pool, a bad label, the guards
-            sink.withdraw(start)  # a refused run leaves no claim on the folder (nor the folder it made)
-            raise
-        say(describe_forecast(forecast))
-        if not forecast["passed"]:
-            say("going ahead although the forecast fails the guards (--allow-narrow)")
-        sink.record_pools(index)
+            if start.took_over:
+                say(f"took over {start.took_over}")
+            if start.migrated:
+                say(f"migrated the run record of an older shardsmith output from {LEGACY_RUN_RECORD_FILE} to "
+                    f"{RUN_RECORD_FILE}")
+            if start.removed_temporary:
+                say(f"removed {start.removed_temporary} temporary file(s) left by an interrupted run")
+            t_index = time.perf_counter()
+            try:
+                index = index_pools(recipe, mapper=_ray_mapper(ray))
+                say(f"indexed pools in {time.perf_counter() - t_index:.1f} s:\n{index.summary()}")
+                # builds the synthesizer: its row schema (labels) is checked here, before any shard
+                forecast = check_forecast(recipe, index, allow_narrow=allow_narrow)
+            except ShardsmithError:  # a bad pool, a bad label, the guards
+                sink.withdraw(start)  # a refused run leaves no claim on the folder (nor the folder it made)
+                raise
+            say(describe_forecast(forecast))
+            if not forecast["passed"]:
+                say("going ahead although the forecast fails the guards (--allow-narrow)")
+            sink.record_pools(index)
 
-        limit = workers or max(1, int(ray.available_resources().get("CPU", 1)))
-        state = _resume_state(sink, limit, say)
-        if state.stale:
-            say(f"leaving {len(state.stale)} shard(s) of another plan alone (not in this run's record): "
-                + ", ".join(list(state.stale)[:5]) + (" ..." if len(state.stale) > 5 else ""))
-        reopened = sink.reopen(state)
-        for spec, shard in reopened:
-            if shard.state == DAMAGED:
-                say(f"rewriting {spec.name}: {shard.reason}")
-        todo = [spec for spec, _ in reopened]
-        summary.shards_skipped = len(plan.shards) - len(todo)
-        if summary.shards_skipped:
-            say(f"resuming: {summary.shards_skipped} shard(s) already done, {len(todo)} to write")
+            limit = workers or max(1, int(ray.available_resources().get("CPU", 1)))
+            state = _resume_state(sink, limit, say)
+            if state.stale:
+                say(f"leaving {len(state.stale)} shard(s) of another plan alone (not in this run's record): "
+                    + ", ".join(list(state.stale)[:5]) + (" ..." if len(state.stale) > 5 else ""))
+            reopened = sink.reopen(state)
+            for spec, shard in reopened:
+                if shard.state == DAMAGED:
+                    say(f"rewriting {spec.name}: {shard.reason}")
+            todo = [spec for spec, _ in reopened]
+            summary.shards_skipped = len(plan.shards) - len(todo)
+            if summary.shards_skipped:
+                say(f"resuming: {summary.shards_skipped} shard(s) already done, {len(todo)} to write")
 
-        task = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(_shard_task)
-        recipe_data = recipe_to_dict(recipe)
-        index_ref = ray.put(index)
-        bar = Progress(sum(s.rows for s in todo), enabled=progress)
-        pending: dict[Any, Any] = {}
-        failure: BaseException | None = None
-        t0 = time.perf_counter()
+            task = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(_shard_task)
+            recipe_data = recipe_to_dict(recipe)
+            index_ref = ray.put(index)
+            bar = Progress(sum(s.rows for s in todo), enabled=progress)
+            pending: dict[Any, Any] = {}
+            failure: BaseException | None = None
+            t0 = time.perf_counter()
 
-        def submit(spec: Any) -> Any:
-            return task.remote(recipe_data, str(recipe.base_dir), index_ref, spec, sink.store.uri)
+            def submit(spec: Any) -> Any:
+                return task.remote(recipe_data, str(recipe.base_dir), index_ref, spec, sink.store.uri)
 
-        try:
-            for spec, ref in _as_finished(submit, todo, limit, pending):
-                try:
-                    record = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - re-raised as the user-facing error
-                    err = _unwrap(exc)
-                    if isinstance(err, ShardsmithError):
-                        raise err from None
-                    raise ShardError(f"{spec.name}: worker failed: {str(err).splitlines()[-1][:500]}") from None
-                summary.shards_written += 1
-                summary.seconds_audio += record["stats"]["seconds"]
-                summary.node_ids.add(record.get("node_id", ""))
-                bar.update(record["rows"])
-        except BaseException as exc:
-            failure = exc
-            raise
+            try:
+                for spec, ref in _as_finished(submit, todo, limit, pending):
+                    try:
+                        record = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - re-raised as the user-facing error
+                        err = _unwrap(exc)
+                        if isinstance(err, ShardsmithError):
+                            raise err from None
+                        raise ShardError(f"{spec.name}: worker failed: {str(err).splitlines()[-1][:500]}") from None
+                    if sink.lease is not None:
+                        sink.lease.check()  # another run took the output over: stop, do not write beside it
+                    summary.shards_written += 1
+                    summary.seconds_audio += record["stats"]["seconds"]
+                    summary.node_ids.add(record.get("node_id", ""))
+                    bar.update(record["rows"])
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                bar.close()
+                # Every task ends (or is cancelled) before the sink rebuilds the record.
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                if isinstance(failure, PoolIndexFault):
+                    ray.wait(list(pending), num_returns=len(pending), timeout=60)  # no commit may land after the withdrawal
+                    _on_fault(failure, recipe, index, sink, say)
+                summary.wall_s = time.perf_counter() - t0
+                if failure is None:
+                    run_record = sink.on_write_complete(index.rejects)
+                else:
+                    run_record = sink.on_write_failed(failure, index.rejects)
         finally:
-            bar.close()
-            # Every task ends (or is cancelled) before the sink rebuilds the record.
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            if isinstance(failure, PoolIndexFault):
-                ray.wait(list(pending), num_returns=len(pending), timeout=60)  # no commit may land after the withdrawal
-                _on_fault(failure, recipe, index, sink, say)
-            summary.wall_s = time.perf_counter() - t0
-            if failure is None:
-                run_record = sink.on_write_complete(index.rejects)
-            else:
-                run_record = sink.on_write_failed(failure, index.rejects)
+            sink.release()  # every way out of a run gives up its lease on OUT
     summary.samples = run_record["total_rows"]
     summary.status = run_record["status"]
     summary.rejects = run_record["rejected_files"]

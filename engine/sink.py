@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from .version import __version__
 from .errors import ShardError
+from .lease import Lease
 from .layout import (
     COVERAGE_FILE,
     EXTRA_FILES,
@@ -74,6 +75,7 @@ class WriteStart:
     created: bool
     migrated: bool
     removed_temporary: int
+    took_over: str = ""  # whose lease this run took over (its holder had ended), if any
 
 
 class OutputSink:
@@ -84,6 +86,9 @@ class OutputSink:
         self.recipe = recipe
         self._plan = plan
         self._in_place: dict[str, ShardWriter] = {}
+        self.lease: Lease | None = None  # held from take_lease / on_write_start to on_write_complete / failed / withdraw
+        self._created = False  # take_lease made the OUT folder
+        self._made: list[Path] = []
 
     @property
     def plan(self) -> Plan:
@@ -99,10 +104,52 @@ class OutputSink:
 
     def on_write_start(self, *, overwrite: bool) -> WriteStart:
         """Check and claim OUT before any work (see the module docstring)."""
+        if self.lease is None:
+            self.take_lease()
+        try:
+            return self._claim(overwrite=overwrite, created=self._created)
+        except BaseException:
+            self.give_up_lease()
+            raise
+
+    def take_lease(self) -> None:
+        """Make the OUT folder if needed and take the run's lease on OUT (engine.lease):
+        :class:`~engine.lease.LeaseHeld` at once when another run holds it. Comes before any
+        other file of OUT is read or written."""
         store = self.store
-        rhash = recipe_hash(self.recipe)
         if store.is_local and store.local_path().exists() and not store.local_path().is_dir():
             raise ShardError(f"{store.display()}: --out exists and is not a folder")
+        if store.is_local:  # the folders this run makes, deepest first (removed again if it writes nothing)
+            path = store.local_path()
+            self._made = [p for p in [path, *path.parents] if not p.exists()]
+        self._created = bool(self._made)
+        if store.is_local:
+            try:
+                store.local_path().mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ShardError(f"{store.display()}: cannot create the output folder ({exc.strerror or exc})") from None
+        try:
+            self.lease = Lease.acquire(store)
+        except BaseException:
+            self._remove_created()
+            raise
+
+    def give_up_lease(self) -> None:
+        """Release the lease of a run that wrote nothing, and the folder it made for it."""
+        self.release()
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        for folder in self._made:
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+        self._made = []
+
+    def _claim(self, *, overwrite: bool, created: bool) -> WriteStart:
+        store = self.store
+        rhash = recipe_hash(self.recipe)
         found = find_run_record(store)
         if found is not None:
             rel, old = found
@@ -120,17 +167,11 @@ class OutputSink:
                 f"{store.display()}: is not empty and has no {RUN_RECORD_FILE}, so it is not a shardsmith "
                 "output; choose an empty or new location for --out"
             )
-        created = store.is_local and not store.local_path().exists()
-        if store.is_local:
-            try:
-                store.local_path().mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ShardError(f"{store.display()}: cannot create the output folder ({exc.strerror or exc})") from None
         # Claim OUT before any shard exists, so a killed run is resumable.
         self._write_run_record(build_run_record(self.recipe, self.plan, self.resume_state(self.listing())))
         migrated = self._drop_legacy_record()
         return WriteStart(fresh=found is None, created=created, migrated=migrated,
-                          removed_temporary=self.clean_temporary())
+                          removed_temporary=self.clean_temporary(), took_over=self.lease.took_over if self.lease else "")
 
     def _drop_legacy_record(self) -> bool:
         """Remove an older output's ``manifest.json`` once ``run.json`` holds its record.
@@ -149,6 +190,7 @@ class OutputSink:
     def withdraw(self, start: WriteStart) -> None:
         """Undo the claim of a run refused before any shard (a fresh OUT only): its record,
         rejects and extra files, and the folder when this run made it."""
+        self.release()
         if not start.fresh:
             return
         remove_listed(self.store, {"extra_files": list(EXTRA_FILES)})
@@ -330,7 +372,14 @@ class OutputSink:
         self.write_rejects(rejects)
         record = build_run_record(self.recipe, self.plan, state, rejected_files=len(rejects))
         self._write_run_record(record)
+        self.release()
         return record
+
+    def release(self) -> None:
+        """Give up this run's lease on OUT (a no-op when it holds none)."""
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
 
     def on_write_failed(self, error: BaseException, index_rejects: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
         """A run stopped by ``error``: the record still lists exactly the shards that are

@@ -34,7 +34,7 @@ from typing import IO, Iterator
 import pyarrow.fs as pafs
 
 from .errors import BadSourceError, InputError, ShardError
-from .layout import temporary_name
+from .layout import LEASE_FILE, temporary_name
 
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -256,10 +256,21 @@ class Store:
         return {i.path[n:]: i.size for i in infos if i.type == pafs.FileType.File}
 
     def is_empty(self) -> bool:
+        """True when the location holds no file but a run's lease (see engine.lease)."""
         if self.is_local:
             root = self.local_path()
-            return not root.exists() or (root.is_dir() and not any(root.iterdir()))
-        return not self.list()
+            return not root.exists() or (root.is_dir() and not any(p.name != LEASE_FILE for p in root.iterdir()))
+        return not [f for f in self.list() if f != LEASE_FILE]
+
+    def mtime(self, rel: str) -> float | None:
+        """Modification time of ``rel`` in seconds since the epoch (None if it is missing)."""
+        try:
+            if self.is_local:
+                return self.local_path(rel).stat().st_mtime
+            info = self._fs.get_file_info(self.full(rel))  # type: ignore[union-attr]
+            return info.mtime.timestamp() if info.mtime is not None else None
+        except (OSError, AttributeError):
+            return None
 
     # ------------------------------------------------------------------ writing
 
@@ -316,6 +327,44 @@ class Store:
                 f.write(data)
         except OSError as exc:
             raise ShardError(f"{self.display(rel)}: cannot write ({_strerror(exc)}){write_hint(exc)}") from None
+
+    def create_exclusive(self, rel: str, data: bytes) -> bool:
+        """Write ``rel`` only if it does not exist, atomically: True if this call created it,
+        False if it was there. ``O_CREAT | O_EXCL`` on a file system; on an S3-compatible
+        store a conditional put (``If-None-Match: *``, through botocore: pyarrow's S3
+        filesystem has no conditional write), which AWS S3, MinIO and moto honour.
+
+        Example: ``store.create_exclusive(".lease.json", b"{}")``
+        """
+        if self.is_local:
+            try:
+                fd = os.open(self.local_path(rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                raise ShardError(f"{self.display(rel)}: cannot write ({_strerror(exc)}){write_hint(exc)}") from None
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return True
+        import botocore.exceptions  # only for an object-store output: conditional writes
+        import botocore.session
+
+        bucket, _, key = self.full(rel).partition("/")
+        client = botocore.session.get_session().create_client("s3")
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        except botocore.exceptions.ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") \
+                    or status in (409, 412):
+                return False
+            raise self._unreachable(rel, exc) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._unreachable(rel, exc) from None
+        return True
 
     def delete(self, rel: str) -> bool:
         try:

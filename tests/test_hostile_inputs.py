@@ -710,10 +710,13 @@ def _write(recipe, index, out: Path, shards: slice = slice(None)) -> tuple[Outpu
     one after another in this process, through the output's sink."""
     sink = OutputSink(out, recipe, make_plan(recipe))
     sink.on_write_start(overwrite=False)
-    sink.record_pools(index)
-    todo = [spec for spec, _ in sink.reopen(sink.resume_state(sink.listing()))][shards]
-    for spec in todo:
-        make_shard(recipe, index, spec, out)
+    try:
+        sink.record_pools(index)
+        todo = [spec for spec, _ in sink.reopen(sink.resume_state(sink.listing()))][shards]
+        for spec in todo:
+            make_shard(recipe, index, spec, out)
+    finally:
+        sink.release()  # the run ends here (runtime.run releases its lease on every way out)
     return sink, [spec.name for spec in todo]
 
 

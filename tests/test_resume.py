@@ -99,7 +99,9 @@ def test_overwrite_of_an_old_run_record_with_malformed_entries_is_a_clear_error(
                            "bad": None}}
     (out / "manifest.json").write_text(json.dumps(manifest))
     recipe = load_recipe(recipe_path)
-    start = OutputSink(out, recipe, make_plan(recipe)).on_write_start(overwrite=True)
+    sink = OutputSink(out, recipe, make_plan(recipe))
+    start = sink.on_write_start(overwrite=True)
+    sink.release()  # the run ends here: its lease on OUT goes with it
     assert start.fresh and not start.migrated
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "run.json"]
     assert remove_listed(out, {"splits": []}) == 1  # run.json: a malformed record names nothing else

@@ -25,6 +25,7 @@ import pytest
 from engine.audio import io as audio_io
 from engine.audio import ops
 from engine.pools import index_pools
+from engine.layout import LEASE_FILE
 from engine.recipe import load_recipe
 from engine.run_record import read_run_record, shard_files
 from engine.runtime import run
@@ -175,8 +176,10 @@ def test_a_run_killed_with_sigkill_resumes_to_exactly_the_requested_rows(
             pass
     done_before = len(list(out.glob("*/*.stats.json")))
     assert done_before < 5
+    assert (out / LEASE_FILE).exists()  # the killed run's lease is left behind: its process has ended
     summary = run(load_recipe(recipe_path), out, workers=2, progress=False)
     assert summary.status == "complete"
+    assert not (out / LEASE_FILE).exists()  # taken over, and released at the end
     assert summary.shards_skipped >= 2
     rows = all_rows(out)
     ids = [r["sample_id"] for r in rows]

@@ -36,6 +36,14 @@ def index(recipe):
     return index_pools(recipe)
 
 
+def claim(out: Path, recipe, *, overwrite: bool = False):
+    """``on_write_start`` of a run that then ends (its lease on OUT goes with it)."""
+    sink = OutputSink(out, recipe)
+    start = sink.on_write_start(overwrite=overwrite)
+    sink.release()
+    return start
+
+
 def write_without_ray(recipe, index, out: Path, *, overwrite: bool = False) -> tuple[dict, list[str]]:
     """What runtime.run does, one shard after another in this process, through the same sink."""
     sink = OutputSink(out, recipe, make_plan(recipe))
@@ -91,7 +99,7 @@ def test_a_failure_between_shard_and_record_leaves_a_damaged_shard_the_next_run_
             raise ShardError(f"{rel}: cannot write (injected)")
         return real_write(self, rel, data)
 
-    OutputSink(out, recipe).on_write_start(overwrite=False)
+    claim(out, recipe)
     monkeypatch.setattr(Store, "write_bytes", fail_on_the_record)
     with pytest.raises(ShardError, match="injected"):
         make_shard(recipe, index, spec, out)
@@ -156,8 +164,7 @@ def test_an_old_output_is_read_as_it_is_by_readers(reference, tmp_path):
 def test_an_old_output_resumes_and_its_record_is_migrated_to_run_json(recipe, index, reference, tmp_path):
     old = _as_old_output(reference, tmp_path / "old")
     shard_files(old)[1].unlink()  # an interrupted old run: one shard still to write
-    sink = OutputSink(old, recipe)
-    start = sink.on_write_start(overwrite=False)
+    start = claim(old, recipe)
     assert start.migrated and not start.fresh
     assert (old / RUN_RECORD_FILE).is_file() and not (old / LEGACY_RUN_RECORD_FILE).exists()
     record, written = write_without_ray(recipe, index, old)
@@ -175,7 +182,7 @@ def test_overwrite_of_an_old_output_removes_its_manifest_json_and_listed_files_o
     with pytest.raises(ShardError, match="another recipe"):
         OutputSink(old, other).on_write_start(overwrite=False)
     assert (old / LEGACY_RUN_RECORD_FILE).is_file()
-    OutputSink(old, other).on_write_start(overwrite=True)
+    claim(old, other, overwrite=True)
     assert sorted(p.name for p in old.iterdir()) == ["mine.txt", RUN_RECORD_FILE]
 
 
@@ -186,10 +193,10 @@ def test_another_tools_manifest_json_beside_a_run_record_is_never_touched(recipe
     shutil.copytree(reference, out)
     theirs = json.dumps({"format": "webdataset", "files": ["a.tar"]})
     (out / LEGACY_RUN_RECORD_FILE).write_text(theirs)
-    start = OutputSink(out, recipe).on_write_start(overwrite=False)
+    start = claim(out, recipe)
     assert not start.migrated
     assert (out / LEGACY_RUN_RECORD_FILE).read_text() == theirs
-    OutputSink(out, recipe).on_write_start(overwrite=True)
+    claim(out, recipe, overwrite=True)
     assert (out / LEGACY_RUN_RECORD_FILE).read_text() == theirs
 
 
