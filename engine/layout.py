@@ -6,6 +6,7 @@ An output folder (or object-store prefix) ``OUT`` holds::
     rejects.jsonl                         source files that could not be used, with the reason
     pool_index.parquet                    every usable source item (what coverage measures against)
     coverage.json                         the coverage report of a complete run
+    probe.json                            the probe's verdict, when `shardsmith mismatch probe --record` ran
     <split>/<split>-00000-of-00012.arrow  a shard (``.parquet`` with ``output.format: parquet``)
     <split>/<split>-00000-of-00012.stats.json   its stats record: the shard's commit record
 
@@ -32,9 +33,13 @@ LEGACY_RUN_RECORD_FILE = "manifest.json"
 REJECTS_FILE = "rejects.jsonl"
 POOL_INDEX_FILE = "pool_index.parquet"
 COVERAGE_FILE = "coverage.json"
-# Files a run writes besides its record, its rejects and its shards (listed in the run
-# record so that --overwrite removes them too).
-EXTRA_FILES = (POOL_INDEX_FILE, COVERAGE_FILE)
+# The mismatch probe's verdict on this output (`shardsmith mismatch probe --record`),
+# which `shardsmith coverage` shows beside the guards.
+PROBE_FILE = "probe.json"
+# Files written into OUT besides its record, its rejects and its shards (listed in the
+# run record so that --overwrite removes them too: a new run's data makes an old probe
+# verdict wrong).
+EXTRA_FILES = (POOL_INDEX_FILE, COVERAGE_FILE, PROBE_FILE)
 
 SHARD_EXTENSIONS = {"arrow": ".arrow", "parquet": ".parquet"}
 STATS_SUFFIX = ".stats.json"
@@ -90,7 +95,7 @@ def is_temporary(name: str) -> bool:
 
 
 __all__ = [
-    "RUN_RECORD_FILE", "LEGACY_RUN_RECORD_FILE", "REJECTS_FILE", "POOL_INDEX_FILE", "COVERAGE_FILE",
+    "RUN_RECORD_FILE", "LEGACY_RUN_RECORD_FILE", "REJECTS_FILE", "POOL_INDEX_FILE", "COVERAGE_FILE", "PROBE_FILE",
     "EXTRA_FILES", "SHARD_EXTENSIONS", "STATS_SUFFIX", "TMP_MARK", "shard_name", "shard_paths",
     "parse_shard_path", "temporary_name", "is_temporary",
 ]
