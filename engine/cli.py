@@ -210,19 +210,20 @@ def _export_rows(synth, rows, dest: Path) -> int:
 
 def cmd_coverage(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
-    from .coverage import describe_coverage, load_coverage_stats, report_json, write_coverage_html
+    from .coverage import describe_coverage, load_coverage_stats, read_probe, report_json, write_coverage_html
     from .report import check_report_path
 
     if args.html:
         check_report_path(args.html)  # before any work
     _check_run_folder(args.out, "OUT")
     report, merged = load_coverage_stats(args.out)
+    probe = read_probe(args.out)  # the probe's verdict, when `mismatch probe --record` ran
     if args.json:
-        print(report_json(report))
+        print(report_json({**report, "probe": probe} if probe else report))
     else:
-        print(describe_coverage(report))
+        print(describe_coverage(report, probe))
     if args.html:
-        path = write_coverage_html(args.html, report, merged)
+        path = write_coverage_html(args.html, report, merged, probe)
         print(f"wrote {path}", file=sys.stderr)
     return 0 if report["passed"] else 3
 
@@ -327,7 +328,7 @@ def cmd_mismatch_slices(args: argparse.Namespace) -> int:
 
 def cmd_mismatch_probe(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
-    from .mismatch import probe_errors
+    from .mismatch import probe_errors, record_probe
     from .report import check_report_path, write_report
 
     if args.html:
@@ -344,12 +345,15 @@ def cmd_mismatch_probe(args: argparse.Namespace) -> int:
     )
     if args.html:
         write_report(args.html, report.to_html())
+    recorded = record_probe(report) if args.record else None
     if args.json:
         _print_json(report.to_json())
     else:
         print(report.describe(top=args.top))
         if args.html:
             print(f"report: {args.html}")
+    if recorded:
+        print(f"recorded the verdict in {recorded}; `shardsmith coverage {args.train}` shows it", file=sys.stderr)
     return 0
 
 
@@ -496,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--top", type=int, default=10, help="rows of each slice table to print")
     mp.add_argument("--json", action="store_true", help="print JSON")
     mp.add_argument("--html", metavar="FILE", help="also write an HTML report")
+    mp.add_argument("--record", action="store_true",
+                    help="record the verdict in OUT/probe.json, where `shardsmith coverage OUT` shows it")
     mp.set_defaults(func=cmd_mismatch_probe)
 
     sp = sub.add_parser("split", help="train / train-dev / dev / test manifests, dev and test from the target only")

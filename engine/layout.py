@@ -6,6 +6,7 @@ An output folder (or object-store prefix) ``OUT`` holds::
     rejects.jsonl                         source files that could not be used, with the reason
     pool_index.parquet                    every usable source item (what coverage measures against)
     coverage.json                         the coverage report of a complete run
+    probe.json                            the probe's verdict, when `shardsmith mismatch probe --record` ran
     <split>/<split>-00000-of-00012.arrow  a shard (``.parquet`` with ``output.format: parquet``)
     <split>/<split>-00000-of-00012.stats.json   its stats record: the shard's commit record
 
@@ -34,9 +35,13 @@ POOL_INDEX_FILE = "pool_index.parquet"
 COVERAGE_FILE = "coverage.json"
 # Held by the run writing OUT (engine.lease); hidden, and never listed in the run record.
 LEASE_FILE = ".shardsmith-lease.json"
-# Files a run writes besides its record, its rejects and its shards (listed in the run
-# record so that --overwrite removes them too).
-EXTRA_FILES = (POOL_INDEX_FILE, COVERAGE_FILE)
+# The mismatch probe's verdict on this output (`shardsmith mismatch probe --record`),
+# which `shardsmith coverage` shows beside the guards.
+PROBE_FILE = "probe.json"
+# Files written into OUT besides its record, its rejects and its shards (listed in the
+# run record so that --overwrite removes them too: a new run's data makes an old probe
+# verdict wrong).
+EXTRA_FILES = (POOL_INDEX_FILE, COVERAGE_FILE, PROBE_FILE)
 
 SHARD_EXTENSIONS = {"arrow": ".arrow", "parquet": ".parquet"}
 STATS_SUFFIX = ".stats.json"
@@ -92,7 +97,8 @@ def is_temporary(name: str) -> bool:
 
 
 __all__ = [
-    "RUN_RECORD_FILE", "LEGACY_RUN_RECORD_FILE", "REJECTS_FILE", "POOL_INDEX_FILE", "COVERAGE_FILE", "LEASE_FILE",
+    "RUN_RECORD_FILE", "LEGACY_RUN_RECORD_FILE", "REJECTS_FILE", "POOL_INDEX_FILE", "COVERAGE_FILE", "PROBE_FILE",
+    "LEASE_FILE",
     "EXTRA_FILES", "SHARD_EXTENSIONS", "STATS_SUFFIX", "TMP_MARK", "shard_name", "shard_paths",
     "parse_shard_path", "temporary_name", "is_temporary",
 ]

@@ -2,7 +2,8 @@
 
 In the spirit of Ray Data's ``Datasink`` (``on_write_start`` / ``write`` /
 ``on_write_complete`` / ``on_write_failed``), :class:`OutputSink` is the only code that
-writes into OUT. The protocol:
+writes a run into OUT (and :func:`write_probe` the only one that adds to it afterwards).
+The protocol:
 
 1. ``on_write_start``: check OUT (another recipe's output is refused, or removed with
    ``--overwrite``: only the files its run record lists, never another tool's), migrate an
@@ -49,6 +50,7 @@ from .layout import (
     EXTRA_FILES,
     LEGACY_RUN_RECORD_FILE,
     POOL_INDEX_FILE,
+    PROBE_FILE,
     REJECTS_FILE,
     RUN_RECORD_FILE,
     STATS_SUFFIX,
@@ -400,6 +402,18 @@ class OutputSink:
         write_json(self.store, RUN_RECORD_FILE, record)
 
 
+def write_probe(out: str | Path | Store, verdict: dict[str, Any]) -> str:
+    """``probe.json``: the mismatch probe's verdict on an output (``shardsmith mismatch
+    probe --record``), beside its coverage report; returns where it was written. Written
+    after the run, into an output whose run record lists it (``--overwrite`` removes it).
+
+    Example: ``write_probe("out/diverse", {"format": 1, "probe": report.to_json(), ...})``
+    """
+    store = as_store(out)
+    write_json(store, PROBE_FILE, verdict)
+    return store.display(PROBE_FILE)
+
+
 def read_back(out: str | Path | Store, rel: str) -> tuple[str, str]:
     """``(sha256, "")`` of a file read back whole, or ``("", why)`` when it cannot be read.
     Runs in a Ray worker (reading straight from the output location) or in the driver."""
@@ -458,4 +472,4 @@ def pool_index_table(index: PoolIndex) -> pa.Table:
     return pa.table(rows)
 
 
-__all__ = ["OutputSink", "WriteStart", "read_back", "remove_listed", "pool_index_table"]
+__all__ = ["OutputSink", "WriteStart", "read_back", "remove_listed", "pool_index_table", "write_probe"]

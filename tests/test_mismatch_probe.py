@@ -223,6 +223,63 @@ def test_html_report_holds_the_errors_gaps_and_slices(constructed, tmp_path, cap
     assert "<img" in page and "unseen-source gap" in page and "Where the probe errs" in page
 
 
+def _coverage_of(out: Path) -> tuple[dict, object]:
+    """A coverage report of a hand-built output (its shards have no stats files): the
+    figures do not matter here, only that `shardsmith coverage` shows the probe beside them."""
+    from engine.coverage import CoverageStats, build_catalog
+    from engine.recipe import parse_recipe
+
+    recipe = parse_recipe({
+        "name": out.name, "seed": 1,
+        "pools": {"speech": {"paths": ["speech/*.wav"]}, "noise": {"paths": ["noise/*.wav"], "holdout": 0.2}},
+        "splits": {"train": {"samples": 10}},
+        "synth": {"type": "speech_noise_mix", "speech": "speech", "noise": [{"pool": "noise", "snr_db_range": [0, 20]}]},
+    })
+    catalog = build_catalog([("noise", ["noise/n00.wav"], np.array([5.0]), np.array([False]))], {"noise": 1})
+    cs = CoverageStats(catalog, {"train": False})
+    cs.add_shard({"split": "train", "rows": 10, "seconds": 10.0, "pools": {"noise": {
+        "items": ["noise/n00.wav"], "uses": [10], "us": [10_000_000], "heldout_uses": 0}}})
+    return cs.report(recipe), cs
+
+
+def test_coverage_shows_the_recorded_probe_verdict_and_when_it_is_stale(constructed, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import engine.coverage
+
+    out = tmp_path / "narrow"
+    shutil.copytree(constructed["narrow"], out)
+    assert main(["mismatch", "probe", "--train", str(out), "--label", "speaker", "--dev", str(constructed["dev"]),
+                 "--record", "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    saved = json.loads((out / "probe.json").read_text())
+    assert saved["probe"]["errors"] == verdict["errors"] and saved["probe"]["dominant"] == verdict["dominant"]
+    assert saved["rows"] is None or isinstance(saved["rows"], int)
+
+    monkeypatch.setattr(engine.coverage, "load_coverage_stats", lambda _out: _coverage_of(out))
+    html = tmp_path / "coverage.html"
+    main(["coverage", str(out), "--html", str(html)])
+    text = capsys.readouterr().out
+    dominant = verdict["dominant"].replace("_", " ").replace("unseen source", "unseen-source")
+    assert "probe verdict (label 'speaker'" in text and f"dominant gap {dominant}" in text
+    assert f"unseen sources {100 * verdict['errors']['train_dev_unseen']:.1f}%" in text
+    assert str(out / "probe.json") in text and "STALE" not in text
+    page = html.read_text()
+    assert "Probe verdict" in page and "unseen-source gap" in page and "probe.json" in page
+    main(["coverage", str(out), "--json"])
+    assert json.loads(capsys.readouterr().out)["probe"]["dominant"] == verdict["dominant"]
+
+    record = json.loads((out / "run.json").read_text())
+    record["recipe_hash"] = "1" * 16  # the folder now holds another recipe's output
+    (out / "run.json").write_text(json.dumps(record))
+    main(["coverage", str(out)])
+    assert "STALE: it was recorded for the output of another recipe" in capsys.readouterr().out
+
+    (out / "probe.json").unlink()
+    main(["coverage", str(out)])
+    assert "probe verdict" not in capsys.readouterr().out
+
+
 # --------------------------------------------------------------------------- clear errors
 
 

@@ -126,7 +126,7 @@ def test_overwrite_after_a_killed_run_leaves_no_shard_of_the_old_plan(ray_local,
     plan = make_plan(recipe)
     at_start = build_run_record(recipe, plan, resume_state(plan.shards, "arrow", recipe_hash(recipe), Listing({})))
     assert all(not s["shards"] for s in at_start["splits"].values())
-    assert at_start["extra_files"] == ["pool_index.parquet", "coverage.json"]
+    assert at_start["extra_files"] == ["pool_index.parquet", "coverage.json", "probe.json"]
     write_json(out, "run.json", at_start)
     (out / "coverage.json").unlink()
     old_shards = sorted(p.name for p in (out / "train").iterdir())

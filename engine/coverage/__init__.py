@@ -35,7 +35,7 @@ item figures are scaled estimates (``"exact": false``) and totals stay exact.
 
 Modules, each importing only those below it::
 
-    analyze    a run's folder -> report, coverage.json
+    analyze    a run's folder -> report, coverage.json; the probe's verdict (probe.json)
     report     text, HTML and JSON of a report
     upstream   reuse of an upstream output's own sources through a chain (one level)
     forecast   the plan-time forecast (and refusing a narrow run)
@@ -54,7 +54,7 @@ Example::
 from __future__ import annotations
 
 from ..stats import STATS_FORMAT, sample_key
-from .analyze import analyze_coverage, load_coverage_stats
+from .analyze import analyze_coverage, load_coverage_stats, read_probe
 from .catalog import ITEM_CAP, PoolCatalog, build_catalog, catalog_from_index, catalog_from_parquet
 from .figures import NEAR_DUPLICATE_RMS, REPORT_BINS, VENDI_BANDWIDTH, round_floats
 from .forecast import FORECAST_DRAWS, check_forecast, forecast_coverage
@@ -67,6 +67,7 @@ from .report import (
     describe_forecast,
     describe_guards,
     describe_pools,
+    describe_probe,
     describe_upstream,
     report_json,
     write_coverage_html,
@@ -80,4 +81,5 @@ __all__ = [
     "REPORT_FORMAT", "ITEM_CAP", "REPORT_BINS", "VENDI_BANDWIDTH", "NEAR_DUPLICATE_RMS",
     "FORECAST_DRAWS", "GUARDS", "build_catalog", "describe_guards", "describe_pools",
     "guard_limits", "report_json", "round_floats", "describe_upstream", "upstream_figures", "UPSTREAM_DEPTH",
+    "read_probe", "describe_probe",
 ]

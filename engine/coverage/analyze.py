@@ -6,6 +6,7 @@ Example::
 
     report, cs = load_coverage_stats("out/demo_in_car")
     analyze_coverage("out/demo_in_car")["passed"]
+    read_probe("out/demo_in_car")   # the probe's verdict (OUT/probe.json), or None
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ShardError
-from ..layout import POOL_INDEX_FILE
+from ..layout import POOL_INDEX_FILE, PROBE_FILE
 from ..recipe import parse_recipe
 from ..resume import stats_problem
 from ..run_record import find_run_record
@@ -72,3 +73,38 @@ def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, 
         items = list(report.items())
         report = dict(items[:at] + [("upstream", round_floats(upstream))] + items[at:])
     return report, cs
+
+
+def read_probe(out: str | Path) -> dict[str, Any] | None:
+    """The mismatch probe's verdict recorded in ``OUT/probe.json`` (``shardsmith mismatch
+    probe --record``), or None when there is none (or it is unreadable): ``{"path",
+    "stale", "label", "errors", "gaps", "dominant", "dev", "seed"}``. ``stale`` says why the
+    verdict may not describe the data the folder holds now (another recipe, or another
+    number of rows, than when it was recorded), else None.
+
+    Example: ``read_probe("out/diverse")["dominant"]  # e.g. 'data_mismatch'``
+    """
+    store = as_store(out)
+    data = read_json(store, PROBE_FILE)
+    probe = data.get("probe") if data else None
+    if not isinstance(probe, dict) or not isinstance(probe.get("errors"), dict):
+        return None
+    found = find_run_record(store)
+    record = found[1] if found else {}
+    stale = None
+    if data.get("recipe_hash") != record.get("recipe_hash"):  # type: ignore[union-attr]
+        stale = "it was recorded for the output of another recipe"
+    elif data.get("rows") != record.get("total_rows"):  # type: ignore[union-attr]
+        stale = (f"it was recorded when the output had {data.get('rows')} rows; "  # type: ignore[union-attr]
+                 f"it has {record.get('total_rows')} now")
+    dev = (probe.get("sets") or {}).get("dev") or {}
+    return {
+        "path": store.display(PROBE_FILE),
+        "stale": stale,
+        "label": probe.get("label"),
+        "errors": probe.get("errors"),
+        "gaps": probe.get("gaps") or {},
+        "dominant": probe.get("dominant"),
+        "dev": dev.get("source"),
+        "seed": probe.get("seed"),
+    }

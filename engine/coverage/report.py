@@ -3,8 +3,8 @@ self-contained HTML page (``--html``), and as stable JSON.
 
 Example::
 
-    print(describe_coverage(report))
-    write_coverage_html("coverage.html", report, cs)
+    print(describe_coverage(report, probe=read_probe("out/demo")))
+    write_coverage_html("coverage.html", report, cs, probe=read_probe("out/demo"))
 """
 
 from __future__ import annotations
@@ -56,8 +56,38 @@ def describe_forecast(forecast: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def describe_coverage(report: dict[str, Any]) -> str:
-    """Human-readable coverage report (``shardsmith coverage``)."""
+# The probe's error levels and gaps (engine.mismatch.probe's keys), in words.
+_PROBE_LEVELS = {"train": "train", "train_dev": "train-dev", "train_dev_unseen": "unseen sources", "dev": "dev",
+                 "test": "test"}
+_PROBE_GAPS = {"avoidable_bias": "avoidable bias", "variance": "variance", "unseen_source_gap": "unseen-source gap",
+               "data_mismatch": "data mismatch", "dev_overfitting": "overfitting to dev"}
+_PROBE_HOW = "shardsmith mismatch probe --train OUT --label COLUMN [--dev DEV] --record"
+
+
+def _pct(v: Any, signed: bool = False) -> str:
+    return "-" if v is None else f"{100 * v:{'+' if signed else ''}.1f}%"
+
+
+def describe_probe(probe: dict[str, Any] | None) -> list[str]:
+    """The probe's verdict (:func:`~engine.coverage.analyze.read_probe`) as report lines:
+    its dominant gap, its errors and gaps, and where the whole verdict is."""
+    if not probe:
+        return []
+    dominant = _PROBE_GAPS.get(probe["dominant"], probe["dominant"]) if probe["dominant"] else "none (no gap is positive)"
+    lines = [f"probe verdict (label {probe['label']!r}{', dev ' + probe['dev'] if probe['dev'] else ', no dev set'}): "
+             f"dominant gap {dominant}"]
+    lines.append("  errors: " + ", ".join(f"{name} {_pct(probe['errors'].get(k))}" for k, name in _PROBE_LEVELS.items()))
+    lines.append("  gaps:   " + ", ".join(f"{name} {_pct(probe['gaps'][k], signed=True)}"
+                                          for k, name in _PROBE_GAPS.items() if probe["gaps"].get(k) is not None))
+    lines.append(f"  the whole verdict: {probe['path']} (re-run: `{_PROBE_HOW}`; docs/mismatch.md)")
+    if probe["stale"]:
+        lines.append(f"  STALE: {probe['stale']}; re-run the probe")
+    return lines
+
+
+def describe_coverage(report: dict[str, Any], probe: dict[str, Any] | None = None) -> str:
+    """Human-readable coverage report (``shardsmith coverage``), with the probe's verdict
+    when one was recorded (``probe``: :func:`~engine.coverage.analyze.read_probe`)."""
     lines = [f"coverage of {report['recipe_name']!r}: {report['samples']} samples in {report['shards']} shards"
              + ("" if report["complete"] else " (the run is not complete)")
              + f": {'PASSED' if report['passed'] else 'FAILED'}"]
@@ -85,6 +115,7 @@ def describe_coverage(report: dict[str, Any]) -> str:
     lines += describe_upstream(report.get("upstream") or {})
     lines.append("guards:")
     lines += describe_guards(report["guards"]) or ["  (no guards in force)"]
+    lines += describe_probe(probe)
     return "\n".join(lines)
 
 
@@ -103,9 +134,10 @@ def describe_upstream(upstream: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def coverage_html(report: dict[str, Any], cs: CoverageStats | None = None) -> str:
+def coverage_html(report: dict[str, Any], cs: CoverageStats | None = None, probe: dict[str, Any] | None = None) -> str:
     """A self-contained HTML page: tables, item-usage curves, parameter histograms and a
-    2-D projection of the embedding sample coloured by noise pool."""
+    2-D projection of the embedding sample coloured by noise pool; after the guards, the
+    probe's verdict when one was recorded (``probe``)."""
     sections = []
     verdict = "passed" if report["passed"] else "FAILED"
     sections.append(section(
@@ -114,6 +146,8 @@ def coverage_html(report: dict[str, Any], cs: CoverageStats | None = None) -> st
         table_html([{**g, "value": g["value"] if g["value"] is not None else "-"} for g in report["guards"]],
                    ["name", "pool", "value", "limit", "passed"]),
     ))
+    if probe:
+        sections.append(_probe_section(probe))
     cols = ["pool", "items_available", "items_used", "effective_sources", "effective_sources_simpson",
             "max_share", "seconds_available", "seconds_used", "unique_seconds_used", "reuse_factor", "fraction_used"]
     rows = [{"pool": n, **{k: ("-" if f.get(k) is None else f.get(k)) for k in cols[1:]}}
@@ -203,12 +237,31 @@ def coverage_html(report: dict[str, Any], cs: CoverageStats | None = None) -> st
     return page(f"Coverage: {report['recipe_name']}", sections, subtitle=sub)
 
 
-def write_coverage_html(path: str | Path, report: dict[str, Any], cs: CoverageStats | None = None) -> Path:
+def _probe_section(probe: dict[str, Any]) -> str:
+    dominant = _PROBE_GAPS.get(probe["dominant"], probe["dominant"]) if probe["dominant"] else "none (no gap is positive)"
+    rows = [{"set": name, "probe error": _pct(probe["errors"].get(k))} for k, name in _PROBE_LEVELS.items()]
+    gaps = [{"gap": name, "value": _pct(probe["gaps"][k], signed=True), "": "dominant" if k == probe["dominant"] else ""}
+            for k, name in _PROBE_GAPS.items() if probe["gaps"].get(k) is not None]
+    stale = f'<p class="fail">Stale: {esc(probe["stale"])}; re-run the probe.</p>' if probe["stale"] else ""
+    return section(
+        "Probe verdict",
+        f"<p>The mismatch probe (label <b>{esc(probe['label'])}</b>, "
+        f"{'dev ' + esc(probe['dev']) if probe['dev'] else 'no dev set'}): dominant gap <b>{esc(dominant)}</b>.</p>",
+        stale,
+        table_html(rows),
+        table_html(gaps) if gaps else "",
+        f'<p class="note">The whole verdict (intervals, slices, what to try): {esc(probe["path"])}; re-run with '
+        f"<code>{esc(_PROBE_HOW)}</code> (docs/mismatch.md).</p>",
+    )
+
+
+def write_coverage_html(path: str | Path, report: dict[str, Any], cs: CoverageStats | None = None,
+                        probe: dict[str, Any] | None = None) -> Path:
     """Write :func:`coverage_html` to ``path`` (atomically); returns the path.
 
     Example: ``write_coverage_html("coverage.html", *load_coverage_stats("out/demo_in_car"))``
     """
-    return write_report(path, coverage_html(report, cs))
+    return write_report(path, coverage_html(report, cs, probe))
 
 
 def report_json(report: dict[str, Any]) -> str:

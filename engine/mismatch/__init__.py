@@ -78,7 +78,17 @@ from .errors import (
     read_general_table,
 )
 from .metrics import domain_classifier_auc, expected_coverage, feature_drift, frechet_distance, mmd2_permutation_test, prdc
-from .probe import ERROR_LEVELS, PROBE_ADVICE, PROBE_GAPS, ProbeReport, ScoredSet, label_columns, probe_errors
+from .probe import (
+    ERROR_LEVELS,
+    PROBE_ADVICE,
+    PROBE_GAPS,
+    ProbeReport,
+    ScoredSet,
+    label_columns,
+    probe_errors,
+    probe_record,
+    record_probe,
+)
 from .report import data_report_html
 from .slices import SliceReport, held_out_items, row_categories, slice_errors, slice_rows
 
@@ -119,6 +129,8 @@ __all__ = [
     "ProbeReport",
     "ScoredSet",
     "probe_errors",
+    "probe_record",
+    "record_probe",
     "label_columns",
     "ERROR_LEVELS",
     "PROBE_ADVICE",

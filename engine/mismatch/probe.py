@@ -26,10 +26,12 @@ Example::
     report = probe_errors("out/diverse", "speaker", dev="out/dev")
     report.errors["dev"], report.gaps["unseen_source_gap"], report.dominant
     print(json.dumps(report.to_json()))
+    record_probe(report)   # OUT/probe.json: `shardsmith coverage out/diverse` shows the verdict
 """
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -107,6 +109,8 @@ MAX_FIT_ROWS = 50_000  # a seeded sub-sample of train beyond this keeps the fit 
 # A probe whose train-dev error is this close to always guessing the commonest class
 # learned little of the label: its gaps say little.
 CHANCE_SHARE = 0.9
+
+PROBE_RECORD_FORMAT = 1  # of OUT/probe.json
 
 _ROW_COLUMNS = ("sample_id", "split", "sources", "params", "embedding")
 _NOT_LABELS = {"sample_id", "split", "params"}
@@ -777,3 +781,45 @@ def probe_errors(
     }
     return ProbeReport(train_text, label, classes, sets, human_rate, gaps, dominant, problems, notes, slices,
                        features, model_info, seed, confidence)
+
+
+# --------------------------------------------------------------------------- the record
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # NaN / Inf are not JSON
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
+def probe_record(report: ProbeReport) -> dict[str, Any]:
+    """What :func:`record_probe` writes: the report's JSON (``probe``) and the state of the
+    output it was fitted on (``recipe_hash``, ``rows``, ``status`` of its run record), by
+    which ``shardsmith coverage`` tells a verdict on other data than the folder now holds.
+
+    Example: ``probe_record(report)["probe"]["dominant"]``
+    """
+    record = read_run_record(report.train) or {}
+    return {
+        "format": PROBE_RECORD_FORMAT,
+        "recipe_hash": record.get("recipe_hash"),
+        "rows": record.get("total_rows"),
+        "status": record.get("status"),
+        "probe": _finite(report.to_json()),
+    }
+
+
+def record_probe(report: ProbeReport) -> str:
+    """Write the probe's verdict into the output it was fitted on (``OUT/probe.json``,
+    :func:`probe_record`), where ``shardsmith coverage OUT`` (text and ``--html``) shows
+    its errors and dominant gap beside the guards; returns where it was written.
+
+    Example: ``record_probe(probe_errors("out/diverse", "speaker", dev="out/dev"))``
+    """
+    from ..sink import write_probe  # the sink (and the pool code under it) loads only to record a verdict
+
+    return write_probe(report.train, probe_record(report))
