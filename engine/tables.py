@@ -23,7 +23,7 @@ from pyarrow import csv as pacsv
 from pyarrow import json as pajson
 
 from .errors import InputError
-from .storage import is_uri, path_kind
+from .storage import is_uri, open_filesystem, path_kind
 
 __all__ = ["read_table", "require_column", "manifest_paths", "duplicate_columns"]
 
@@ -36,7 +36,7 @@ def read_table(path: Path | str) -> pa.Table:
     suffix = os.path.splitext(str(path))[1].lower()
     if is_uri(str(path)):
         try:
-            fs, key = pafs.FileSystem.from_uri(str(path))
+            fs, key = open_filesystem(str(path))
             if fs.get_file_info(key).type != pafs.FileType.File:
                 raise InputError(f"{path}: manifest file not found")
             with fs.open_input_file(key) as f:
