@@ -142,6 +142,24 @@ def _item_id(path: Path | str, base_dir: Path) -> str:
     return Path(os.path.relpath(path, base_dir)).as_posix()
 
 
+NOT_UTF8_REASON = ("file name is not valid UTF-8; rename it (names are stored as UTF-8 text in the outputs; "
+                   "convmv -f latin1 -t utf8 --notest FILE renames a Latin-1 name)")
+
+
+def utf8_name_problem(path: str) -> str | None:
+    """None when ``path`` is valid UTF-8; else the path as it can be shown, its bad bytes
+    written as ``\\xe9`` (Python holds such names as lone surrogates, which no UTF-8
+    text, Arrow string or JSON reader takes).
+
+    Example: ``utf8_name_problem(os.fsdecode(b"caf\\xe9.png")) == "caf\\\\xe9.png"``
+    """
+    try:
+        path.encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _resolve_files(
     pool_name: str, pool: AudioPool, base_dir: Path
 ) -> tuple[list[Path], pa.Table | None, list[dict[str, Any]]]:
@@ -233,9 +251,27 @@ def _list_pool(
     if pool.format == "files":
         files, labels, rejects = _resolve_files(name, pool, base_dir)
         paths = [str(f) for f in files]
-        return paths, [_item_id(f, base_dir) for f in files], paths, labels, rejects
+        return _utf8_names_only(name, paths, [_item_id(f, base_dir) for f in files], paths, labels, rejects)
     listing = list_items(name, pool, base_dir)
-    return listing.locators, listing.ids, listing.ids, listing.labels, listing.rejects
+    return _utf8_names_only(name, listing.locators, listing.ids, listing.ids, listing.labels, listing.rejects)
+
+
+def _utf8_names_only(
+    name: str, locators: list[str], ids: list[str], shown: list[str], labels: pa.Table | None,
+    rejects: list[dict[str, Any]],
+) -> tuple[list[str], list[str], list[str], pa.Table | None, list[dict[str, Any]]]:
+    """The listing without the items whose file name is not valid UTF-8 (bytes such as
+    ``caf\\xe9.png`` from a Latin-1 system): each is a reject, as no output could name it."""
+    bad = [i for i, (loc, item) in enumerate(zip(locators, ids)) if utf8_name_problem(loc) or utf8_name_problem(item)]
+    if not bad:
+        return locators, ids, shown, labels, rejects
+    drop = set(bad)
+    for i in bad:
+        rejects.append({"pool": name, "path": utf8_name_problem(shown[i]) or shown[i], "reason": NOT_UTF8_REASON})
+    keep = [i for i in range(len(locators)) if i not in drop]
+    if labels is not None:
+        labels = labels.take(pa.array(keep, type=pa.int64()))
+    return ([locators[i] for i in keep], [ids[i] for i in keep], [shown[i] for i in keep], labels, rejects)
 
 
 def _probe_audio(path: str) -> tuple[str, Any]:

@@ -316,6 +316,31 @@ def test_file_names_that_are_shell_or_glob_syntax_are_paths_never_commands(tmp_p
     assert not list(tmp_path.rglob("pwned*")) and not list(Path("/tmp").glob("pwned_*"))
 
 
+def test_a_file_name_that_is_not_utf8_is_a_reject_and_the_run_writes_its_index(tmp_path):
+    # b"caf\xe9" is Latin-1 "café": Python holds it as a lone surrogate, which Arrow, JSON
+    # and UTF-8 text cannot store; the run died writing pool_index.parquet
+    img = tmp_path / "img"
+    img.mkdir()
+    (img / "good.png").write_bytes(_pillow(_photo(), "PNG"))
+    (img / os.fsdecode(b"caf\xe9.png")).write_bytes(_pillow(_photo(), "PNG"))
+    images, image_rejects = INDEXERS["image"]("photos", ImagePool(kind="image", paths=["img/*.png"]), tmp_path, None)
+    noise = tmp_path / "noise"
+    _good_files(noise)
+    (noise / os.fsdecode(b"bruit_\xe9t\xe9.wav")).write_bytes(_wav())
+    audio, audio_rejects = index_pool("noise", AudioPool(paths=["noise/*.wav"]), tmp_path)
+    assert images.items == ["img/good.png"] and len(audio.items) == 3
+    reason = "file name is not valid UTF-8; rename it"
+    assert [(r["path"], r["reason"][: len(reason)]) for r in image_rejects + audio_rejects] == [
+        (f"{img}/caf\\xe9.png", reason), (f"{noise}/bruit_\\xe9t\\xe9.wav", reason)]
+    # the reject and the index are written as UTF-8 text
+    recipe = load_recipe(_tiny_recipe(tmp_path / "run", {"n.wav": _wav()}))
+    index = index_pools(recipe)
+    index.rejects.extend(audio_rejects)
+    sink, _ = _write(recipe, index, tmp_path / "out")
+    assert sink.on_write_complete(index.rejects)["status"] == "complete"
+    assert _rejects(tmp_path / "out") == {"bruit_\\xe9t\\xe9.wav": audio_rejects[0]["reason"]}
+
+
 # --------------------------------------------------------------------------- manifests
 
 # A manifest row that cannot be used is a reject naming the row's file; the good rows are
@@ -840,6 +865,7 @@ def test_a_whole_run_over_hostile_names_and_junk_completes_and_runs_nothing(ray_
 # Kinds checked by a test of their own rather than a table above (a file without read
 # permission is not counted: its test is skipped where the tests run as root)
 STANDALONE_KINDS = [
+    "a file name that is not valid UTF-8",
     "a manifest mixing local files and object-store URIs",
     "a folder listed in an image manifest",
     "a source turned to junk while a run is written",
@@ -876,11 +902,11 @@ def test_the_hostile_input_corpus_counts_its_kinds(tmp_path):
         "hostile audio files": 26, "unusual valid audio": 20, "sparse files": 3, "hostile file names": 10,
         "manifest rows": 10, "unreadable manifests": 15, "unusual valid manifests": 4, "patterns": 5,
         "hostile images": 13, "unusual valid images": 10, "recipe texts": 22, "unusual valid recipe texts": 3,
-        "standalone": 4,
+        "standalone": 5,
     }
-    # docs/recipes.md ("Bad input") gives these numbers: 145 kinds, 98 refused and 47 valid,
+    # docs/recipes.md ("Bad input") gives these numbers: 146 kinds, 99 refused and 47 valid,
     # beside the first corpus (41 kinds now; 32 when this file was written)
     valid = sum(kinds[t] for t in VALID_TABLES)
-    assert (sum(kinds.values()), sum(kinds.values()) - valid, valid) == (145, 98, 47)
+    assert (sum(kinds.values()), sum(kinds.values()) - valid, valid) == (146, 99, 47)
     first = len(make_bad_audio(tmp_path / "first_audio")) + len(make_bad_images(tmp_path / "first_images")) + 8
     assert first == 41 and sum(kinds.values()) >= 2 * 32
