@@ -538,6 +538,17 @@ def _pillow(array: np.ndarray, fmt: str, mode: str | None = None, **kw) -> bytes
     return buf.getvalue()
 
 
+def _frames(fmt: str, n: int = 3) -> bytes:
+    """An image file of ``n`` frames (an animated GIF, PNG or WebP) or pages (a TIFF)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    frames = [Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8)) for _ in range(n)]
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:])
+    return buf.getvalue()
+
+
 def _photo() -> np.ndarray:
     return (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
 
@@ -570,6 +581,12 @@ def hostile_images(folder: Path) -> dict[str, str]:
         "heic.heic": (b"\x00\x00\x00\x18ftypheic" + bytes(100), "not an image"),
         "int32_pixels.tiff": (_pillow((np.arange(100).reshape(10, 10) * 1000).astype(np.int32), "TIFF"),
                               "unsupported pixel type int32"),
+        # several images in one file: a worker would silently take the first
+        "animated.gif": (_frames("GIF"), "3 frames (an animation) in one gif file; shardsmith reads single images"),
+        "animated_png.png": (_frames("PNG"), "3 frames (an animation) in one png file"),
+        "animated.webp": (_frames("WEBP"), "3 frames (an animation) in one webp file"),
+        "three_pages.tiff": (_frames("TIFF"), "3 pages in one tiff file; shardsmith reads single images, and would "
+                                              "use only the first: extract the frames"),
     }
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)
@@ -604,16 +621,27 @@ def unusual_images(folder: Path) -> dict[str, tuple[int, int, int]]:
         "sixteen_bit_rgba.png": (cv2.imencode(".png", deep)[1].tobytes(), (30, 20, 4)),
         "cmyk.jpg": (_cmyk_jpeg(img), (80, 60, 4)),
         "gray_and_alpha.png": (_pillow(np.dstack([img[:, :, 0], img[:, :, 1]]), "PNG", "LA"), (80, 60, 2)),
+        "gray_and_alpha.tiff": (_pillow(np.dstack([img[:, :, 0], img[:, :, 1]]), "TIFF", "LA"), (80, 60, 2)),
         "jpeg_named.png": (cv2.imencode(".jpg", img)[1].tobytes(), (80, 60, 3)),
         "png_named.jpg": (cv2.imencode(".png", img)[1].tobytes(), (80, 60, 3)),
         "bytes_after_the_end.jpg": (cv2.imencode(".jpg", img)[1].tobytes() + b"trailing" * 100, (80, 60, 3)),
         "bytes_after_iend.png": (cv2.imencode(".png", img)[1].tobytes() + b"trailing" * 100, (80, 60, 3)),
         "single_frame.gif": (_pillow(img, "GIF"), (80, 60, 3)),
+        # a JPEG carrying a second picture (a phone's depth map or preview) is one photo
+        "two_pictures_mpo.jpg": (_mpo(img), (80, 60, 3)),
         "bitmap.bmp": (cv2.imencode(".bmp", img)[1].tobytes(), (80, 60, 3)),
     }
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)
     return {name: size for name, (_, size) in files.items()}
+
+
+def _mpo(img: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "MPO", save_all=True, append_images=[Image.fromarray(img[::-1])])
+    return buf.getvalue()
 
 
 def _cmyk_jpeg(img: np.ndarray) -> bytes:
@@ -639,9 +667,12 @@ def test_unusual_but_valid_images_are_indexed_and_decoded_as_meant(tmp_path):
     # CMYK is converted to the colours Pillow gives (within rounding); gray + alpha keeps its alpha
     cmyk = read_image(str(folder / "cmyk.jpg"), "rgb").astype(int)
     assert np.abs(cmyk - np.asarray(Image.open(folder / "cmyk.jpg").convert("RGB"), int)).max() <= 1
-    gray_alpha = read_image(str(folder / "gray_and_alpha.png"), "rgba")
-    source = np.asarray(Image.open(folder / "gray_and_alpha.png"))
-    assert np.array_equal(gray_alpha[:, :, 0], source[:, :, 0]) and np.array_equal(gray_alpha[:, :, 3], source[:, :, 1])
+    for name in ("gray_and_alpha.png", "gray_and_alpha.tiff"):  # OpenCV reads only the gray of the TIFF
+        gray_alpha = read_image(str(folder / name), "rgba")
+        source = np.asarray(Image.open(folder / name))
+        assert np.array_equal(gray_alpha[:, :, 0], source[:, :, 0]), name
+        assert np.array_equal(gray_alpha[:, :, 3], source[:, :, 1]), name
+        assert np.array_equal(read_image(str(folder / name), "gray"), source[:, :, 0]), name
     deep = read_image(str(folder / "sixteen_bit_rgba.png"), "rgba")
     assert deep.dtype == np.uint8 and deep.shape == (20, 30, 4)
 
@@ -927,12 +958,12 @@ def test_the_hostile_input_corpus_counts_its_kinds(tmp_path):
     assert kinds == {
         "hostile audio files": 31, "unusual valid audio": 20, "sparse files": 3, "hostile file names": 10,
         "manifest rows": 10, "unreadable manifests": 18, "unusual valid manifests": 7, "patterns": 5,
-        "hostile images": 13, "unusual valid images": 10, "recipe texts": 22, "unusual valid recipe texts": 3,
+        "hostile images": 17, "unusual valid images": 12, "recipe texts": 22, "unusual valid recipe texts": 3,
         "standalone": 5,
     }
-    # docs/recipes.md ("Bad input") gives these numbers: 157 kinds, 107 refused and 50 valid,
+    # docs/recipes.md ("Bad input") gives these numbers: 163 kinds, 111 refused and 52 valid,
     # beside the first corpus (41 kinds now; 32 when this file was written)
     valid = sum(kinds[t] for t in VALID_TABLES)
-    assert (sum(kinds.values()), sum(kinds.values()) - valid, valid) == (157, 107, 50)
+    assert (sum(kinds.values()), sum(kinds.values()) - valid, valid) == (163, 111, 52)
     first = len(make_bad_audio(tmp_path / "first_audio")) + len(make_bad_images(tmp_path / "first_images")) + 8
     assert first == 41 and sum(kinds.values()) >= 2 * 32
