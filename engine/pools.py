@@ -31,6 +31,7 @@ import pyarrow as pa
 from . import sources
 from .audio import io as audio_io
 from .audio.generators import virtual_items
+from .config import show
 from .errors import BadSourceError, InputError
 from .fingerprint import Fingerprint, fingerprint
 from .formats import list_items
@@ -160,6 +161,22 @@ def utf8_name_problem(path: str) -> str | None:
         return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def _path_value_problem(raw: Any) -> str | None:
+    """Why a manifest's path cell names no file (None when it is a usable path)."""
+    if raw is None or isinstance(raw, str) and not raw.strip():
+        return "empty path in manifest"
+    if not isinstance(raw, str):
+        kind = {bytes: "binary data", list: "a list", dict: "an object", bool: "a boolean", int: "a number",
+                float: "a number"}.get(
+            type(raw), f"a {type(raw).__name__}")
+        return (f"the path is {kind} ({show(raw, 60)}), not text; write the file's path as a string "
+                "in the manifest")
+    if "\x00" in raw:
+        return (f"the path holds a NUL byte ({show(raw, 60)}), which no file name can; fix the path "
+                "in the manifest")
+    return None
+
+
 def _resolve_files(
     pool_name: str, pool: AudioPool, base_dir: Path
 ) -> tuple[list[Path], pa.Table | None, list[dict[str, Any]]]:
@@ -212,12 +229,24 @@ def _resolve_files(
     files: list[Path] = []
     seen: dict[Path, int] = {}
     for row, raw in enumerate(raw_paths):
-        if not isinstance(raw, str) or not raw.strip():
-            rejects.append(
-                {"pool": pool_name, "path": f"{manifest}#row{row + 1}", "reason": "empty path in manifest"}
-            )
+        problem = _path_value_problem(raw)
+        if problem:
+            rejects.append({"pool": pool_name, "path": f"{manifest}#row{row + 1}", "reason": problem})
             continue
         joined = join_location(manifest_dir, raw.strip())
+        if raw != raw.strip() and not is_uri(joined):
+            # A name may begin or end with a space: the path as written wins, then the
+            # path without the spaces around it (a spreadsheet's padding).
+            as_written = join_location(manifest_dir, raw)
+            if os.path.lexists(as_written) or not os.path.lexists(joined):
+                if not os.path.lexists(as_written):
+                    rejects.append({
+                        "pool": pool_name, "path": as_written,
+                        "reason": f"file not found: tried {raw!r} as written and {raw.strip()!r} without the "
+                                  "spaces around it; fix the path in the manifest",
+                    })
+                    continue
+                joined = as_written
         p: Any = joined if is_uri(joined) else Path(joined)
         if p in seen:
             rejects.append(

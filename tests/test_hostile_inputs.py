@@ -17,9 +17,9 @@ as meant (frames, rate, samples, pixels). The tables:
   reason / valid audio in rare containers, sample formats and chunk layouts;
 - ``SPARSE_KINDS``: sparse files of 4-10 GiB, judged from a few reads in well under 5 s;
 - ``HOSTILE_NAMES``: file names that are read as paths, never run by a shell or expanded;
-- ``MANIFEST_ROWS``, ``MANIFEST_ERRORS``, ``UNUSUAL_MANIFESTS``, ``PATTERN_ERRORS``:
-  rows that become rejects, manifests and globs that stop the run naming the file or
-  field, and odd manifests that are fine;
+- ``MANIFEST_ROWS``, ``MANIFEST_ERRORS``, ``PATH_TYPES``, ``UNUSUAL_MANIFESTS``,
+  ``PATTERN_ERRORS``: rows that become rejects, manifests and globs that stop the run
+  naming the file or field, path cells that are not text, and odd manifests that are fine;
 - ``hostile_images`` / ``unusual_images``: the same for image pools;
 - ``RECIPE_TEXTS`` / ``UNUSUAL_RECIPES``: recipe files refused naming the line or the
   field / odd ones that load;
@@ -367,6 +367,10 @@ MANIFEST_ROWS = {
     "a_gcs_uri": ("gs://nonexistent-bucket/x.wav", "gs://nonexistent-bucket/x.wav",
                   "cannot open this location (gs:// is not supported; shardsmith reads and writes local paths "
                   "and s3:// URIs"),
+    "spaces_around_a_missing_name": (" nope.wav ", " nope.wav ", "file not found: tried ' nope.wav ' as written and "
+                                                                 "'nope.wav' without the spaces around it"),
+    "a_nul_byte_in_a_path": ("ok\x00.wav", "m.csv#row2", "the path holds a NUL byte ('ok\\x00.wav'), which no file "
+                                                          "name can"),
     "the_same_file_spelled_differently": ("a_folder.wav/../ok0.wav", "ok0.wav", "listed twice in m.csv (rows 1 and"),
 }
 
@@ -470,6 +474,10 @@ UNUSUAL_MANIFESTS = {
     "na_and_empty_cells_in_a_tsv": ("m.tsv", b"path\tspeaker\tage\nok0.wav\tNA\t\nok1.wav\tN/A\tnull\n",
                                     ["ok0.wav", "ok1.wav"], [{"speaker": "NA", "age": ""}, {"speaker": "N/A", "age": "null"}]),
     "paths_that_look_like_numbers": ("m.csv", b"path\n1\n2\n", ["1", "2"], []),
+    # a name may begin with a space; spaces a spreadsheet put around a name are dropped
+    # only when the name as written is no file
+    "a_name_beginning_with_a_space": ("m.csv", b'path\n" ok1.wav"\nok1.wav\n', [" ok1.wav", "ok1.wav"], []),
+    "spaces_around_a_name": ("m.csv", b'path\n"  ok0.wav "\n', ["ok0.wav"], []),
 }
 
 
@@ -479,9 +487,36 @@ def test_unusual_but_valid_manifests_are_read_as_meant(tmp_path, kind):
     _good_files(tmp_path)
     for i in (1, 2):  # audio files named like numbers, without an extension
         (tmp_path / str(i)).write_bytes((tmp_path / f"ok{i}.wav").read_bytes())
+    (tmp_path / " ok1.wav").write_bytes((tmp_path / "ok1.wav").read_bytes())
     (tmp_path / name).write_bytes(contents)
     items, rejects = index_pool("speech", AudioPool(manifest=name), tmp_path)
     assert (items.items, items.labels, rejects) == (expected_items, expected_labels, [])
+
+
+def _path_types() -> dict[str, tuple[str, bytes, str]]:
+    """A path cell that is not text: kind -> (manifest name, bytes, words of the reject)."""
+    import pyarrow as pa
+
+    return {
+        "a_number": ("m.jsonl", b'{"path": 7}\n', "the path is a number (7), not text; write the file's path as a string"),
+        "a_list": ("m.jsonl", b'{"path": ["ok0.wav"]}\n', "the path is a list (['ok0.wav']), not text"),
+        "an_object": ("m.jsonl", b'{"path": {"file": "ok0.wav"}}\n', "the path is an object ({'file': 'ok0.wav'})"),
+        "binary_in_parquet": ("m.parquet", _parquet(pa.table({"path": pa.array([b"ok0.wav"], pa.binary())})),
+                              "the path is binary data (b'ok0.wav'), not text"),
+    }
+
+
+PATH_TYPES = list(_path_types())
+
+
+@pytest.mark.parametrize("kind", PATH_TYPES)
+def test_a_path_that_is_not_text_is_a_reject_naming_its_type(tmp_path, kind):
+    name, contents, words = _path_types()[kind]
+    _good_files(tmp_path)
+    (tmp_path / name).write_bytes(contents)
+    items, rejects = index_pool("speech", AudioPool(manifest=name), tmp_path)
+    assert items.items == [] and len(rejects) == 1
+    assert rejects[0]["path"] == f"{tmp_path / name}#row1" and words in rejects[0]["reason"], rejects[0]
 
 
 # paths: [...] patterns that match nothing usable stop the run naming the field.
@@ -941,6 +976,7 @@ def corpus_kinds(tmp: Path) -> dict[str, int]:
         "hostile file names": len(HOSTILE_NAMES),
         "manifest rows": len(MANIFEST_ROWS),
         "unreadable manifests": len(MANIFEST_ERRORS),
+        "path cells that are not text": len(PATH_TYPES),
         "unusual valid manifests": len(UNUSUAL_MANIFESTS),
         "patterns": len(PATTERN_ERRORS),
         "hostile images": len(hostile_images(tmp / "images")),
@@ -957,13 +993,14 @@ def test_the_hostile_input_corpus_counts_its_kinds(tmp_path):
     kinds = corpus_kinds(tmp_path / "hostile")
     assert kinds == {
         "hostile audio files": 31, "unusual valid audio": 20, "sparse files": 3, "hostile file names": 10,
-        "manifest rows": 10, "unreadable manifests": 18, "unusual valid manifests": 7, "patterns": 5,
+        "manifest rows": 12, "unreadable manifests": 18, "path cells that are not text": 4,
+        "unusual valid manifests": 9, "patterns": 5,
         "hostile images": 17, "unusual valid images": 12, "recipe texts": 22, "unusual valid recipe texts": 3,
         "standalone": 5,
     }
-    # docs/recipes.md ("Bad input") gives these numbers: 163 kinds, 111 refused and 52 valid,
+    # docs/recipes.md ("Bad input") gives these numbers: 171 kinds, 117 refused and 54 valid,
     # beside the first corpus (41 kinds now; 32 when this file was written)
     valid = sum(kinds[t] for t in VALID_TABLES)
-    assert (sum(kinds.values()), sum(kinds.values()) - valid, valid) == (163, 111, 52)
+    assert (sum(kinds.values()), sum(kinds.values()) - valid, valid) == (171, 117, 54)
     first = len(make_bad_audio(tmp_path / "first_audio")) + len(make_bad_images(tmp_path / "first_images")) + 8
     assert first == 41 and sum(kinds.values()) >= 2 * 32
