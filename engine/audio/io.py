@@ -134,6 +134,55 @@ def _looks_like_text(head: bytes) -> bool:
     return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
 
 
+# Containers whose first bytes are unmistakable and whose damage libsndfile reports only
+# as "malformed": such a file is a damaged audio file of that kind, not another type.
+_MAGIC = ((b"caff", "CAF"), (b"OggS", "Ogg"))
+
+
+def _caf_truncation(path: str) -> str | None:
+    """Why a CAF file is cut short (its data chunk or a chunk before it runs past the end)."""
+    try:
+        size = _check_readable(path)
+        with _open_raw(path) as fh:
+            if fh.read(8)[:4] != b"caff":
+                return None
+            offset = 8
+            while offset + 12 <= size:
+                fh.seek(offset)
+                chunk = fh.read(12)
+                tag, length = chunk[:4], struct.unpack(">q", chunk[4:12])[0]
+                if tag == b"data":
+                    present = size - offset - 12
+                    if length >= 0 and length > present:
+                        return (f"truncated: the CAF header declares {length - 4} bytes of audio data "
+                                f"but the file holds only {max(present - 4, 0)}")
+                    return None
+                if length < 0 or offset + 12 + length > size:
+                    return f"truncated: the CAF file ends inside its {tag.decode('latin-1')!r} chunk ({size} bytes)"
+                offset += 12 + length
+            return f"truncated: the CAF file ends before its audio data ({size} bytes)"
+    except (OSError, BadSourceError, struct.error):
+        return None
+
+
+def _malformed_reason(path: str, head: bytes, detail: str) -> str | None:
+    """A reason for a file libsndfile calls malformed whose first bytes are an audio
+    container: truncated (when its structure shows where) or corrupt; None otherwise."""
+    name = next((n for magic, n in _MAGIC if head.startswith(magic)), None)
+    if name is None:
+        return None
+    if name == "CAF" and (cut := _caf_truncation(path)):
+        return cut
+    if name == "Ogg":
+        try:
+            damage = _ogg_damage(_read_bytes(path))
+        except (OSError, BadSourceError):
+            damage = None
+        if damage:
+            return damage
+    return f"truncated or corrupt {name} file: its header cannot be parsed (libsndfile: {detail})"
+
+
 def _not_audio_reason(path: str, error: Exception) -> str:
     ext = os.path.splitext(path)[1].lower()
     try:
@@ -143,6 +192,8 @@ def _not_audio_reason(path: str, error: Exception) -> str:
         head = b""
     content = "the content looks like text and " if _looks_like_text(head) else ""
     detail = str(error).rsplit(":", 1)[-1].strip().rstrip(".") or type(error).__name__
+    if "malformed" in detail and (damage := _malformed_reason(path, head, detail)):
+        return damage
     if ext in AUDIO_FORMATS:
         promise = f"the {ext} extension suggests {AUDIO_FORMATS[ext]}, but"
     elif ext:
@@ -330,7 +381,7 @@ def _read_wav_header(path: str, size: int) -> _WavHeader | None:
                     if len(fmt) == 8:
                         _, channels, sample_rate = struct.unpack("<HHI", fmt)
                 elif chunk_id == b"data":
-                    if chunk_size not in (0, 0xFFFFFFFF):  # streaming writers leave it unset
+                    if chunk_size != 0xFFFFFFFF:  # streaming writers leave it unset (or at 0)
                         data_bytes = chunk_size
                         data_available = size - (offset + 8)
                     break
@@ -948,6 +999,12 @@ def probe(path: str, *, silence_floor_dbfs: float = -90.0) -> AudioInfo:
             frames = _decode_to_end(source, level)
             return _probe_result(path, frames, sample_rate, channels, fmt, subtype, level, silence_floor_dbfs)
         if frames <= 0:
+            header = _read_wav_header(path, size) if fmt.startswith("WAV") and not inside else None
+            if header is not None and header.data_bytes == 0 and header.data_available:
+                raise BadSourceError(
+                    path, f"no audio: the WAV header declares 0 bytes of data but {header.data_available:,} bytes "
+                          "follow it (a streaming writer that never finished its header); re-export the file, "
+                          "or rewrite its header (e.g. sox --ignore-length in.wav out.wav)")
             raise BadSourceError(path, "no audio: 0 frames (header only)")
         if fmt.startswith("WAV") and not inside:
             header = _read_wav_header(path, size)
