@@ -625,6 +625,9 @@ def hostile_images(folder: Path) -> dict[str, str]:
         "heic.heic": (b"\x00\x00\x00\x18ftypheic" + bytes(100), "not an image"),
         "int32_pixels.tiff": (_pillow((np.arange(100).reshape(10, 10) * 1000).astype(np.int32), "TIFF"),
                               "unsupported pixel type int32"),
+        "zero_by_zero.png": (_png_declaring(0, 0), "empty image: the png header declares 0×0 pixels"),
+        "icon.ico": (_pillow(img[:32, :32], "ICO"), "ico image: a format opencv (which decodes every image here) "
+                                                    "cannot read; convert it to png"),
         # several images in one file: a worker would silently take the first
         "animated.gif": (_frames("GIF"), "3 frames (an animation) in one gif file; shardsmith reads single images"),
         "animated_png.png": (_frames("PNG"), "3 frames (an animation) in one png file"),
@@ -635,7 +638,12 @@ def hostile_images(folder: Path) -> dict[str, str]:
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)
     (folder / "folder.png").mkdir()
-    return {name: words for name, (_, words) in files.items()}
+    expected = {name: words for name, (_, words) in files.items()}
+    # not files at all (both have size 0: they were "empty files")
+    os.mkfifo(folder / "fifo.png")
+    os.symlink("/dev/zero", folder / "link_to_dev_zero.png")
+    expected["fifo.png"] = expected["link_to_dev_zero.png"] = "not a regular file (a fifo, socket or device)"
+    return expected
 
 
 def test_every_hostile_image_kind_is_rejected_with_its_reason(tmp_path):
@@ -1004,12 +1012,12 @@ def test_the_hostile_input_corpus_counts_its_kinds(tmp_path):
         "hostile audio files": 34, "unusual valid audio": 20, "sparse files": 3, "hostile file names": 10,
         "manifest rows": 12, "unreadable manifests": 18, "path cells that are not text": 4,
         "unusual valid manifests": 9, "patterns": 5,
-        "hostile images": 17, "unusual valid images": 12, "recipe texts": 22, "unusual valid recipe texts": 3,
+        "hostile images": 21, "unusual valid images": 12, "recipe texts": 22, "unusual valid recipe texts": 3,
         "standalone": 5,
     }
-    # docs/recipes.md ("Bad input") gives these numbers: 174 kinds, 120 refused and 54 valid,
+    # docs/recipes.md ("Bad input") gives these numbers: 178 kinds, 124 refused and 54 valid,
     # beside the first corpus (41 kinds now; 32 when this file was written)
     valid = sum(kinds[t] for t in VALID_TABLES)
-    assert (sum(kinds.values()), sum(kinds.values()) - valid, valid) == (174, 120, 54)
+    assert (sum(kinds.values()), sum(kinds.values()) - valid, valid) == (178, 124, 54)
     first = len(make_bad_audio(tmp_path / "first_audio")) + len(make_bad_images(tmp_path / "first_images")) + 8
     assert first == 41 and sum(kinds.values()) >= 2 * 32

@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -260,8 +261,16 @@ def _format_of(data: bytes) -> str | None:
     return None
 
 
-def _undecodable_reason(data: bytes, path: str) -> str:
+def _undecodable_reason(data: bytes, path: str, known_as: str | None = None) -> str:
+    """Why OpenCV could not decode ``data``; ``known_as``: the format Pillow found in it."""
     fmt = _format_of(data)
+    if fmt == "PNG" and data[12:16] == b"IHDR" and len(data) >= 24:
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if width == 0 or height == 0:
+            return f"empty image: the PNG header declares {width}×{height} pixels"
+    if fmt is None and known_as:
+        return (f"{known_as} image: a format OpenCV (which decodes every image here) cannot read; "
+                "convert it to PNG (e.g. convert FILE out.png)")
     if fmt is not None and _looks_truncated(data):
         return f"truncated {fmt} file: it ends before the image data does ({len(data)} bytes)"
     if fmt is not None:
@@ -343,7 +352,13 @@ def probe(path: str, max_pixels: int = 40_000_000, mode: str = "rgb") -> ImageIn
         elif is_uri(path):
             data = _read_object(path, "file not found")
         else:
-            if os.path.getsize(path) == 0:
+            st = os.stat(path)
+            if stat.S_ISDIR(st.st_mode):
+                raise BadSourceError(path, "is a directory, not an image file")
+            if not stat.S_ISREG(st.st_mode):
+                # a FIFO would block the read, /dev/zero never ends (and both have size 0)
+                raise BadSourceError(path, "not a regular file (a FIFO, socket or device); pools take regular files only")
+            if st.st_size == 0:
                 raise BadSourceError(path, "empty file (0 bytes)")
             with open(path, "rb") as f:
                 data = f.read()
@@ -366,8 +381,8 @@ def probe(path: str, max_pixels: int = 40_000_000, mode: str = "rgb") -> ImageIn
             raise BadSourceError(path, f"oversized: {width}×{height} = {width * height:,} pixels is {_above(max_pixels)}")
     arr = _imdecode(data, mode)
     if arr is None or arr.size == 0:
-        raise BadSourceError(path, _undecodable_reason(data, path) if header is not None or _format_of(data)
-                             else _not_an_image(path))
+        raise BadSourceError(path, _undecodable_reason(data, path, header[4] if header is not None else None)
+                             if header is not None or _format_of(data) else _not_an_image(path))
     h, w = arr.shape[:2]
     if header is None:  # a format only OpenCV knows (e.g. float TIFF): check after decoding
         if w * h > max_pixels:
