@@ -420,6 +420,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             raise _NotPlainData(None, None, _tag_fix(node.tag, node), node.start_mark)
         return super().construct_object(node, deep=deep)
 
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            # Python refuses to read a decimal of more than 4,300 digits at once; read in
+            # pieces, so the field's own range check names the field and its range.
+            text = str(node.value).replace("_", "")
+            sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text.lstrip("+"))
+            if not digits.isdigit():
+                raise
+            value = 0
+            for i in range(0, len(digits), 4000):
+                piece = digits[i:i + 4000]
+                value = value * 10 ** len(piece) + int(piece)
+            return sign * value
+
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
@@ -479,6 +495,9 @@ def _expanded_size(root: yaml.Node) -> int:
         return total
 
     return size(root)
+
+
+_UniqueKeyLoader.add_constructor(_YAML + "int", _UniqueKeyLoader.construct_yaml_int)
 
 
 def _plain_yaml(text: str) -> Any:

@@ -769,8 +769,17 @@ RECIPE_TEXTS = {
     # numbers
     "nan_samples": (_edit("samples: 10", "samples: .nan"),
                     "splits.train.samples: input should be a finite number, got nan"),
-    "nan_holdout": (_edit("holdout: 0.2", "holdout: .nan"),
-                    "pools.cabin.holdout: input should be less than or equal to 0.9, got nan"),
+    "nan_holdout": (_edit("holdout: 0.2", "holdout: .nan"), "pools.cabin.holdout: input should be a finite number, got nan"),
+    # .inf passed `ge=0` and meant "no limit" by accident
+    "infinite_minimum_duration": (_edit("holdout: 0.2", "holdout: 0.2, min_duration_s: .inf"),
+                                  "pools.cabin.min_duration_s: input should be a finite number, got inf"),
+    "infinite_guard": (lambda t: t + "guards: {max_reuse_factor: .inf}\n",
+                       "guards.max_reuse_factor: input should be a finite number, got inf"),
+    "a_seed_of_5000_digits": (_edit("seed: 7", "seed: " + "9" * 5000),
+                              "seed: input should be less than 9223372036854775808, got <an integer of about 5000 digits>"),
+    "more_channels_than_readable": (_edit("holdout: 0.2", "holdout: 0.2, max_channels: 9"),
+                                    "pools.cabin.max_channels: at most 8, got 9: a file of more than 8 channels is "
+                                    "rejected when its pool is indexed"),
     "infinite_seed": (_edit("seed: 7", "seed: .inf"), "seed: input should be a finite number, got inf"),
     "infinite_snr_range": (_edit("[0, 20]", "[-.inf, .inf]"),
                            "synth.noise[0].snr_db_range: expected values within [-40, 100] (SNR in dB), "
@@ -793,6 +802,8 @@ RECIPE_TEXTS = {
                             "pools.cabin.paths: input should be a valid list, got 'car/*.wav'"),
     "paths_of_an_empty_string": (_edit("paths: ['car/*.wav']", "paths: ['']"),
                                  "pools.cabin.paths: expected a non-empty list of glob patterns, got ['']"),
+    "an_empty_manifest": (_edit("paths: ['car/*.wav']", "manifest: ''"),
+                          "pools.cabin.manifest: expected the path of a file or folder, got ''"),
     "paths_with_a_null": (_edit("paths: ['car/*.wav']", "paths: [null]"),
                           "pools.cabin.paths[0]: input should be a valid string, got None"),
     # aliases of aliases ("billion laughs"): 10**9 values from 300 bytes; refused from the
@@ -821,6 +832,14 @@ def test_a_hostile_recipe_text_is_a_recipe_error_naming_the_line_or_field(tmp_pa
     message = str(info.value)
     assert message.startswith(f"{path}: "), message
     assert words in message, message
+
+
+def test_max_channels_allows_what_the_probe_reads():
+    from engine.audio.io import MAX_CHANNELS
+    from engine.config import READABLE_CHANNELS
+
+    assert READABLE_CHANNELS == MAX_CHANNELS
+    assert AudioPool(paths=["*.wav"], max_channels=MAX_CHANNELS).max_channels == MAX_CHANNELS
 
 
 # Recipe texts that look odd but are fine: kind -> text
@@ -1012,12 +1031,12 @@ def test_the_hostile_input_corpus_counts_its_kinds(tmp_path):
         "hostile audio files": 34, "unusual valid audio": 20, "sparse files": 3, "hostile file names": 10,
         "manifest rows": 12, "unreadable manifests": 18, "path cells that are not text": 4,
         "unusual valid manifests": 9, "patterns": 5,
-        "hostile images": 21, "unusual valid images": 12, "recipe texts": 22, "unusual valid recipe texts": 3,
+        "hostile images": 21, "unusual valid images": 12, "recipe texts": 27, "unusual valid recipe texts": 3,
         "standalone": 5,
     }
-    # docs/recipes.md ("Bad input") gives these numbers: 178 kinds, 124 refused and 54 valid,
+    # docs/recipes.md ("Bad input") gives these numbers: 183 kinds, 129 refused and 54 valid,
     # beside the first corpus (41 kinds now; 32 when this file was written)
     valid = sum(kinds[t] for t in VALID_TABLES)
-    assert (sum(kinds.values()), sum(kinds.values()) - valid, valid) == (178, 124, 54)
+    assert (sum(kinds.values()), sum(kinds.values()) - valid, valid) == (183, 129, 54)
     first = len(make_bad_audio(tmp_path / "first_audio")) + len(make_bad_images(tmp_path / "first_images")) + 8
     assert first == 41 and sum(kinds.values()) >= 2 * 32
