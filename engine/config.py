@@ -28,7 +28,9 @@ SPLIT_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: a NaN or an infinity is no setting (`.inf` would pass `ge=0`
+    # and mean "no limit" by accident; NaN fails every comparison): refused in every field.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def show(value: Any, limit: int = 120) -> str:
@@ -109,6 +111,11 @@ POOL_FIELDS_HASHED_WHEN_SET = {"format": "files", "media_column": None, "key_col
                                "media_dir": None, "max_peak_dbfs": 20.0, "min_rms_dbfs": -70.0, "min_side_px": 16}
 
 
+# The most channels a source file may have (engine.audio.io.MAX_CHANNELS; a test keeps
+# the two equal): more is a reject when indexed, so max_channels cannot allow more.
+READABLE_CHANNELS = 8
+
+
 class _FilePool(StrictModel):
     paths: list[str] | None = None
     manifest: str | None = None
@@ -132,6 +139,15 @@ class _FilePool(StrictModel):
     def _paths_not_empty(cls, v: list[str] | None) -> list[str] | None:
         if v is not None and (not v or any(not isinstance(p, str) or not p.strip() for p in v)):
             raise ValueError(f"expected a non-empty list of glob patterns, got {v!r}")
+        return v
+
+    @field_validator("manifest", "media_dir")
+    @classmethod
+    def _a_path(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError(f"expected the path of a file or folder, got {v!r}; give a path or leave the key out")
+        if v is not None and "\x00" in v:
+            raise ValueError(f"the path holds a NUL byte ({show(v)}), which no file name can")
         return v
 
     @model_validator(mode="after")
@@ -162,7 +178,7 @@ class _FilePool(StrictModel):
 class AudioPool(_FilePool):
     kind: Literal["audio"] = "audio"
     sample_rate: int | None = Field(None, ge=1000, le=384000)
-    max_channels: int = Field(2, ge=1, le=64)
+    max_channels: int = Field(2, ge=1)
     # Shorter files are rejects. Unset: the minimum of the role the synthesizer gives the
     # pool (SynthConfig.min_durations_s: a speech_noise_mix speech pool 0.25 s, a looped
     # noise layer 1 s, events 0.05 s, room responses 0.01 s); 0 takes any length.
@@ -173,6 +189,16 @@ class AudioPool(_FilePool):
     # min_rms_dbfs (next to silence) is a reject.
     max_peak_dbfs: float = Field(20.0, ge=0.0, le=800.0)  # float32 tops out at +770.6 dBFS
     min_rms_dbfs: float = Field(-70.0, ge=-200.0, le=0.0)
+
+    @field_validator("max_channels")
+    @classmethod
+    def _readable_channels(cls, v: int) -> int:
+        if v > READABLE_CHANNELS:
+            raise ValueError(
+                f"at most {READABLE_CHANNELS}, got {show(v)}: a file of more than {READABLE_CHANNELS} channels "
+                "is rejected when its pool is indexed whatever this says, so a larger limit would let nothing more in"
+            )
+        return v
 
 
 def _pool_kind(value: Any) -> str | None:

@@ -31,6 +31,7 @@ import pyarrow as pa
 from . import sources
 from .audio import io as audio_io
 from .audio.generators import virtual_items
+from .config import show
 from .errors import BadSourceError, InputError
 from .fingerprint import Fingerprint, fingerprint
 from .formats import list_items
@@ -142,6 +143,40 @@ def _item_id(path: Path | str, base_dir: Path) -> str:
     return Path(os.path.relpath(path, base_dir)).as_posix()
 
 
+NOT_UTF8_REASON = ("file name is not valid UTF-8; rename it (names are stored as UTF-8 text in the outputs; "
+                   "convmv -f latin1 -t utf8 --notest FILE renames a Latin-1 name)")
+
+
+def utf8_name_problem(path: str) -> str | None:
+    """None when ``path`` is valid UTF-8; else the path as it can be shown, its bad bytes
+    written as ``\\xe9`` (Python holds such names as lone surrogates, which no UTF-8
+    text, Arrow string or JSON reader takes).
+
+    Example: ``utf8_name_problem(os.fsdecode(b"caf\\xe9.png")) == "caf\\\\xe9.png"``
+    """
+    try:
+        path.encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _path_value_problem(raw: Any) -> str | None:
+    """Why a manifest's path cell names no file (None when it is a usable path)."""
+    if raw is None or isinstance(raw, str) and not raw.strip():
+        return "empty path in manifest"
+    if not isinstance(raw, str):
+        kind = {bytes: "binary data", list: "a list", dict: "an object", bool: "a boolean", int: "a number",
+                float: "a number"}.get(
+            type(raw), f"a {type(raw).__name__}")
+        return (f"the path is {kind} ({show(raw, 60)}), not text; write the file's path as a string "
+                "in the manifest")
+    if "\x00" in raw:
+        return (f"the path holds a NUL byte ({show(raw, 60)}), which no file name can; fix the path "
+                "in the manifest")
+    return None
+
+
 def _resolve_files(
     pool_name: str, pool: AudioPool, base_dir: Path
 ) -> tuple[list[Path], pa.Table | None, list[dict[str, Any]]]:
@@ -194,12 +229,24 @@ def _resolve_files(
     files: list[Path] = []
     seen: dict[Path, int] = {}
     for row, raw in enumerate(raw_paths):
-        if not isinstance(raw, str) or not raw.strip():
-            rejects.append(
-                {"pool": pool_name, "path": f"{manifest}#row{row + 1}", "reason": "empty path in manifest"}
-            )
+        problem = _path_value_problem(raw)
+        if problem:
+            rejects.append({"pool": pool_name, "path": f"{manifest}#row{row + 1}", "reason": problem})
             continue
         joined = join_location(manifest_dir, raw.strip())
+        if raw != raw.strip() and not is_uri(joined):
+            # A name may begin or end with a space: the path as written wins, then the
+            # path without the spaces around it (a spreadsheet's padding).
+            as_written = join_location(manifest_dir, raw)
+            if os.path.lexists(as_written) or not os.path.lexists(joined):
+                if not os.path.lexists(as_written):
+                    rejects.append({
+                        "pool": pool_name, "path": as_written,
+                        "reason": f"file not found: tried {raw!r} as written and {raw.strip()!r} without the "
+                                  "spaces around it; fix the path in the manifest",
+                    })
+                    continue
+                joined = as_written
         p: Any = joined if is_uri(joined) else Path(joined)
         if p in seen:
             rejects.append(
@@ -233,9 +280,27 @@ def _list_pool(
     if pool.format == "files":
         files, labels, rejects = _resolve_files(name, pool, base_dir)
         paths = [str(f) for f in files]
-        return paths, [_item_id(f, base_dir) for f in files], paths, labels, rejects
+        return _utf8_names_only(name, paths, [_item_id(f, base_dir) for f in files], paths, labels, rejects)
     listing = list_items(name, pool, base_dir)
-    return listing.locators, listing.ids, listing.ids, listing.labels, listing.rejects
+    return _utf8_names_only(name, listing.locators, listing.ids, listing.ids, listing.labels, listing.rejects)
+
+
+def _utf8_names_only(
+    name: str, locators: list[str], ids: list[str], shown: list[str], labels: pa.Table | None,
+    rejects: list[dict[str, Any]],
+) -> tuple[list[str], list[str], list[str], pa.Table | None, list[dict[str, Any]]]:
+    """The listing without the items whose file name is not valid UTF-8 (bytes such as
+    ``caf\\xe9.png`` from a Latin-1 system): each is a reject, as no output could name it."""
+    bad = [i for i, (loc, item) in enumerate(zip(locators, ids)) if utf8_name_problem(loc) or utf8_name_problem(item)]
+    if not bad:
+        return locators, ids, shown, labels, rejects
+    drop = set(bad)
+    for i in bad:
+        rejects.append({"pool": name, "path": utf8_name_problem(shown[i]) or shown[i], "reason": NOT_UTF8_REASON})
+    keep = [i for i in range(len(locators)) if i not in drop]
+    if labels is not None:
+        labels = labels.take(pa.array(keep, type=pa.int64()))
+    return ([locators[i] for i in keep], [ids[i] for i in keep], [shown[i] for i in keep], labels, rejects)
 
 
 def _probe_audio(path: str) -> tuple[str, Any]:

@@ -337,6 +337,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             value = _plain_yaml(raw) if raw.strip() else ""
         except _NotPlainData as exc:
             raise RecipeError(f"--set {path}: value {raw!r}: {exc.problem}") from None
+        except _AliasBomb as exc:
+            raise RecipeError(f"--set {path}: value {show(raw, 80)}: {exc}") from None
         except (yaml.YAMLError, ValueError, RecursionError) as exc:
             raise RecipeError(f"--set {path}: value {raw!r} is not valid YAML ({exc})") from None
         node: Any = data
@@ -418,6 +420,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             raise _NotPlainData(None, None, _tag_fix(node.tag, node), node.start_mark)
         return super().construct_object(node, deep=deep)
 
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            # Python refuses to read a decimal of more than 4,300 digits at once; read in
+            # pieces, so the field's own range check names the field and its range.
+            text = str(node.value).replace("_", "")
+            sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text.lstrip("+"))
+            if not digits.isdigit():
+                raise
+            value = 0
+            for i in range(0, len(digits), 4000):
+                piece = digits[i:i + 4000]
+                value = value * 10 ** len(piece) + int(piece)
+            return sign * value
+
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
@@ -436,9 +454,64 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# YAML aliases repeat a node without repeating its text: ten levels of ten aliases each
+# ("billion laughs") make 10**10 values from a few hundred bytes, which no loader, check
+# or validator can walk. A recipe is far smaller than this once expanded.
+MAX_RECIPE_VALUES = 100_000
+
+
+class _AliasBomb(yaml.YAMLError):
+    """YAML whose aliases expand to more values than :data:`MAX_RECIPE_VALUES`."""
+
+    def __init__(self, count: int):
+        super().__init__(
+            f"its YAML aliases (*name) expand too far: more than {MAX_RECIPE_VALUES:,} values "
+            f"(at least {count:,}); a recipe repeats a block with an alias a few times, not "
+            "aliases of aliases: write the values out or use fewer levels of aliases"
+        )
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the composed ``root`` makes once its aliases are expanded, counted
+    once per node (an alias is the same node object as its anchor), so the count is cheap
+    however far it expands; stops early past :data:`MAX_RECIPE_VALUES`."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        sizes[key] = 1  # a node that contains itself (`&a [*a]`) counts once here
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                total += size(child)
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k) + size(v)
+        if total > MAX_RECIPE_VALUES:
+            raise _AliasBomb(total)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+_UniqueKeyLoader.add_constructor(_YAML + "int", _UniqueKeyLoader.construct_yaml_int)
+
+
 def _plain_yaml(text: str) -> Any:
-    """``text`` parsed as YAML into plain data (see :class:`_UniqueKeyLoader`)."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    """``text`` parsed as YAML into plain data (see :class:`_UniqueKeyLoader`); refused
+    (:class:`_AliasBomb`) when its aliases expand past :data:`MAX_RECIPE_VALUES` values."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _not_plain(data: Any, where: str = "") -> str | None:
@@ -551,6 +624,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     except _NotPlainData as exc:
         mark = exc.problem_mark
         raise RecipeError(f"{p}: line {mark.line + 1}, column {mark.column + 1}: {exc.problem}") from None
+    except _AliasBomb as exc:
+        raise RecipeError(f"{p}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

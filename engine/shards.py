@@ -22,12 +22,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .errors import ShardError
 from .layout import SHARD_EXTENSIONS
-from .storage import Store, is_uri, write_hint
+from .storage import Store, is_uri, open_filesystem, write_hint
 from .synth import SOURCE_TYPE, Synthesizer
 
 # Rows are written in fixed-size batches: bounded worker memory, and batch boundaries
@@ -209,7 +208,7 @@ def read_shard(path: str | Path) -> pa.Table:
     try:
         if is_uri(text):
 
-            fs, key = pafs.FileSystem.from_uri(text)
+            fs, key = open_filesystem(text)
             with fs.open_input_file(key) as f:
                 if text.endswith(SHARD_EXTENSIONS["parquet"]):
                     return pq.read_table(f)
@@ -222,7 +221,7 @@ def read_shard(path: str | Path) -> pa.Table:
             return pq.read_table(text)
         with pa.memory_map(text) as source:
             return ipc.open_stream(source).read_all()
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (ValueError, OSError) as exc:  # pa.ArrowInvalid, or a URI scheme open_filesystem refuses
         raise ShardError(f"{text}: cannot read shard ({exc}); re-run the recipe to rewrite it") from None
 
 

@@ -1,7 +1,7 @@
 """Where output goes: a local folder or an object-store prefix, with atomic commits.
 
 Locally a file is written to a temporary name and renamed. On an object store (``s3://``,
-``gs://``, anything pyarrow's filesystems open) there is no rename; an object appears
+Amazon's or any S3-compatible server's: ``AWS_ENDPOINT_URL``) there is no rename; an object appears
 only when its upload completes, so a file is staged on local disk and uploaded whole, and
 the per-shard stats object, written after its shard, is the commit record. Endpoints and
 credentials come from the standard environment (``AWS_ENDPOINT_URL``,
@@ -43,6 +43,42 @@ def is_uri(location: str | os.PathLike) -> bool:
     """True for ``s3://...``-style locations (``file://`` counts as local)."""
     text = str(location)
     return bool(_URI.match(text)) and not text.startswith("file://")
+
+
+# The object stores shardsmith reads and writes. pyarrow opens more (gs://, hdfs://, ...),
+# but its GCS client waits minutes for cloud metadata on a machine without it, and only
+# S3 is tested; Google Cloud Storage, MinIO, Ceph, R2... speak S3 at an endpoint.
+SUPPORTED_SCHEMES = ("s3",)
+_SCHEME_FIX = ("shardsmith reads and writes local paths and s3:// URIs; for an S3-compatible store "
+               "(Google Cloud Storage's interoperability endpoint, MinIO, Ceph, R2) write s3://bucket/... "
+               "and set AWS_ENDPOINT_URL (e.g. https://storage.googleapis.com) with its HMAC keys in "
+               "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+
+
+def unsupported_scheme(location: str) -> str | None:
+    """Why the URI ``location`` cannot be opened when its scheme is not supported, else None.
+
+    Example: ``unsupported_scheme("gs://b/a.wav").startswith("gs:// is not supported")``
+    """
+    if not is_uri(location):
+        return None
+    scheme = str(location).split("://", 1)[0].lower()
+    if scheme in SUPPORTED_SCHEMES:
+        return None
+    return f"{scheme}:// is not supported; {_SCHEME_FIX}"
+
+
+def open_filesystem(uri: str):
+    """``(pyarrow filesystem, key)`` of an object-store URI of a supported scheme; a
+    ``ValueError`` saying what is supported for any other (``gs://``, ``http://``, ...),
+    before pyarrow is asked (its GCS client would wait minutes for cloud credentials).
+
+    Example: ``fs, key = open_filesystem("s3://bucket/noise/a.wav")``
+    """
+    problem = unsupported_scheme(uri)
+    if problem:
+        raise ValueError(problem)
+    return pafs.FileSystem.from_uri(uri)
 
 
 def path_kind(mode: int) -> str:
@@ -100,6 +136,9 @@ def source_location(path: str):
     if not is_uri(path):
         return None
 
+    problem = unsupported_scheme(path)
+    if problem:
+        raise BadSourceError(path, f"cannot open this location ({problem})")
     try:
         return pafs.FileSystem.from_uri(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types here
@@ -140,6 +179,9 @@ class Store:
         if not is_uri(text):
             return cls(str(Path(text).absolute()), None, str(Path(text).absolute()))
 
+        problem = unsupported_scheme(text)
+        if problem:
+            raise ShardError(f"{text}: cannot open this location ({problem})")
         try:
             fs, root = pafs.FileSystem.from_uri(text)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types here
@@ -462,6 +504,9 @@ def glob_uri(pattern: str) -> list[str]:
 
     Example: ``glob_uri("s3://corpus/noise/**/*.wav")[:2]``
     """
+    problem = unsupported_scheme(pattern)
+    if problem:
+        raise InputError(f"{pattern}: cannot open this location ({problem})")
     try:
         fs, key = pafs.FileSystem.from_uri(pattern)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types here

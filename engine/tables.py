@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from pyarrow import csv as pacsv
 from pyarrow import json as pajson
 
 from .errors import InputError
-from .storage import is_uri, path_kind
+from .storage import is_uri, open_filesystem, path_kind
 
 __all__ = ["read_table", "require_column", "manifest_paths", "duplicate_columns"]
 
@@ -36,7 +37,7 @@ def read_table(path: Path | str) -> pa.Table:
     suffix = os.path.splitext(str(path))[1].lower()
     if is_uri(str(path)):
         try:
-            fs, key = pafs.FileSystem.from_uri(str(path))
+            fs, key = open_filesystem(str(path))
             if fs.get_file_info(key).type != pafs.FileType.File:
                 raise InputError(f"{path}: manifest file not found")
             with fs.open_input_file(key) as f:
@@ -65,7 +66,8 @@ def _read_format(path: Any, suffix: str, name: Path | str) -> pa.Table:
             # TSV has no quoting (Common Voice's sentences hold bare quote marks); CSV does.
             opts = (pacsv.ParseOptions(delimiter="\t", quote_char=False) if suffix == ".tsv"
                     else pacsv.ParseOptions(delimiter=","))
-            table = pacsv.read_csv(path, parse_options=opts)
+            table = pacsv.read_csv(path, parse_options=opts, convert_options=_as_text(_csv_header(path, opts)))
+            _refuse_unnamed_columns(table.column_names, name)
             _refuse_duplicate_columns(table.column_names, name)
             # pyarrow reads invalid UTF-8 as a binary column rather than failing.
             binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
@@ -75,7 +77,13 @@ def _read_format(path: Any, suffix: str, name: Path | str) -> pa.Table:
                 )
             return table
         if suffix in (".jsonl", ".json", ".ndjson"):
-            return pajson.read_json(path)
+            table = pajson.read_json(path)
+            if any("double" in str(f.type) for f in table.schema):
+                # pyarrow reads NaN and integers past int64 as floats: refuse them by line
+                if hasattr(path, "seek"):
+                    path.seek(0)
+                _refuse_inexact_numbers(path.read() if hasattr(path, "read") else Path(path).read_bytes(), name)
+            return table
         if suffix == ".parquet":
             # Parquet allows two columns of one name; reading them by name would fail (or
             # one would shadow the other), so the schema is checked first.
@@ -93,6 +101,71 @@ def _read_format(path: Any, suffix: str, name: Path | str) -> pa.Table:
             raise InputError(f"{name}: manifest is not valid UTF-8 text; re-save it as UTF-8 ({msg})") from None
         raise InputError(f"{name}: cannot read manifest: {msg}") from None
     raise InputError(f"{name}: manifest must be .csv, .tsv, .jsonl or .parquet, got {suffix or 'no extension'!r}")
+
+
+class _Inexact:
+    """A JSON number pyarrow cannot carry exactly (NaN, Infinity, an integer past int64)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _inexact_int(text: str) -> Any:
+    value = int(text)
+    return value if -(1 << 63) <= value < (1 << 63) else _Inexact(text)
+
+
+def _first_inexact(value: Any, where: str) -> tuple[str, str] | None:
+    if isinstance(value, _Inexact):
+        return where, value.text
+    children = (value.items() if isinstance(value, dict) else
+                ((f"{where}[{i}]", v) for i, v in enumerate(value)) if isinstance(value, list) else ())
+    for key, child in children:
+        found = _first_inexact(child, key if isinstance(value, list) else f"{where}.{key}" if where else key)
+        if found:
+            return found
+    return None
+
+
+def _refuse_inexact_numbers(data: bytes, name: Path | str) -> None:
+    """A JSONL value pyarrow would silently change: ``NaN`` / ``Infinity`` (not JSON; read as
+    a float NaN) or an integer outside int64 (read as a rounded float): an error naming the
+    line and the column, with the fix (quote it: labels are carried as written)."""
+    for number, line in enumerate(data.decode("utf-8-sig").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line, parse_int=_inexact_int, parse_constant=_Inexact)
+        except ValueError:
+            continue  # pyarrow parsed it; its own reading stands
+        found = _first_inexact(row, "")
+        if found:
+            column, text = found
+            what = ("is not a JSON number (NaN and Infinity are not JSON)" if text.lstrip("-") in ("NaN", "Infinity")
+                    else "is an integer too large for a 64-bit column (it would be rounded to a float)")
+            raise InputError(
+                f"{name}: line {number}, column {column!r}: {text} {what}; quote it to keep it as text "
+                f'("{text}"), or leave the value out'
+            )
+
+
+def _csv_header(path: Any, opts: pacsv.ParseOptions) -> list[str]:
+    """The column names of a CSV / TSV (its first block parsed; an open file is rewound)."""
+    reader = pacsv.open_csv(path, parse_options=opts)
+    try:
+        return reader.schema.names
+    finally:
+        reader.close()
+        if hasattr(path, "seek"):
+            path.seek(0)
+
+
+def _as_text(names: list[str]) -> pacsv.ConvertOptions:
+    """Every column read as the text written: labels and paths such as ``007``, ``1e3``,
+    ``NA``, ``true`` or an empty cell are kept as they are (type inference would make
+    them 7, 1000.0, null, True and null), as CSV and TSV hold only text."""
+    return pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                                quoted_strings_can_be_null=False)
 
 
 def _head(path: Any, size: int = 4096) -> bytes:
@@ -159,6 +232,17 @@ def _refuse_duplicate_columns(names: list[str], name: Path | str) -> None:
         raise InputError(
             f"{name}: the header names a column more than once: {shown}; each column needs its own name: "
             "rename the copies in the manifest (or delete the ones that are not needed)"
+        )
+
+
+def _refuse_unnamed_columns(names: list[str], name: Path | str) -> None:
+    """A column with an empty header would become a label named "": refused, naming where."""
+    empty = [i + 1 for i, n in enumerate(names) if not n.strip()]
+    if empty:
+        where = ", ".join(str(i) for i in empty)
+        raise InputError(
+            f"{name}: the header line names no column at position {where} (of {len(names)} columns); "
+            "give it a name in the header line (it would be a label called ''), or delete the column"
         )
 
 

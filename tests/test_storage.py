@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import ShardError
+from engine.errors import InputError, ShardError
 from engine.storage import Store, is_uri
+from engine.tables import read_table
 
 from .conftest import make_bucket
 
@@ -27,6 +28,21 @@ def store(request, tmp_path, bucket) -> Store:
 def test_uris_and_paths_are_told_apart():
     assert is_uri("s3://b/p") and is_uri("gs://b/p")
     assert not is_uri("out/demo") and not is_uri("/abs/path") and not is_uri("file:///x")
+
+
+@pytest.mark.parametrize("uri", ["gs://nonexistent-bucket/out", "hdfs://namenode/out", "http://127.0.0.1:9/out"])
+def test_an_object_store_other_than_s3_is_refused_at_once_saying_what_is_supported(uri):
+    # pyarrow's GCS client waited minutes for cloud metadata on a machine without network
+    import time
+
+    scheme = uri.split("://")[0]
+    started = time.perf_counter()
+    with pytest.raises(ShardError, match=rf"^{uri}: cannot open this location \({scheme}:// is not supported; "
+                                         r"shardsmith reads and writes local paths and s3:// URIs.*AWS_ENDPOINT_URL"):
+        Store.open(uri)
+    with pytest.raises(InputError, match=rf"^{uri}/m.csv: cannot read manifest: {scheme}:// is not supported"):
+        read_table(f"{uri}/m.csv")
+    assert time.perf_counter() - started < 2
 
 
 def test_a_store_in_a_message_shows_its_location_not_an_object(store):

@@ -61,6 +61,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import stat
 import struct
 import sys
@@ -133,6 +134,55 @@ def _looks_like_text(head: bytes) -> bool:
     return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
 
 
+# Containers whose first bytes are unmistakable and whose damage libsndfile reports only
+# as "malformed": such a file is a damaged audio file of that kind, not another type.
+_MAGIC = ((b"caff", "CAF"), (b"OggS", "Ogg"))
+
+
+def _caf_truncation(path: str) -> str | None:
+    """Why a CAF file is cut short (its data chunk or a chunk before it runs past the end)."""
+    try:
+        size = _check_readable(path)
+        with _open_raw(path) as fh:
+            if fh.read(8)[:4] != b"caff":
+                return None
+            offset = 8
+            while offset + 12 <= size:
+                fh.seek(offset)
+                chunk = fh.read(12)
+                tag, length = chunk[:4], struct.unpack(">q", chunk[4:12])[0]
+                if tag == b"data":
+                    present = size - offset - 12
+                    if length >= 0 and length > present:
+                        return (f"truncated: the CAF header declares {length - 4} bytes of audio data "
+                                f"but the file holds only {max(present - 4, 0)}")
+                    return None
+                if length < 0 or offset + 12 + length > size:
+                    return f"truncated: the CAF file ends inside its {tag.decode('latin-1')!r} chunk ({size} bytes)"
+                offset += 12 + length
+            return f"truncated: the CAF file ends before its audio data ({size} bytes)"
+    except (OSError, BadSourceError, struct.error):
+        return None
+
+
+def _malformed_reason(path: str, head: bytes, detail: str) -> str | None:
+    """A reason for a file libsndfile calls malformed whose first bytes are an audio
+    container: truncated (when its structure shows where) or corrupt; None otherwise."""
+    name = next((n for magic, n in _MAGIC if head.startswith(magic)), None)
+    if name is None:
+        return None
+    if name == "CAF" and (cut := _caf_truncation(path)):
+        return cut
+    if name == "Ogg":
+        try:
+            damage = _ogg_damage(_read_bytes(path))
+        except (OSError, BadSourceError):
+            damage = None
+        if damage:
+            return damage
+    return f"truncated or corrupt {name} file: its header cannot be parsed (libsndfile: {detail})"
+
+
 def _not_audio_reason(path: str, error: Exception) -> str:
     ext = os.path.splitext(path)[1].lower()
     try:
@@ -142,6 +192,8 @@ def _not_audio_reason(path: str, error: Exception) -> str:
         head = b""
     content = "the content looks like text and " if _looks_like_text(head) else ""
     detail = str(error).rsplit(":", 1)[-1].strip().rstrip(".") or type(error).__name__
+    if "malformed" in detail and (damage := _malformed_reason(path, head, detail)):
+        return damage
     if ext in AUDIO_FORMATS:
         promise = f"the {ext} extension suggests {AUDIO_FORMATS[ext]}, but"
     elif ext:
@@ -329,7 +381,7 @@ def _read_wav_header(path: str, size: int) -> _WavHeader | None:
                     if len(fmt) == 8:
                         _, channels, sample_rate = struct.unpack("<HHI", fmt)
                 elif chunk_id == b"data":
-                    if chunk_size not in (0, 0xFFFFFFFF):  # streaming writers leave it unset
+                    if chunk_size != 0xFFFFFFFF:  # streaming writers leave it unset (or at 0)
                         data_bytes = chunk_size
                         data_available = size - (offset + 8)
                     break
@@ -337,6 +389,105 @@ def _read_wav_header(path: str, size: int) -> _WavHeader | None:
     except OSError:
         return None
     return _WavHeader(sample_rate, channels, data_bytes, data_available)
+
+
+# libsndfile silently shortens a file whose header declares more samples than it holds;
+# these read the declared size of the containers it opens that way (plain WAV above).
+_W64_DATA = b"data\xf3\xac\xd3\x11\x8c\xd1\x00\xc0\x4f\x8e\xdb\x8a"
+_CONTAINER_NAMES = {"RF64": "RF64", "W64": "W64", "AIFF": "AIFF", "AU": "AU", "NIST": "NIST SPHERE"}
+
+
+def _declared_bytes(fh: Any, fmt: str, size: int) -> tuple[int, int] | tuple[int, int, str] | None:
+    """``(declared data bytes, bytes present)`` of a non-WAV container's sample data, or
+    ``(declared frames, bytes present, "frames")`` when the header counts frames; None
+    when the header does not say (a streaming writer's "unknown") or cannot be read."""
+    head = fh.read(12)
+    if fmt == "RF64" and head[:4] in (b"RF64", b"BW64") and head[8:12] == b"WAVE":
+        offset, data_size = 12, None
+        while offset + 8 <= size:
+            fh.seek(offset)
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return None
+            tag, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if tag == b"ds64":
+                ds64 = fh.read(16)
+                if len(ds64) < 16:
+                    return None
+                data_size = struct.unpack("<Q", ds64[8:16])[0]
+            elif tag == b"data":
+                declared = data_size if length == 0xFFFFFFFF else length
+                return None if declared in (None, 0) else (declared, size - offset - 8)
+            offset += 8 + length + (length & 1)
+        return None
+    if fmt == "W64" and head[:4] == b"riff":
+        offset = 40  # riff GUID, size, wave GUID
+        while offset + 24 <= size:
+            fh.seek(offset)
+            chunk = fh.read(24)
+            if len(chunk) < 24:
+                return None
+            length = struct.unpack("<Q", chunk[16:24])[0]  # includes the 24-byte header
+            if chunk[:16] == _W64_DATA:
+                return None if length <= 24 else (length - 24, size - offset - 24)
+            if length < 24:
+                return None
+            offset += (length + 7) & ~7
+        return None
+    if fmt == "AIFF" and head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        offset, frames = 12, None
+        while offset + 8 <= size:
+            fh.seek(offset)
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return None
+            tag, length = chunk[:4], struct.unpack(">I", chunk[4:])[0]
+            if tag == b"COMM":
+                comm = fh.read(6)
+                if len(comm) < 6:
+                    return None
+                frames = struct.unpack(">I", comm[2:6])[0]
+            elif tag == b"SSND":
+                skip = fh.read(4)
+                if frames is None or len(skip) < 4:
+                    return None
+                return (frames, size - offset - 16 - struct.unpack(">I", skip)[0], "frames")
+            offset += 8 + length + (length & 1)
+        return None
+    if fmt == "AU" and head[:4] == b".snd":
+        start, data_size = struct.unpack(">II", head[4:12])
+        return None if data_size in (0, 0xFFFFFFFF) else (data_size, size - start)
+    if fmt == "NIST" and head[:8] == b"NIST_1A\n":
+        fh.seek(0)
+        text = fh.read(1024).decode("latin-1")
+        fields = dict(re.findall(r"^(\w+) -i (\d+)$", text, re.M))
+        header = int(text.split("\n")[1].strip() or 0) if "\n" in text else 0
+        if "sample_count" not in fields or not header:
+            return None
+        return (int(fields["sample_count"]), size - header, "frames")
+    return None
+
+
+def _check_declared_length(path: str, fmt: str, size: int, bytes_per_frame: int) -> None:
+    """A RF64, W64, AIFF, AU or NIST file holding fewer samples than its header declares
+    is truncated (libsndfile would read the shorter part as if it were all)."""
+    if fmt not in _CONTAINER_NAMES or not bytes_per_frame:
+        return
+    try:
+        with _open_raw(path) as fh:
+            found = _declared_bytes(fh, fmt, size)
+    except (OSError, struct.error, ValueError):
+        return
+    if found is None:
+        return
+    declared, present = found[0], max(found[1], 0)
+    declared_frames = declared if len(found) == 3 else declared // bytes_per_frame
+    if declared_frames * bytes_per_frame > present:
+        raise BadSourceError(
+            path,
+            f"truncated: the {_CONTAINER_NAMES[fmt]} header declares {declared_frames} frames "
+            f"but the file holds only {present // bytes_per_frame}",
+        )
 
 
 def _check_rate_and_channels(path: str, sample_rate: int, channels: int) -> None:
@@ -848,6 +999,12 @@ def probe(path: str, *, silence_floor_dbfs: float = -90.0) -> AudioInfo:
             frames = _decode_to_end(source, level)
             return _probe_result(path, frames, sample_rate, channels, fmt, subtype, level, silence_floor_dbfs)
         if frames <= 0:
+            header = _read_wav_header(path, size) if fmt.startswith("WAV") and not inside else None
+            if header is not None and header.data_bytes == 0 and header.data_available:
+                raise BadSourceError(
+                    path, f"no audio: the WAV header declares 0 bytes of data but {header.data_available:,} bytes "
+                          "follow it (a streaming writer that never finished its header); re-export the file, "
+                          "or rewrite its header (e.g. sox --ignore-length in.wav out.wav)")
             raise BadSourceError(path, "no audio: 0 frames (header only)")
         if fmt.startswith("WAV") and not inside:
             header = _read_wav_header(path, size)
@@ -863,6 +1020,8 @@ def probe(path: str, *, silence_floor_dbfs: float = -90.0) -> AudioInfo:
                     f"truncated: the WAV header declares {header.data_bytes // bytes_per_frame} "
                     f"frames but the file holds only {header.data_available // bytes_per_frame}",
                 )
+        elif not inside:
+            _check_declared_length(path, fmt, size, _bytes_per_frame(subtype, channels))
         start = 0
         while start < frames:
             block = _read_at(f, path, start, min(_BLOCK_FRAMES, frames - start))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -120,8 +121,9 @@ def _normalize(arr: np.ndarray, mode: str, path: str) -> np.ndarray:
     arr = _to_uint8(arr, path)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if arr.ndim == 3 and arr.shape[2] == 2:  # gray + alpha (rare: OpenCV expands it)
-        arr = cv2.cvtColor(np.ascontiguousarray(arr[:, :, 0]), cv2.COLOR_GRAY2BGR)
+    if arr.ndim == 3 and arr.shape[2] == 2:  # gray + alpha (a TIFF; OpenCV expands a PNG's)
+        gray, alpha = arr[:, :, 0], arr[:, :, 1]
+        arr = cv2.merge([gray, gray, gray, alpha])  # BGRA: the alpha is kept for rgba
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     key = (channels, mode)
     if key not in _CONVERT:
@@ -138,7 +140,25 @@ def _imdecode(data: bytes | np.ndarray, mode: str) -> np.ndarray | None:
         flag = cv2.IMREAD_GRAYSCALE if mode == "gray" else cv2.IMREAD_COLOR
     else:
         flag = cv2.IMREAD_UNCHANGED  # keeps alpha, 16 bits and float for normalization
-    return cv2.imdecode(buf, flag)
+    arr = cv2.imdecode(buf, flag)
+    if mode == "rgba" and arr is not None and arr.ndim == 2 and bytes(buf[:4]) in _TIFF_MAGIC:
+        with_alpha = _tiff_gray_alpha(buf.tobytes())
+        arr = arr if with_alpha is None else with_alpha
+    return arr
+
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+
+
+def _tiff_gray_alpha(data: bytes) -> np.ndarray | None:
+    """A grayscale + alpha TIFF as ``(H, W, 2)`` (OpenCV reads only its gray), or None."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.mode not in ("LA", "La"):
+                return None
+            return np.asarray(im.convert("LA"))
+    except Exception:  # noqa: BLE001 - OpenCV's decode stands
+        return None
 
 
 def decode(data: bytes, mode: str = "rgb", *, path: str = "<bytes>") -> np.ndarray:
@@ -241,8 +261,16 @@ def _format_of(data: bytes) -> str | None:
     return None
 
 
-def _undecodable_reason(data: bytes, path: str) -> str:
+def _undecodable_reason(data: bytes, path: str, known_as: str | None = None) -> str:
+    """Why OpenCV could not decode ``data``; ``known_as``: the format Pillow found in it."""
     fmt = _format_of(data)
+    if fmt == "PNG" and data[12:16] == b"IHDR" and len(data) >= 24:
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if width == 0 or height == 0:
+            return f"empty image: the PNG header declares {width}×{height} pixels"
+    if fmt is None and known_as:
+        return (f"{known_as} image: a format OpenCV (which decodes every image here) cannot read; "
+                "convert it to PNG (e.g. convert FILE out.png)")
     if fmt is not None and _looks_truncated(data):
         return f"truncated {fmt} file: it ends before the image data does ({len(data)} bytes)"
     if fmt is not None:
@@ -265,9 +293,16 @@ def _above(max_pixels: int) -> str:
     return f"above max_pixels ({max_pixels:,}); raise the pool's max_pixels or downscale the file"
 
 
+# Formats whose files may hold several images (animation frames, pages). A JPEG with a
+# depth map or a preview (Pillow's "MPO", as phones write) is one photo: not counted.
+_MULTI_FRAME_FORMATS = ("GIF", "PNG", "TIFF", "WEBP")
+
+
 def _header(data: bytes, path: str, max_pixels: int) -> tuple[int, int, int, int, str] | None:
     """(width, height, channels, bit depth, format) from the header, without decoding
-    the pixels; None when Pillow does not know the format (OpenCV may still)."""
+    the pixels; None when Pillow does not know the format (OpenCV may still). A file of
+    several frames or pages (an animated GIF, PNG or WebP, a multi-page TIFF) is refused:
+    a worker would silently use its first frame."""
 
     try:
         with warnings.catch_warnings():
@@ -275,6 +310,7 @@ def _header(data: bytes, path: str, max_pixels: int) -> tuple[int, int, int, int
             im = Image.open(io.BytesIO(data))
             width, height = im.size
             mode, fmt = im.mode, im.format or "?"
+            frames = int(getattr(im, "n_frames", 1) or 1) if fmt in _MULTI_FRAME_FORMATS else 1
     except UnidentifiedImageError:
         return None
     except Image.DecompressionBombError as exc:
@@ -288,6 +324,12 @@ def _header(data: bytes, path: str, max_pixels: int) -> tuple[int, int, int, int
         if fmt and _looks_truncated(data):
             return None  # let the decode path report it as truncated
         raise BadSourceError(path, f"corrupt image header ({msg})") from None
+    if frames > 1:
+        what = "pages" if fmt == "TIFF" else "frames (an animation)"
+        raise BadSourceError(
+            path, f"{frames} {what} in one {fmt} file; shardsmith reads single images, and would use only "
+                  "the first: extract the frames to files of their own (e.g. ffmpeg -i FILE frame-%03d.png, "
+                  "or convert FILE frame-%03d.png) and list those")
     bands = {"1": 1, "L": 1, "P": 3, "LA": 2, "PA": 4, "RGB": 3, "RGBA": 4, "CMYK": 4, "YCbCr": 3,
              "I;16": 1, "I;16B": 1, "I;16L": 1, "I": 1, "F": 1, "RGBa": 4, "La": 2}.get(mode, 3)
     depth = 16 if mode.startswith("I;16") or mode == "I" else 32 if mode == "F" else 1 if mode == "1" else 8
@@ -310,7 +352,13 @@ def probe(path: str, max_pixels: int = 40_000_000, mode: str = "rgb") -> ImageIn
         elif is_uri(path):
             data = _read_object(path, "file not found")
         else:
-            if os.path.getsize(path) == 0:
+            st = os.stat(path)
+            if stat.S_ISDIR(st.st_mode):
+                raise BadSourceError(path, "is a directory, not an image file")
+            if not stat.S_ISREG(st.st_mode):
+                # a FIFO would block the read, /dev/zero never ends (and both have size 0)
+                raise BadSourceError(path, "not a regular file (a FIFO, socket or device); pools take regular files only")
+            if st.st_size == 0:
                 raise BadSourceError(path, "empty file (0 bytes)")
             with open(path, "rb") as f:
                 data = f.read()
@@ -333,8 +381,8 @@ def probe(path: str, max_pixels: int = 40_000_000, mode: str = "rgb") -> ImageIn
             raise BadSourceError(path, f"oversized: {width}×{height} = {width * height:,} pixels is {_above(max_pixels)}")
     arr = _imdecode(data, mode)
     if arr is None or arr.size == 0:
-        raise BadSourceError(path, _undecodable_reason(data, path) if header is not None or _format_of(data)
-                             else _not_an_image(path))
+        raise BadSourceError(path, _undecodable_reason(data, path, header[4] if header is not None else None)
+                             if header is not None or _format_of(data) else _not_an_image(path))
     h, w = arr.shape[:2]
     if header is None:  # a format only OpenCV knows (e.g. float TIFF): check after decoding
         if w * h > max_pixels:
