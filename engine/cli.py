@@ -138,6 +138,7 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
+    from .report import count
     from .run_record import listed_shards, read_run_record, read_vouched_shard
     from .storage import as_store
     from .synth import synthesizer_class
@@ -167,7 +168,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     dest = Path(args.to)
     written = _export_rows(synth, rows(), dest)
-    print(f"wrote {written} sample(s) ({synth.media_column} files, each with a .json of its provenance) to {dest}")
+    print(f"wrote {count(written, 'sample')} ({synth.media_column} files, each with a .json of its provenance) to {dest}")
     return 0
 
 

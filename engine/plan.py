@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .layout import shard_name
 from .recipe import Recipe
+from .report import count, plural
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,15 @@ def describe_plan(plan: Plan) -> str:
     Example: ``print(describe_plan(plan))``
     """
     lines = [
-        f"plan for {plan.recipe_name!r} (seed {plan.seed}): {plan.total_samples} samples in "
-        f"{len(plan.shards)} shards of up to {plan.samples_per_shard}"
+        f"plan for {plan.recipe_name!r} (seed {plan.seed}): {count(plan.total_samples, 'sample')} in "
+        f"{count(len(plan.shards), 'shard')} of up to {plan.samples_per_shard}"
     ]
     for split, n in plan.splits.items():
         shards = plan.shards_of(split)
         tag = " (held-out sources)" if shards and shards[0].holdout else ""
+        names = shards[0].name if len(shards) == 1 else f"{shards[0].name} .. {shards[-1].name}"
         lines.append(
-            f"  {split:<20} {n:>10} samples  {len(shards):>6} shards  "
-            f"{shards[0].name} .. {shards[-1].name}{tag}"
+            f"  {split:<20} {n:>10} {plural(n, 'sample'):<7}  {len(shards):>6} {plural(len(shards), 'shard'):<6}  "
+            f"{names}{tag}"
         )
     return "\n".join(lines)

@@ -37,6 +37,7 @@ from .fingerprint import Fingerprint, fingerprint
 from .formats import list_items
 from .probe_cache import ProbeCache, probe_key
 from .recipe import AudioPool, Recipe
+from .report import count, plural
 from .storage import glob_uri, is_uri, join_location
 from .tables import read_table, require_column
 from .rng import stable_unit
@@ -125,14 +126,14 @@ class PoolIndex:
                 else f"{p.seconds_available / 3600:9.3f} h"
             )
             lines.append(
-                f"  pool {name:<12} {len(p):>7} items  {size}"
+                f"  pool {name:<12} {len(p):>7} {plural(len(p), 'item'):<5}  {size}"
                 + (f"  ({held} held out)" if held else "")
             )
         if self.cached or self.probed:
-            lines.append(f"  {self.probed} item(s) decoded and checked in full now, {self.cached} known from "
+            lines.append(f"  {count(self.probed, 'item')} decoded and checked in full now, {self.cached} known from "
                          "the probe cache (same content)")
         if self.rejects:
-            lines.append(f"  {len(self.rejects)} file(s) rejected (see rejects.jsonl)")
+            lines.append(f"  {count(len(self.rejects), 'file')} rejected (see rejects.jsonl)")
         return "\n".join(lines)
 
 

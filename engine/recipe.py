@@ -323,6 +323,14 @@ def _parse_override_path(path: str) -> list[str | int]:
     return parts
 
 
+def _override_prefix(parts: list[str | int]) -> str:
+    """``["synth", "noise", 0]`` as ``synth.noise[0]``."""
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``--set key.path=value`` overrides (values parsed as YAML) to recipe data.
 
@@ -351,8 +359,21 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 if last:
                     node[key] = value
                 else:
+                    if (key not in node or node[key] is None) and isinstance(parts[i + 1], int):
+                        # nothing to index: a list can only be set item by item where it exists
+                        at = _override_prefix(parts[:i])
+                        known = sorted(str(k) for k in node)
+                        hint = difflib.get_close_matches(str(key), known, n=1)
+                        under = f" under {at}" if at else ""
+                        if hint:
+                            raise RecipeError(f"--set {where}: unknown field {key!r}{under}; "
+                                              f"did you mean {hint[0]!r}?")
+                        whole = f"{at}.{key}" if at else str(key)
+                        raise RecipeError(f"--set {where}: no field {key!r}{under} to index"
+                                          + (f" (there: {', '.join(known)})" if known else "")
+                                          + f"; to add a list, set it whole, e.g. --set '{whole}=[...]'")
                     if key not in node or node[key] is None:
-                        node[key] = [] if isinstance(parts[i + 1], int) else {}
+                        node[key] = {}
                     node = node[key]
             elif isinstance(node, list):
                 if not isinstance(key, int):

@@ -31,6 +31,17 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.pass{color:
 """
 
 
+def plural(n: float, noun: str, many: str | None = None) -> str:
+    """``noun`` for exactly 1, else ``many`` (default ``noun + "s"``): ``plural(1, "shard")`` is
+    ``"shard"``, ``plural(2, "shard")`` is ``"shards"``."""
+    return noun if n == 1 else (many or noun + "s")
+
+
+def count(n: float, noun: str, many: str | None = None) -> str:
+    """``n`` and its noun, singular only for 1: ``count(1, "shard")`` is ``"1 shard"``."""
+    return f"{n} {plural(n, noun, many)}"
+
+
 def new_figure(width: float = 7.0, height: float = 3.2, ncols: int = 1):
     """A matplotlib figure on the Agg backend (no display needed)."""
     import matplotlib  # matplotlib loads only when a report draws

@@ -415,6 +415,11 @@ def test_overridden_values_are_validated(recipe_file):
         pytest.param("synth.noise[x].p=1", ["synth.noise[x].p", "cannot parse 'noise[x]'"],
                      id="non_numeric_index"),
         pytest.param("seed=[1", ["seed", "not valid YAML"], id="bad_yaml_value"),
+        # issue 16: a misspelt list field is named, not reported as an index out of range
+        pytest.param("synth.nois[0].p=0.5", ["synth.nois[0].p", "unknown field 'nois' under synth",
+                                             "did you mean 'noise'?"], id="misspelt_list_field"),
+        pytest.param("synth.zzz[0].p=0.5", ["synth.zzz[0].p", "no field 'zzz' under synth to index",
+                                            "noise", "synth.zzz=[...]"], id="absent_list_field"),
     ],
 )
 def test_bad_override_is_a_recipe_error_naming_the_override(recipe_file, override, fragments):

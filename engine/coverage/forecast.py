@@ -73,13 +73,41 @@ def forecast_coverage(recipe: Any, index: Any, *, draws: int = FORECAST_DRAWS) -
     for name in recipe.synth.pools_used():
         pools[name] = _forecast_pool(index.pools[name], groups.get(name, {}))
     guards = evaluate_guards(pools, recipe, list(recipe.synth.pools_used()))
+    passed = all(g["passed"] for g in guards)
     return round_floats({
         "samples": samples,
         "draws_per_split": draws,
         "pools": pools,
         "guards": guards,
-        "passed": all(g["passed"] for g in guards),
+        "passed": passed,
+        "max_samples_passing": None if passed else _max_samples_passing(recipe, index, groups, samples),
     })
+
+
+def _max_samples_passing(recipe: Any, index: Any, groups: dict[str, dict[Any, list[Any]]],
+                         samples: int) -> int | None:
+    """The largest total sample count below ``samples`` (every split scaled alike) whose
+    forecast passes every guard, or None if no smaller run passes (a guard that fewer
+    samples cannot fix, such as too few effective sources)."""
+    used = list(recipe.synth.pools_used())
+
+    def passes(n: int) -> bool:
+        f = n / samples
+        pools = {name: _forecast_pool(index.pools[name], {k: [u * f, s * f, w] for k, (u, s, w) in
+                                                           groups.get(name, {}).items()}) for name in used}
+        return all(g["passed"] for g in evaluate_guards(pools, recipe, used))
+
+    lo, hi = 0, samples  # passes(lo) is assumed (or nothing passes), passes(hi) is False
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if passes(mid):
+            lo = mid
+        else:
+            hi = mid
+    # the share figures come from a simulated draw, so check the answer itself
+    while lo >= 1 and not passes(lo):
+        lo -= max(1, lo // 50)
+    return lo if lo >= 1 else None
 
 
 def _forecast_pool(pool: Any, groups: dict[Any, list[Any]]) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..report import count
+
 # guard name -> (pool figure it limits, "max" or "min")
 GUARDS: dict[str, tuple[str, str]] = {
     "max_reuse_factor": ("reuse_factor", "max"),
@@ -72,16 +74,13 @@ def guard_refusal(forecast: dict[str, Any], recipe: Any) -> str:
         if name == "max_reuse_factor":
             if f["timed"]:
                 detail = (f"{_fmt_s(f['seconds_used'])} drawn from {_fmt_s(f['seconds_available'])} in "
-                          f"{f['items_available']} item(s): each second would be used ~{value:.0f} times")
+                          f"{count(f['items_available'], 'item')}: each second would be used ~{value:.0f} times")
                 ways.append(f"more source audio: about {_fmt_s(f['seconds_used'] / limit)} of distinct audio "
                             f"in pool '{pool}' (it has {_fmt_s(f['seconds_available'])})")
             else:
-                detail = f"{f['uses']:.0f} uses of {f['items_available']} item(s)"
+                detail = f"{count(round(f['uses']), 'use')} of {count(f['items_available'], 'item')}"
                 ways.append(f"more source items: about {f['uses'] / limit:.0f} distinct items in pool '{pool}' "
                             f"(it has {f['items_available']})")
-            fewer = max(1, int(samples * limit / value))
-            if fewer < samples:
-                ways.append(f"fewer samples: about {fewer} in total instead of {samples}")
         else:
             detail = f"{GUARDS[name][0]} is {value:.4g}"
             ways.append(f"more distinct items in pool '{pool}', or a lower guards.{name}")
@@ -90,6 +89,10 @@ def guard_refusal(forecast: dict[str, Any], recipe: Any) -> str:
                      f"{value:.4g} {rel} {name} {limit:g} ({detail})")
         ways.append(f"perturbation: if the recipe perturbs the pieces of '{pool}' (speed, gain, reverb) so that "
                     f"reused seconds differ, say how far to trust that with guards.pools.{pool}.{name}")
+    fewer = forecast.get("max_samples_passing")
+    if fewer:
+        ways.append(f"fewer samples: at most about {fewer} in total instead of {samples} "
+                    "(every split scaled alike; the forecast passes every guard there)")
     ways.append("--allow-narrow: run anyway; the coverage report at the end still shows the figures")
     lines.append("ways out:")
     lines += [f"  - {w}" for w in dict.fromkeys(ways)]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..report import esc, figure_html, new_figure, page, section, table_html, write_report
+from ..report import count, esc, figure_html, new_figure, page, section, table_html, write_report
 from .merge import CoverageStats
 
 
@@ -26,7 +26,9 @@ def _num(v: Any, spec: str = ".4g") -> str:
 def describe_guards(guards: list[dict[str, Any]]) -> list[str]:
     lines = []
     for g in guards:
-        rel = "<=" if g["name"].startswith("max") or g["name"] == "holdout_unseen" else ">="
+        upper = g["name"].startswith("max") or g["name"] == "holdout_unseen"
+        # the relation the figure has to its limit, so a failing line never reads as true
+        rel = ("<=" if g["passed"] else ">") if upper else (">=" if g["passed"] else "<")
         lines.append(f"  {'pass' if g['passed'] else 'FAIL'}  {g['name']:<24} {g['pool']:<14} "
                      f"{_num(g['value'])} {rel} {g['limit']:g}")
     return lines
@@ -49,7 +51,7 @@ def describe_pools(pools: dict[str, dict[str, Any]]) -> list[str]:
 
 def describe_forecast(forecast: dict[str, Any]) -> str:
     """Human-readable guard forecast (``shardsmith plan``)."""
-    lines = [f"coverage forecast for {forecast['samples']} samples "
+    lines = [f"coverage forecast for {count(forecast['samples'], 'sample')} "
              f"({'passes' if forecast['passed'] else 'FAILS'} the guards):"]
     lines += describe_pools(forecast["pools"])
     lines += describe_guards(forecast["guards"]) or ["  (no guards in force)"]
@@ -88,7 +90,7 @@ def describe_probe(probe: dict[str, Any] | None) -> list[str]:
 def describe_coverage(report: dict[str, Any], probe: dict[str, Any] | None = None) -> str:
     """Human-readable coverage report (``shardsmith coverage``), with the probe's verdict
     when one was recorded (``probe``: :func:`~engine.coverage.analyze.read_probe`)."""
-    lines = [f"coverage of {report['recipe_name']!r}: {report['samples']} samples in {report['shards']} shards"
+    lines = [f"coverage of {report['recipe_name']!r}: {count(report['samples'], 'sample')} in {count(report['shards'], 'shard')}"
              + ("" if report["complete"] else " (the run is not complete)")
              + f": {'PASSED' if report['passed'] else 'FAILED'}"]
     lines.append("pools:")
@@ -232,7 +234,7 @@ def coverage_html(report: dict[str, Any], cs: CoverageStats | None = None, probe
         f'<p class="note">holdout splits: {esc(", ".join(h["holdout_splits"]) or "none")}</p>',
         table_html(hrows),
     ))
-    sub = (f"{report['samples']} samples, {report['seconds']:.0f} s, {report['shards']} shards"
+    sub = (f"{count(report['samples'], 'sample')}, {report['seconds']:.0f} s, {count(report['shards'], 'shard')}"
            + ("" if report["complete"] else " (run not complete)"))
     return page(f"Coverage: {report['recipe_name']}", sections, subtitle=sub)
 

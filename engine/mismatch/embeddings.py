@@ -25,6 +25,7 @@ from ..features.files import featurize_files
 from ..layout import LEGACY_RUN_RECORD_FILE, RUN_RECORD_FILE
 from ..run_record import read_run_record, shard_files
 from ..media import MEDIA_EXTENSIONS, find_media, media_kind
+from ..report import count, plural
 from ..rng import keyed_rng
 from ..tables import manifest_paths
 from .columns import read_columns
@@ -50,10 +51,14 @@ class EmbeddingSet:
         return len(self.ids)
 
     def describe(self) -> str:
-        what = f"shards ({', '.join(self.splits)})" if self.kind == "shards" else f"{self.kind} files"
+        if self.kind == "shards":
+            what = (f"{count(self.n_available, 'row')} of {plural(len(self.splits), 'split')} "
+                    f"{', '.join(self.splits)}")
+        else:
+            what = count(self.n_available, f"{self.kind} file")
         sub = f", {len(self)} sampled" if len(self) < self.n_available else ""
         bad = f", {len(self.rejects)} unreadable" if self.rejects else ""
-        return f"{self.name}: {self.path} -- {self.n_available} {what}{sub}{bad}"
+        return f"{self.name}: {self.path} -- {what}{sub}{bad}"
 
 
 def subsample(n: int, max_n: int, seed: int, stream: int) -> np.ndarray:
