@@ -326,26 +326,70 @@ def _on_fault(fault: PoolIndexFault, recipe: Recipe, index: PoolIndex, sink: Out
 
 
 class Progress:
-    """A tqdm bar on stderr (samples/s and ETA); plain periodic lines when not a TTY."""
+    """A tqdm bar on stderr (samples/s and ETA) when stderr is a terminal; otherwise (a log
+    file, a pipe, CI) plain lines, one per 10 % or 30 s, whichever comes first, and one at
+    the end, e.g. ``synthesizing: 240/440 samples (55 %), 49.5 samples/s, eta 4 s``.
 
-    def __init__(self, total: int, enabled: bool = True):
+    Example: ``p = Progress(440); p.update(40); p.close()``
+    """
+
+    EVERY_FRACTION = 0.10
+    EVERY_S = 30.0
+
+    def __init__(self, total: int, enabled: bool = True, *, stream: Any = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.total = total
         self.enabled = enabled and total > 0
+        self._stream = stream if stream is not None else sys.stderr
+        self._clock = clock
         self._bar = None
-        if self.enabled:
-
+        self._done = 0
+        self._t0 = self._last_t = clock()
+        self._last_n = 0
+        if self.enabled and self._is_terminal():
             self._bar = tqdm(
-                total=total, unit="sample", unit_scale=True, file=sys.stderr, mininterval=1.0,
+                total=total, unit="sample", unit_scale=True, file=self._stream, mininterval=1.0,
                 dynamic_ncols=True, desc="synthesizing", smoothing=0.1,
             )
 
+    def _is_terminal(self) -> bool:
+        try:
+            return bool(self._stream.isatty())
+        except (AttributeError, ValueError, OSError):
+            return False
+
+    def _line(self) -> str:
+        n, total = self._done, self.total
+        elapsed = self._clock() - self._t0
+        rate = n / elapsed if elapsed > 0 else 0.0
+        text = f"synthesizing: {n}/{total} sample{'s' if total != 1 else ''} ({100 * n / total:.0f} %)"
+        if rate > 0:
+            text += f", {rate:.1f} samples/s"
+            if n < total:
+                text += f", eta {(total - n) / rate:.0f} s"
+        return text
+
+    def _print(self) -> None:
+        print(self._line(), file=self._stream, flush=True)
+        self._last_n, self._last_t = self._done, self._clock()
+
     def update(self, n: int) -> None:
+        if not self.enabled:
+            return
+        self._done += n
         if self._bar is not None:
             self._bar.update(n)
+            return
+        step = self.EVERY_FRACTION * self.total
+        if (int(self._done / step) > int(self._last_n / step)  # crossed a 10 % mark
+                or self._clock() - self._last_t >= self.EVERY_S):
+            self._print()
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+        elif self.enabled and self._done != self._last_n:
+            self._print()
 
 
 # --------------------------------------------------------------------------- run
