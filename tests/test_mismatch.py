@@ -480,11 +480,50 @@ def test_bad_predictions_files_are_clear_errors(holdout_run, tmp_path):
     with pytest.raises(InputError, match="appears twice"):
         slice_errors(out, f)
     f.write_text(f"sample_id,correct\n{rows[0]['sample_id']},maybe\n")
-    with pytest.raises(InputError, match="'correct' must be true/false"):
+    with pytest.raises(InputError, match="'correct' must be one of true/false, 1/0, yes/no"):
         slice_errors(out, f)
     f.write_text(f"sample_id,prediction\n{rows[0]['sample_id']},go\n")
     with pytest.raises(InputError, match="--label-column"):
         slice_errors(out, f, label_column="transcript")
+
+
+@pytest.mark.ray
+def test_every_correct_value_the_message_lists_is_accepted(holdout_run, tmp_path):
+    """issue 16: the message named true/false or 1/0 while yes, y, right... were accepted."""
+    from engine.mismatch.slices import _ACCEPTED, _FALSE, _TRUE
+
+    out, rows = holdout_run
+    words = {w for part in _ACCEPTED.split(" (")[0].replace(" or ", ", ").split(", ") for w in part.split("/")}
+    assert words == _TRUE | _FALSE, words
+    f = tmp_path / "p.csv"
+    values = sorted(_TRUE | _FALSE)
+    f.write_text("sample_id,correct\n" + "".join(f"{r['sample_id']},{v.upper()}\n" for r, v in zip(rows, values)))
+    report = slice_errors(out, f)
+    assert report.errors == sum(v in _FALSE for v in values)
+
+
+@pytest.mark.ray
+def test_with_split_predictions_for_other_splits_are_named_as_such(holdout_run, tmp_path, capsys):
+    """issue 16: with --split train, rows of train_dev were said to "name no row of the output"."""
+    out, rows = holdout_run
+    f = tmp_path / "p.csv"
+    _write_predictions(f, rows, lambda r: False)
+    with open(f, "a") as fh:
+        fh.write("nobody-1,true\n")
+    report = slice_errors(out, f, split="train")
+    n_train = sum(r["split"] == "train" for r in rows)
+    assert report.n_joined == n_train
+    assert report.not_joined_splits == {"train_dev": 20, "train_dev_unseen": 20}
+    text = report.describe()
+    assert f"40 of {len(rows) + 1} predictions name rows of other splits (train_dev 20, train_dev_unseen 20)" in text
+    assert f"1 of {len(rows) + 1} predictions name no row of the output and were left out, e.g. nobody-1" in text
+    assert report.to_json()["not_joined_splits"] == {"train_dev": 20, "train_dev_unseen": 20}
+    # none joins: the error says where they are
+    g = tmp_path / "q.csv"
+    _write_predictions(g, [r for r in rows if r["split"] == "train_dev"], lambda r: False)
+    with pytest.raises(InputError, match=r"none of its 20 sample_ids is a row of split 'train'.*"
+                                         r"20 name rows of other splits \(train_dev 20\)"):
+        slice_errors(out, g, split="train")
 
 
 def test_row_categories_follow_reverb_events_and_image_transforms():

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,13 +28,15 @@ from ..layout import POOL_INDEX_FILE
 from ..run_record import read_run_record, shard_files
 from ..storage import Store, as_store
 from ..synth import Synthesizer, synthesizer_class
-from ..report import pct
+from ..report import count, pct, plural
 from ..statistics import wilson_interval
 from ..tables import read_table
 from .columns import read_columns
 
 _TRUE = {"1", "true", "t", "yes", "y", "correct", "right"}
 _FALSE = {"0", "false", "f", "no", "n", "wrong", "incorrect", "error"}
+_ACCEPTED = ("true/false, 1/0, yes/no, y/n, t/f, correct/incorrect, right/wrong or error "
+             "(any case)")
 
 
 def _as_bool(value: Any, where: str) -> bool:
@@ -46,7 +49,7 @@ def _as_bool(value: Any, where: str) -> bool:
         return True
     if s in _FALSE:
         return False
-    raise InputError(f"{where}: 'correct' must be true/false or 1/0, got {value!r}")
+    raise InputError(f"{where}: 'correct' must be one of {_ACCEPTED}, got {value!r}")
 
 
 def row_categories(
@@ -87,6 +90,13 @@ class SliceReport:
     dimensions: dict[str, list[dict[str, Any]]]
     table: list[dict[str, Any]]
     notes: list[str]
+    # with --split: the split of each of not_joined that names a row of another split
+    elsewhere: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def not_joined_splits(self) -> dict[str, int]:
+        """How many predictions left out name rows of each other split."""
+        return dict(Counter(self.elsewhere.values()))
 
     @property
     def error_rate(self) -> float:
@@ -98,6 +108,7 @@ class SliceReport:
             "n_joined": self.n_joined,
             "n_not_joined": len(self.not_joined),
             "not_joined_examples": self.not_joined[:20],
+            "not_joined_splits": self.not_joined_splits,
             "errors": self.errors,
             "error_rate": self.error_rate,
             "dimensions": self.dimensions,
@@ -109,10 +120,17 @@ class SliceReport:
         lines = [
             f"{self.n_joined} predictions joined to rows ({self.errors} errors, error rate {pct(self.error_rate)})"
         ]
-        if self.not_joined:
+        if self.elsewhere:
+            named = ", ".join(f"{k} {v}" for k, v in self.not_joined_splits.items())
             lines.append(
-                f"{len(self.not_joined)} of {self.n_predictions} prediction(s) name no row of the output "
-                f"and were left out, e.g. {', '.join(self.not_joined[:3])}"
+                f"{len(self.elsewhere)} of {self.n_predictions} {plural(self.n_predictions, 'prediction')} name rows of "
+                f"other splits ({named}) and were left out (only the split asked for is sliced)"
+            )
+        nowhere = [sid for sid in self.not_joined if sid not in self.elsewhere]
+        if nowhere:
+            lines.append(
+                f"{len(nowhere)} of {self.n_predictions} {plural(self.n_predictions, 'prediction')} "
+                f"name no row of the output and were left out, e.g. {', '.join(nowhere[:3])}"
             )
         lines.append("")
         lines.append("error analysis: share of all errors per category (the most fixing it can gain)")
@@ -236,14 +254,34 @@ def slice_errors(
             truth = row.get(row_label) if use_row_label else label_col[i]  # type: ignore[index]
             ok = pred_col[i] is not None and truth is not None and str(pred_col[i]).strip() == str(truth).strip()
         joined.append((row, ok))
+    elsewhere: dict[str, str] = {}
+    if split and not_joined:
+        # the ids left out may be rows of the splits not asked for: say which
+        missing = set(not_joined)
+        for s in record.get("splits", {}):
+            if s == split:
+                continue
+            for f in shard_files(out, s):
+                for sid in read_columns(f, ["sample_id"]).column("sample_id").to_pylist():
+                    if str(sid) in missing:
+                        elsewhere[str(sid)] = s
     if not joined:
+        if elsewhere:
+            named = ", ".join(f"{k} {v}" for k, v in Counter(elsewhere.values()).items())
+            raise InputError(
+                f"{predictions}: none of its {count(len(ids), 'sample_id')} is a row of split {split!r} of "
+                f"{out.display()}; {len(elsewhere)} name rows of other splits ({named}): drop --split "
+                "or give that split"
+            )
         raise InputError(
-            f"{predictions}: none of its {len(ids)} sample_id(s) is a row of {out.display()} "
+            f"{predictions}: none of its {count(len(ids), 'sample_id')} is a row of {out.display()} "
             f"(e.g. {ids[0]!r} if any); are these predictions for this output folder"
             + (f" and split {split!r}" if split else "") + "?"
         )
-    return slice_rows(joined, held, synth, by=by, confidence=confidence, notes=notes,
-                      n_predictions=len(ids), not_joined=not_joined)
+    report = slice_rows(joined, held, synth, by=by, confidence=confidence, notes=notes,
+                        n_predictions=len(ids), not_joined=not_joined)
+    report.elsewhere = elsewhere
+    return report
 
 
 def held_out_items(out: str | Path | Store) -> tuple[set[tuple[str, str]], list[str]]:
