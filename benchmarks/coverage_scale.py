@@ -8,7 +8,7 @@ speech pool and two noise pools of 5,000 and 2,000 long files, two SNR parameter
 baseline measured in the same run is the floor any analyzer pays: reading and parsing
 the same stats files with ``json.loads``.
 
-    /work/venv/bin/python benchmarks/coverage_scale.py [--shards 1000] [--rows 1000] [--dir /tmp/x]
+    python benchmarks/coverage_scale.py [--shards 1000] [--rows 1000] [--dir /tmp/x]
 """
 
 from __future__ import annotations
