@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from .errors import ShardError
 from .layout import SHARD_EXTENSIONS
+from .report import count
 from .storage import Store, is_uri, open_filesystem, write_hint
 from .synth import SOURCE_TYPE, Synthesizer
 
@@ -73,7 +74,7 @@ def shard_schema(synth: Synthesizer, metadata: dict[str, Any]) -> pa.Schema:
     doubled = sorted({n for n in names if names.count(n) > 1})
     if doubled:  # a row dict holds one value per name: the other column would be lost
         raise ShardError(
-            f"synthesizer {synth.type!r}: its rows would have {len(doubled)} column name(s) twice "
+            f"synthesizer {synth.type!r}: its rows would have {count(len(doubled), 'column name')} twice "
             f"({', '.join(repr(n) for n in doubled)}; columns: {', '.join(names)}); every column needs its own "
             "name: this is a bug in the synthesizer's media_fields / label_fields (labels named like a row "
             "column, or like each other, must be refused with a recipe error)"

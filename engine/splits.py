@@ -34,6 +34,7 @@ from pyarrow import csv as pacsv
 from .errors import InputError
 from .storage import write_json
 from .media import find_media
+from .report import count, plural
 from .rng import keyed_rng, split_id
 from .tables import manifest_paths
 
@@ -225,7 +226,7 @@ def plan_splits(
         keep.append(i)
     duplicates = len(paths) - len(keep)
     if duplicates:
-        notes.append(f"{duplicates} file(s) listed more than once; each is kept once (its first listing)")
+        notes.append(f"{count(duplicates, 'file')} listed more than once; each is kept once (its first listing)")
     groups = table.column(group_column).to_pylist() if group_column else None
 
     def unit(i: int) -> Any:
@@ -255,7 +256,7 @@ def plan_splits(
     leaked = [i for i in pool if groups is not None and unit(i) in held_units]
     if leaked:
         notes.append(
-            f"{len(leaked)} row(s) of other origins share a {group_column} with dev or test and were left out of training"
+            f"{count(len(leaked), 'row')} of other origins {plural(len(leaked), 'shares', 'share')} a {group_column} with dev or test and were left out of training"
         )
         leaked_set = set(leaked)
         pool = [i for i in pool if i not in leaked_set]

@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from .errors import InputError
 from .media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+from .report import count
 from .sources import Listing, Locator, encode, open_container
 from .storage import Store, glob_uri, is_uri
 
@@ -384,7 +385,7 @@ def list_webdataset_items(pool_name: str, pool: Any, base_dir: Path) -> Listing:
         if not samples:
             reject(rel, "empty file (0 bytes), not a tar" if not size else problem or (
                 "empty tar: no members" if not members else
-                f"no WebDataset samples: no member is named key.extension ({len(members)} member(s))"))
+                f"no WebDataset samples: no member is named key.extension ({count(len(members), 'member')})"))
             continue
         runs: dict[str, int] = {}
         for sample in samples:

@@ -133,6 +133,7 @@ def test_a_file_listed_twice_is_kept_once(origins):
     plan = plan_splits(origins, "app", dev=10, test=10, train_dev=5, seed=0)
     assert plan.summary["duplicates_dropped"] == 1
     assert sum(t.num_rows for t in plan.tables.values()) == 420
+    assert "1 file listed more than once; each is kept once (its first listing)" in plan.notes  # not "1 file(s)"
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..features import embedding_names
+from ..report import count
 from ..rng import keyed_rng
 from .embeddings import DEFAULT_MAX_N, MIN_N, EmbeddingSet, load_embeddings
 from .metrics import domain_classifier_auc, expected_coverage, feature_drift, frechet_distance, mmd2_permutation_test, prdc
@@ -405,7 +406,7 @@ def compare_data(
             "(or set --max-n to the smallest)"
         )
     if dev_set.rejects:
-        notes.append(f"{len(dev_set.rejects)} dev file(s) could not be read and were left out (see --json)")
+        notes.append(f"{count(len(dev_set.rejects), 'dev file')} could not be read and were left out (see --json)")
     settings = {"seed": seed, "max_n": max_n, "k": k, "permutations": n_permutations, "folds": folds,
                 "mmd_max_n": MMD_MAX_N, "standardized_by": "dev mean and sd"}
     return DataComparison(dev_set, pairs, closest, settings, notes)

@@ -93,14 +93,14 @@ def _shard_embeddings(
                 raise InputError(f"{f}: shard has no 'embedding' column; re-run it with this shardsmith version")
             tables.append(t.select(["sample_id", "embedding"]))
     if not tables:
-        raise InputError(f"{out}: no shards written for split(s) {', '.join(splits)}; run the recipe first")
+        raise InputError(f"{out}: no shards written for {plural(len(splits), 'split')} {', '.join(splits)}; run the recipe first")
     table = pa.concat_tables(tables)
     n = table.num_rows
     keep = subsample(n, max_n, seed, 101)
     table = table.take(pa.array(keep, type=pa.int64()))
     emb = table.column("embedding").combine_chunks()
     if emb.null_count:
-        raise InputError(f"{out}: {emb.null_count} row(s) have no embedding; re-run the recipe to rewrite them")
+        raise InputError(f"{out}: {count(emb.null_count, 'row')} {plural(emb.null_count, 'has', 'have')} no embedding; re-run the recipe to rewrite them")
     dim = emb.type.list_size if hasattr(emb.type, "list_size") else len(emb[0])
     X = np.asarray(emb.flatten().to_numpy(zero_copy_only=False), dtype=np.float64).reshape(-1, dim)
     ids = [str(x) for x in table.column("sample_id").to_pylist()]

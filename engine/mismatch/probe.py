@@ -45,7 +45,7 @@ from ..errors import InputError
 from ..features.files import featurize_files
 from ..layout import LEGACY_RUN_RECORD_FILE, RUN_RECORD_FILE
 from ..media import MEDIA_EXTENSIONS, find_media, media_kind
-from ..report import esc, figure_html, new_figure, page, pct, section, table_html
+from ..report import count, esc, figure_html, new_figure, page, pct, plural, section, table_html
 from ..rng import keyed_rng
 from ..run_record import read_run_record, shard_files
 from ..shards import read_shard
@@ -399,7 +399,7 @@ def _read_split(out: Any, split: str, label: str, columns: Sequence[str], what: 
 def _embeddings(table: pa.Table, what: str) -> np.ndarray:
     emb = table.column("embedding").combine_chunks()
     if emb.null_count:
-        raise InputError(f"{what}: {emb.null_count} row(s) have no embedding; re-run the recipe to rewrite them")
+        raise InputError(f"{what}: {count(emb.null_count, 'row')} {plural(emb.null_count, 'has', 'have')} no embedding; re-run the recipe to rewrite them")
     if len(emb) == 0:
         return np.zeros((0, 0))
     dim = emb.type.list_size if hasattr(emb.type, "list_size") else len(emb[0])
@@ -474,7 +474,7 @@ def _load_output_target(path: str, label: str, split: str | None, prefer: str, a
         dropped += d
         used.append(s)
     if not parts or sum(len(p.y) for p in parts) == 0:
-        raise InputError(f"{arg} {path}: no labelled rows in split(s) {', '.join(splits)}; run the recipe first")
+        raise InputError(f"{arg} {path}: no labelled rows in {plural(len(splits), 'split')} {', '.join(splits)}; run the recipe first")
     synth_type = str((record.get("recipe") or {}).get("synth", {}).get("type"))
     source = f"{path} split{'s' if len(used) > 1 else ''} {', '.join(used)}"
     return _Target(_concat(parts), source, used, dropped, [], store, synth_type)
@@ -633,7 +633,7 @@ def probe_errors(
     train_table = _read_split(store, "train", label, _ROW_COLUMNS, f"{where} (split train)")
     train_rows, dropped_train = _rows_of(train_table, label, where, provenance=False)  # type: ignore[arg-type]
     if dropped_train:
-        notes.append(f"{dropped_train} train row(s) have no {label!r} value and were left out")
+        notes.append(f"{count(dropped_train, 'train row')} {plural(dropped_train, 'has', 'have')} no {label!r} value and were left out")
     has_train_dev = "train_dev" in splits_done and "train_dev" not in holdout and shard_files(store, "train_dev")
     sets: dict[str, ScoredSet] = {}
     scored: dict[str, _Rows] = {}
@@ -704,7 +704,7 @@ def probe_errors(
                      "and holdout)")
     others = [s for s in splits_done if s not in ("train", "train_dev", *holdout)]
     if others:
-        notes.append(f"split(s) {', '.join(others)} of {train_text} are not scored (only train, train_dev and "
+        notes.append(f"{plural(len(others), 'split')} {', '.join(others)} of {train_text} {plural(len(others), 'is', 'are')} not scored (only train, train_dev and "
                      "holdout splits are)")
 
     slices: dict[str, SliceReport] = {}
@@ -733,10 +733,10 @@ def probe_errors(
                 f"trained on this data can predict them: synthesize from speech with those {label}s too"
             )
         if target.dropped:
-            notes.append(f"{name}: {target.dropped} row(s) without a {label!r} value were left out")
+            notes.append(f"{name}: {count(target.dropped, 'row')} without a {label!r} value were left out")
         if target.rejects:
             r0 = target.rejects[0]
-            notes.append(f"{name}: {len(target.rejects)} file(s) could not be read and were left out "
+            notes.append(f"{name}: {count(len(target.rejects), 'file')} could not be read and were left out "
                          f"(e.g. {r0['path']}: {r0['reason']})")
         if target.out is not None and target.rows.rows:
             held, held_notes = held_out_items(target.out)
