@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..report import count, esc, figure_html, new_figure, page, section, table_html, write_report
+from ..report import count, esc, figure_html, new_figure, page, plural, section, table_html, write_report
 from .merge import CoverageStats
 
 
@@ -128,7 +128,7 @@ def describe_upstream(upstream: dict[str, dict[str, Any]]) -> list[str]:
     for name, u in upstream.items():
         for o in u["outputs"]:
             lines.append(f"upstream of pool {name!r}: {o['path']} (recipe {o['recipe_name']!r}, "
-                         f"{o['rows_used']}/{o['rows_available']} rows used {o['uses']} times); its own sources "
+                         f"{o['rows_used']}/{o['rows_available']} {plural(o['rows_available'], 'row')} used {count(o['uses'], 'time')}); its own sources "
                          f"through the chain, {u['depth']} level (its upstream is not followed):")
             lines += describe_pools(o["pools"])
         if u["unmatched_uses"]:
@@ -172,7 +172,7 @@ def coverage_html(report: dict[str, Any], cs: CoverageStats | None = None, probe
             unused = cs.catalog[name].n_items - report["pools"][name]["items_used"]
             ax.set_xlabel("item rank")
             ax.set_ylabel(unit)
-            ax.set_title(f"{name}: {unit} per item, sorted ({unused:.0f} items never used)")
+            ax.set_title(f"{name}: {unit} per item, sorted ({count(round(unused), 'item')} never used)")
             parts.append(figure_html(fig, f"usage of {name}"))
     sections.append(section("Pools", *parts))
 
@@ -182,8 +182,8 @@ def coverage_html(report: dict[str, Any], cs: CoverageStats | None = None, probe
                      for n, f in o["pools"].items()]
             sections.append(section(
                 f"Upstream of pool {name}",
-                f"<p>{esc(o['path'])} (recipe {esc(o['recipe_name'])}): {o['rows_used']}/{o['rows_available']} rows "
-                f"used {o['uses']} times. Its own sources through the chain, {u['depth']} level (its upstream is "
+                f"<p>{esc(o['path'])} (recipe {esc(o['recipe_name'])}): {o['rows_used']}/{o['rows_available']} "
+                f"{plural(o['rows_available'], 'row')} used {count(o['uses'], 'time')}. Its own sources through the chain, {u['depth']} level (its upstream is "
                 "not followed).</p>",
                 table_html(urows, cols),
             ))
