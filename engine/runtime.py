@@ -285,6 +285,28 @@ class _Indexing:
         return self._index, self._forecast
 
 
+class _Background:
+    """``fn(*args)`` in a thread; :meth:`result` joins it and returns or raises its outcome."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any):
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, args=(fn, args), name="shardsmith-background", daemon=True)
+        self._thread.start()
+
+    def _work(self, fn: Callable[..., Any], args: tuple) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 def _warm_worker(synth_type: str) -> None:
     # A module-level function run once per worker slot while the driver indexes: the
     # worker's imports (the engine's worker code, the synthesizer's package) are then not
@@ -439,6 +461,7 @@ def run(
     if workers is not None and workers < 1:
         raise ShardsmithError(f"--workers must be at least 1, got {workers}")
     summary = RunSummary(out=sink.store.display(), shards=len(plan.shards), splits=dict(plan.splits))
+    analysis: _Background | None = None
     with contextlib.ExitStack() as scope:
         # The lease first: a second run into OUT is refused at once, before Ray starts. On
         # every way out it is released, and a folder made for it goes when nothing else was
@@ -528,6 +551,8 @@ def run(
                 summary.wall_s = time.perf_counter() - t0
                 if failure is None:
                     run_record = sink.on_write_complete(index.rejects)
+                    if run_record["status"] == "complete":  # analysed while Ray shuts down
+                        analysis = _Background(analyze_coverage, sink.store, recipe)
                 else:
                     run_record = sink.on_write_failed(failure, index.rejects)
         finally:
@@ -536,7 +561,7 @@ def run(
     summary.status = run_record["status"]
     summary.rejects = run_record["rejected_files"]
     if summary.status == "complete":
-        report = analyze_coverage(sink.store, recipe)
+        report = analysis.result() if analysis is not None else analyze_coverage(sink.store, recipe)
         sink.write_coverage(report)
         summary.coverage_passed = report["passed"]
         summary.coverage_guards = report["guards"]
