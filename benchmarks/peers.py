@@ -23,9 +23,9 @@ The three ways, each in a fresh process and each writing one FLAC per sample:
    forecast, shards, commit, coverage, shutdown; its shard phase is the "written in" time
    it prints. Then ``--workers 2`` against 1 (whole run and shard phase).
 
-Peak memory: VmHWM of the loop processes; for shardsmith the driver's VmHWM and the sum
-of the VmHWM of every process below it (Ray's GCS, raylet, workers ...), read from /proc
-while the run goes on.
+Peak memory: VmHWM of the loop processes; for shardsmith the driver's VmHWM (reported by
+the driver itself as it exits) and the sum of the VmHWM of every process below it (Ray's
+GCS, raylet, workers ...), read from /proc every 0.2 s while the run goes on.
 
     python benchmarks/peers.py                       # 2,000 samples, best of 3
     python benchmarks/peers.py --samples 500 --repeats 1 --data /tmp/peers-data   # a quick look
@@ -232,10 +232,25 @@ def _tree(root: int) -> dict[int, int]:
     return found
 
 
+# `shardsmith run` as engine.cli.run_cli does it, then the process's own VmHWM on the last
+# line: polling /proc from outside can miss a peak in the last moments of the run.
+CLI_REPORTING_PEAK = """
+import atexit, os, sys
+from engine.cli import main
+code = main(sys.argv[1:])
+atexit._run_exitfuncs()
+hwm = [line for line in open('/proc/self/status') if line.startswith('VmHWM:')][0].split()[1]
+sys.stdout.write(f'\\nVmHWM {hwm} kB\\n')
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(code)
+"""
+
+
 def shardsmith_run(recipe_path: Path, out: Path, workers: int) -> dict:
     """`shardsmith run RECIPE --out OUT --workers N` as a subprocess, timed from spawn to exit."""
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-c", "import sys; from engine.cli import run_cli; sys.exit(run_cli())",
+    cmd = [sys.executable, "-c", CLI_REPORTING_PEAK,
            "run", str(recipe_path), "--out", str(out), "--workers", str(workers), "--no-progress"]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     peaks: dict[int, int] = {}
@@ -259,7 +274,8 @@ def shardsmith_run(recipe_path: Path, out: Path, workers: int) -> dict:
         raise SystemExit(f"shardsmith run failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-3000:]}")
     m = re.search(r"written in ([0-9.]+) s", stdout)
     shutil.rmtree(out, ignore_errors=True)
-    driver = peaks.pop(proc.pid, 0) / 1024.0
+    own = re.search(r"VmHWM ([0-9]+) kB", stdout)
+    driver = max(peaks.pop(proc.pid, 0), int(own.group(1)) if own else 0) / 1024.0
     return {"elapsed": elapsed, "shard_phase": float(m.group(1)) if m else float("nan"),
             "peak_rss_mb": driver, "ray_rss_mb": sum(peaks.values()) / 1024.0, "stderr": stderr}
 
