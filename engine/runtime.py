@@ -23,6 +23,7 @@ import contextlib
 import os
 import socket
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -222,16 +223,98 @@ def _chunks(n: int, sizes: Sequence[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _ray_mapper(ray: Any) -> Callable:
+def _ray_mapper(ray: Any | Callable[[], Any]) -> Callable:
+    """The probe mapper: local threads for a small pool, Ray tasks for a big one. ``ray``
+    is the module, or a function that returns it once Ray is up (the pools are indexed
+    while Ray starts; only a big pool waits for it)."""
     def mapper(fn: Callable[[str], Any], items: Sequence[str], sizes: Sequence[int] = ()) -> list[Any]:
         # Every frame of a file is decoded: many files or many bytes go to the cluster.
         if len(items) < RAY_PROBE_MIN_FILES and sum(sizes) < RAY_PROBE_MIN_BYTES:
             return thread_mapper(fn, items)
-        remote = ray.remote(num_cpus=1)(_probe_chunk)
+        ray_ = ray() if callable(ray) else ray
+        if ray_ is None:  # Ray did not start: the run is being given up, finish here
+            return thread_mapper(fn, items)
+        remote = ray_.remote(num_cpus=1)(_probe_chunk)
         refs = [remote.remote(fn, list(items[a:b])) for a, b in _chunks(len(items), sizes)]
-        return [r for part in ray.get(refs) for r in part]
+        return [r for part in ray_.get(refs) for r in part]
 
     return mapper
+
+
+class _Indexing:
+    """``index_pools`` and the coverage forecast in a thread of their own, started before
+    Ray so that probing the pools (or reading their verdicts from the probe cache) and
+    starting Ray overlap. A pool big enough to be probed on Ray waits for
+    :meth:`ray_ready`; :meth:`result` joins the thread and returns the index and the
+    forecast or raises what they raised."""
+
+    def __init__(self, recipe: Recipe, allow_narrow: bool):
+        self._ray_ready = threading.Event()
+        self._ray: Any = None
+        self._index: PoolIndex | None = None
+        self._forecast: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self.seconds = 0.0
+        self._thread = threading.Thread(target=self._work, args=(recipe, allow_narrow), name="shardsmith-index", daemon=True)
+        self._thread.start()
+
+    def _wait_for_ray(self) -> Any:
+        self._ray_ready.wait()
+        return self._ray
+
+    def _work(self, recipe: Recipe, allow_narrow: bool) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._index = index_pools(recipe, mapper=_ray_mapper(self._wait_for_ray))
+            self.seconds = time.perf_counter() - t0
+            # builds the synthesizer: its row schema (labels) is checked here, before any shard
+            self._forecast = check_forecast(recipe, self._index, allow_narrow=allow_narrow)
+        except BaseException as exc:  # noqa: BLE001 - handed to the run's thread by result()
+            self._error = exc
+
+    def ray_ready(self, ray: Any) -> None:
+        """Ray is up (``ray``), or will not be (None): a waiting big pool goes on."""
+        self._ray = ray
+        self._ray_ready.set()
+
+    def result(self) -> tuple[PoolIndex, dict[str, Any]]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._index is not None and self._forecast is not None
+        return self._index, self._forecast
+
+
+class _Background:
+    """``fn(*args)`` in a thread; :meth:`result` joins it and returns or raises its outcome."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any):
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, args=(fn, args), name="shardsmith-background", daemon=True)
+        self._thread.start()
+
+    def _work(self, fn: Callable[..., Any], args: tuple) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _warm_worker(synth_type: str) -> None:
+    # A module-level function run once per worker slot while the driver indexes: the
+    # worker's imports (the engine's worker code, the synthesizer's package) are then not
+    # paid by its first shard.
+    from . import worker  # noqa: F401
+    from .synth.registry import synthesizer_class
+
+    synthesizer_class(synth_type)
 
 
 def _shard_task(recipe_data: dict, base_dir: str, index: PoolIndex, spec: Any, out: str) -> dict:
@@ -422,13 +505,22 @@ def run(
     if workers is not None and workers < 1:
         raise ShardsmithError(f"--workers must be at least 1, got {workers}")
     summary = RunSummary(out=sink.store.display(), shards=len(plan.shards), splits=dict(plan.splits))
+    analysis: _Background | None = None
     with contextlib.ExitStack() as scope:
         # The lease first: a second run into OUT is refused at once, before Ray starts. On
         # every way out it is released, and a folder made for it goes when nothing else was
         # written there (a cluster that cannot be joined leaves nothing in OUT).
         sink.take_lease()
         scope.callback(sink.give_up_lease)
-        ray = scope.enter_context(ray_session(address, workers))
+        indexing = _Indexing(recipe, allow_narrow)  # the pools are indexed while Ray starts
+        try:
+            ray = scope.enter_context(ray_session(address, workers))
+        except BaseException:
+            indexing.ray_ready(None)
+            raise
+        indexing.ray_ready(ray)
+        warm_task = ray.remote(num_cpus=1)(_warm_worker)
+        warm = [warm_task.remote(recipe.synth.type) for _ in range(workers or 1)]  # noqa: F841 - fire and forget
         start = sink.on_write_start(overwrite=overwrite)
         try:
             if start.took_over:
@@ -438,12 +530,9 @@ def run(
                     f"{RUN_RECORD_FILE}")
             if start.removed_temporary:
                 say(f"removed {start.removed_temporary} temporary file(s) left by an interrupted run")
-            t_index = time.perf_counter()
             try:
-                index = index_pools(recipe, mapper=_ray_mapper(ray))
-                say(f"indexed pools in {time.perf_counter() - t_index:.1f} s:\n{index.summary()}")
-                # builds the synthesizer: its row schema (labels) is checked here, before any shard
-                forecast = check_forecast(recipe, index, allow_narrow=allow_narrow)
+                index, forecast = indexing.result()
+                say(f"indexed pools in {indexing.seconds:.1f} s (while Ray started):\n{index.summary()}")
             except ShardsmithError:  # a bad pool, a bad label, the guards
                 sink.withdraw(start)  # a refused run leaves no claim on the folder (nor the folder it made)
                 raise
@@ -506,6 +595,8 @@ def run(
                 summary.wall_s = time.perf_counter() - t0
                 if failure is None:
                     run_record = sink.on_write_complete(index.rejects)
+                    if run_record["status"] == "complete":  # analysed while Ray shuts down
+                        analysis = _Background(analyze_coverage, sink.store, recipe)
                 else:
                     run_record = sink.on_write_failed(failure, index.rejects)
         finally:
@@ -514,7 +605,7 @@ def run(
     summary.status = run_record["status"]
     summary.rejects = run_record["rejected_files"]
     if summary.status == "complete":
-        report = analyze_coverage(sink.store, recipe)
+        report = analysis.result() if analysis is not None else analyze_coverage(sink.store, recipe)
         sink.write_coverage(report)
         summary.coverage_passed = report["passed"]
         summary.coverage_guards = report["guards"]

@@ -124,8 +124,13 @@ def vendi_score(sq_distances: np.ndarray, bandwidth: float) -> float:
     Example: ``round(vendi_score(np.zeros((3, 3)), 1.0), 9) == 1.0``
     """
     m = sq_distances.shape[0]
-    kern = np.exp(-sq_distances / (2.0 * bandwidth**2))
-    ev = np.clip(np.linalg.eigvalsh(kern / m), 0.0, None)
+    # exp(-d / (2 h**2)) / m in one m x m array (the same operations in the same order as
+    # with temporaries, so the same bits): for m = 2,000 each temporary was 32 MB more.
+    kern = np.negative(sq_distances)
+    np.divide(kern, 2.0 * bandwidth**2, out=kern)
+    np.exp(kern, out=kern)
+    np.divide(kern, m, out=kern)
+    ev = np.clip(np.linalg.eigvalsh(kern), 0.0, None)
     ev = ev[ev > 1e-15]
     return float(np.exp(entropy(ev)))
 
