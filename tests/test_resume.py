@@ -174,7 +174,8 @@ def test_a_resume_that_fails_leaves_a_run_record_listing_only_whole_shards(
     """Resume finds three damaged shards; the first cannot be rewritten (its path is now a
     folder), so the run stops before the others are rewritten. The run record written on the
     way out must vouch neither for the truncated shard nor for the one whose bytes were
-    flipped in place (same size: only its checksum tells, so its stats file must go)."""
+    flipped in place (same size: only its checksum tells, read back with verify, so its
+    stats file must go)."""
     out = tmp_path / "out"
     recipe = load_recipe(recipe_path)
     run(recipe, out, progress=False)
@@ -186,7 +187,7 @@ def test_a_resume_that_fails_leaves_a_run_record_listing_only_whole_shards(
     second.write_bytes(bytes(data))
     third.write_bytes(third.read_bytes()[:500])
     with pytest.raises(Exception, match=first.name):
-        run(recipe, out, workers=1, progress=False)
+        run(recipe, out, workers=1, progress=False, verify=True)
     record = read_run_record(out)
     assert record["status"] == "partial"
     listed = {sh["file"]: sh for s in record["splits"].values() for sh in s["shards"]}
