@@ -194,6 +194,26 @@ def stats_problem(stats: Any) -> str:
     return "stats." + problem if problem else ""
 
 
+# The parts of a stats record only the coverage merge reads: the bulk of it (a 66-value
+# embedding's sums of products are ~30 KB of JSON).
+MERGE_ONLY_STATS = ("embedding", "params")
+
+
+def slim_record(record: dict[str, Any], *, pools: bool = True) -> dict[str, Any]:
+    """A stats record that vouches for its shard, without what only the coverage merge
+    reads (``stats.embedding``, ``stats.params``; ``stats.pools`` too unless ``pools``): what
+    a resume, the run record and a withdrawal need, at a fraction of the memory. Call it
+    only on a record :func:`record_problem` passed: the slim one passes it too.
+
+    Example: ``slim_record(record)["sha256"] == record["sha256"]``
+    """
+    stats = record.get("stats")
+    drop = MERGE_ONLY_STATS if pools else (*MERGE_ONLY_STATS, "pools", "usage")
+    if not isinstance(stats, dict) or not any(k in stats for k in drop):
+        return record
+    return {**record, "stats": {k: v for k, v in stats.items() if k not in drop}}
+
+
 def shard_state(spec: ShardSpec, fmt: str, rhash: str, listing: Listing) -> ShardState:
     """The state of one planned shard in ``listing`` (see :func:`resume_state`)."""
     shard_rel, stats_rel = shard_paths(spec, fmt)
@@ -231,4 +251,5 @@ def resume_state(shards: Sequence[ShardSpec], fmt: str, rhash: str, listing: Lis
 
 
 __all__ = ["Listing", "ShardState", "ResumeState", "resume_state", "shard_state", "record_problem", "stats_problem",
+           "slim_record", "MERGE_ONLY_STATS",
            "DONE", "DAMAGED", "MISSING", "STALE"]

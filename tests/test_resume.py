@@ -198,3 +198,36 @@ def test_a_resume_that_fails_leaves_a_run_record_listing_only_whole_shards(
     first.rmdir()
     assert run(recipe, out, progress=False).status == "complete"
     assert digests(out) == digests(reference)
+
+
+# --------------------------------------------------------------------------- coverage merged as shards finish
+
+
+@pytest.mark.ray
+def test_the_coverage_merged_as_shards_finish_is_the_report_over_the_stats_files(
+    ray_local, demo_corpus, tmp_path, monkeypatch
+):
+    """coverage.json is merged from the records the tasks return (and, on a resume, the
+    finished shards' records read for the resume check): byte-identical to the analyzer
+    reading every stats file, and the end of the run reads no stats file back."""
+    from engine import runtime
+    from engine.coverage import analyze_coverage
+    from engine.storage import write_json
+
+    def no_rereading(*args, **kwargs):
+        raise AssertionError("the end of the run re-read the stats files")
+
+    monkeypatch.setattr(runtime, "analyze_coverage", no_rereading)
+    path = write_recipe(tmp_path / "r.yaml", small_recipe(demo_corpus))  # three splits, one of them holdout
+    out = tmp_path / "out"
+    assert run(load_recipe(path), out, workers=2, progress=False).status == "complete"
+    write_json(tmp_path, "analyzed.json", analyze_coverage(out))
+    assert (out / "coverage.json").read_bytes() == (tmp_path / "analyzed.json").read_bytes()
+
+    files = shard_files(out)
+    files[0].unlink()
+    files[3].unlink()
+    (out / "coverage.json").unlink()
+    summary = run(load_recipe(path), out, workers=2, progress=False)
+    assert (summary.shards_written, summary.shards_skipped) == (2, len(files) - 2)
+    assert (out / "coverage.json").read_bytes() == (tmp_path / "analyzed.json").read_bytes()

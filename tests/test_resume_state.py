@@ -215,3 +215,22 @@ def test_the_run_record_lists_only_done_shards_and_is_partial_until_all_are(reci
         records[stats] = _record(spec, recipe_hash=rhash)
     done = build_run_record(recipe, plan, resume_state(plan.shards, "arrow", rhash, Listing(sizes, records)), 3)
     assert (done["status"], done["total_rows"], done["rejected_files"]) == ("complete", 60, 3)
+
+
+def test_a_slim_record_keeps_what_a_resume_and_the_run_record_read_and_still_vouches():
+    from engine.resume import record_problem, slim_record
+
+    spec = SPECS[0]
+    stats = {"seconds": 1.5, "rows": 20, "split": "train",
+             "pools": {"p": {"items": ["a"], "uses": [2], "us": [3]}},
+             "params": {"snr": {"count": 2, "min": 1.0, "max": 2.0}},
+             "embedding": {"dim": 1, "count": 2, "sum": [4], "sum_outer_upper": [8], "sample": []}}
+    record = _record(spec, stats=stats)
+    assert record_problem(record, spec, RHASH, 1000) == ""
+    slim, slimmer = slim_record(record), slim_record(record, pools=False)
+    assert slim["stats"] == {"seconds": 1.5, "rows": 20, "split": "train", "pools": stats["pools"]}
+    assert slimmer["stats"] == {"seconds": 1.5, "rows": 20, "split": "train"}
+    assert record["stats"] is stats and "embedding" in stats  # the record itself is left whole
+    for r in (slim, slimmer):
+        assert record_problem(r, spec, RHASH, 1000) == ""
+        assert {k: v for k, v in r.items() if k != "stats"} == {k: v for k, v in record.items() if k != "stats"}
