@@ -104,7 +104,8 @@ def _is_num(v: Any) -> bool:
 
 
 def _ints(v: Any) -> bool:
-    return isinstance(v, list) and all(type(x) is int for x in v)
+    # set(map(type, v)): the types of a list of thousands of values at C speed
+    return isinstance(v, list) and set(map(type, v)) <= {int}
 
 
 def _pool_problem(name: str, block: Any) -> str:

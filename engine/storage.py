@@ -444,7 +444,7 @@ def read_json(out: str | os.PathLike | Store, rel: str) -> dict | None:
 # Threads that read JSON files ahead for read_json_many: an object store answers each
 # request in tens of milliseconds, a local disk from the page cache in microseconds.
 READ_THREADS = 16
-READ_CHUNK = 256
+READ_CHUNK = 16  # files per task: with 16 threads at most 512 records are held ahead
 
 
 def read_json_many(out: str | os.PathLike | Store, rels: Sequence[str],
