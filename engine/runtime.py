@@ -465,7 +465,7 @@ def run(
             for spec in plan.shards:
                 shard = state.shards[spec.name]
                 if shard.state == DONE and shard.record is not None:
-                    known[shard_paths(spec, sink.fmt)[1]] = slim_record(shard.record, pools=False)
+                    known[shard_paths(spec, sink.fmt)[1]] = shard.record  # slim already (sink.listing)
             reopened = sink.reopen(state)
             del state  # its records are in ``known`` (slim) and ``coverage``
             for spec, shard in reopened:
@@ -499,7 +499,7 @@ def run(
                     if sink.lease is not None:
                         sink.lease.check()  # another run took the output over: stop, do not write beside it
                     coverage.add_shard(record, spec.split)
-                    known[shard_paths(spec, sink.fmt)[1]] = slim_record(record, pools=False)
+                    known[shard_paths(spec, sink.fmt)[1]] = slim_record(record)
                     summary.shards_written += 1
                     summary.seconds_audio += record["stats"]["seconds"]
                     summary.node_ids.add(record.get("node_id", ""))

@@ -256,13 +256,13 @@ class OutputSink:
     # ------------------------------------------------------------------ resume
 
     def listing(self, fold: Callable[[ShardSpec, dict[str, Any]], None] | None = None,
-                known: Mapping[str, dict[str, Any]] | None = None) -> Listing:
+                known: Mapping[str, dict[str, Any]] | None = None, pools: bool = False) -> Listing:
         """One listing of OUT and the stats records of the planned shards that are there.
 
         Each record that passes the cheap checks (:func:`~engine.resume.record_problem`) is
         given whole to ``fold`` (the coverage merge), then kept slim
-        (:func:`~engine.resume.slim_record`). A stats path in ``known`` (records this run
-        committed) is not read again."""
+        (:func:`~engine.resume.slim_record`, with ``stats.pools`` when ``pools``). A stats
+        path in ``known`` (records this run committed) is not read again."""
         sizes = self.store.sizes()  # one listing, not a request per shard
         rhash = recipe_hash(self.recipe)
         records: dict[str, dict[str, Any] | None] = {}
@@ -278,7 +278,7 @@ class OutputSink:
             if record is not None and not record_problem(record, spec, rhash, sizes[shard_rel]):
                 if fold is not None:
                     fold(spec, record)
-                record = slim_record(record)
+                record = slim_record(record, pools=pools)
             records[stats_rel] = record
         return Listing(sizes, records)
 
@@ -309,7 +309,7 @@ class OutputSink:
         ``item`` of ``pool``: a source found bad after it was used. Returns their names.
         Call it only when no task of this output is running."""
         withdrawn = []
-        for spec, shard in zip(self.plan.shards, self.resume_state(self.listing()).shards.values()):
+        for spec, shard in zip(self.plan.shards, self.resume_state(self.listing(pools=True)).shards.values()):
             stats = (shard.record or {}).get("stats", {})
             block = stats.get("pools", {}).get(pool)
             if block is not None:
