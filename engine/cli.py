@@ -71,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         allow_narrow=args.allow_narrow,
+        verify=args.verify,
     )
     print(summary.describe())
     if summary.coverage_passed is False and not args.allow_narrow:
@@ -407,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true",
                    help="delete the files an earlier run's record (run.json) lists in --out, then start again")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--verify", action="store_true",
+                   help="on a resume, read every finished shard back and check its sha256 against its stats "
+                        "file (by default a finished shard is trusted by its stats file: recipe hash, rows, size)")
     r.set_defaults(func=cmd_run)
 
     pl = sub.add_parser("plan", help="validate a recipe, index its pools and print the plan")

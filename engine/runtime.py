@@ -32,14 +32,15 @@ from typing import Any, Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
-from .coverage import analyze_coverage, check_forecast, describe_forecast
+from .coverage import CoverageStats, analyze_coverage, check_forecast, describe_forecast, finish_coverage, new_coverage
 from .errors import ClusterError, PoolIndexFault, ShardError, ShardsmithError
 from .layout import COVERAGE_FILE, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_RECORD_FILE, shard_paths
 from .plan import make_plan
 from .pools import PoolIndex, index_pools, record_fault, thread_mapper
 from .recipe import Recipe, recipe_to_dict
-from .resume import DAMAGED, DONE, ResumeState
+from .resume import DAMAGED, DONE, ResumeState, slim_record, stats_problem
 from .sink import OutputSink, read_back
+from .storage import read_json_many
 
 # Pools with more files (or bytes) than this to validate are probed as Ray tasks rather
 # than local threads, in chunks of at most PROBE_CHUNK files and about PROBE_CHUNK_BYTES.
@@ -330,10 +331,10 @@ def _shard_task(recipe_data: dict, base_dir: str, index: PoolIndex, spec: Any, o
     return record
 
 
-# Finished shards are hashed again at resume. Up to this many bytes in all the driver does
-# it itself (no Ray tasks to start for a small output); beyond it the workers hash their
-# shares in parallel, each reading straight from the output location (so an output on an
-# object store is not funnelled through the driver).
+# With --verify, finished shards are hashed again at resume. Up to this many bytes in all
+# the driver does it itself (no Ray tasks to start for a small output); beyond it the
+# workers hash their shares in parallel, each reading straight from the output location
+# (so an output on an object store is not funnelled through the driver).
 VERIFY_ON_DRIVER_MAX_BYTES = 256 * 2**20
 
 
@@ -354,9 +355,30 @@ def _as_finished(submit: Callable[[Any], Any], items: Sequence[Any], limit: int,
             yield pending.pop(ref), ref
 
 
-def _resume_state(sink: OutputSink, limit: int, say: Callable[[str], None]) -> ResumeState:
-    """The cheap checks (stats, recipe, rows, size) of every planned shard from one listing,
-    then the sha256 of each shard that passed them, read back here or by the workers."""
+def _resume_state(sink: OutputSink, limit: int, say: Callable[[str], None], coverage: CoverageStats,
+                  verify: bool = False) -> ResumeState:
+    """The cheap checks (stats, recipe, rows, size) of every planned shard from one listing;
+    with ``verify``, then the sha256 of each shard that passed them, read back here or by
+    the workers. Without it a finished shard is trusted by its commit record: no shard is
+    read. The stats of every finished shard are added to ``coverage``, from the records
+    read for the checks (with ``verify``, once the digests have judged the shards)."""
+    if not verify:
+        cheap = sink.resume_state(sink.listing(fold=lambda spec, record: coverage.add_shard(record, spec.split)))
+        finished = cheap.named(DONE)
+        if finished:
+            say(f"trusting {len(finished)} finished shard(s) by their commit records (recipe hash, rows, size; "
+                "not read back: --verify hashes them)")
+        return cheap
+    state = _verified_state(sink, limit, say)
+    done = [spec for spec in sink.plan.shards if state.shards[spec.name].state == DONE]
+    for spec, record in zip(done, read_json_many(sink.store, [shard_paths(spec, sink.fmt)[1] for spec in done])):
+        if record is not None and not stats_problem(record.get("stats", record)):
+            coverage.add_shard(record, spec.split)  # else the end falls back to reading the stats files
+    return state
+
+
+def _verified_state(sink: OutputSink, limit: int, say: Callable[[str], None]) -> ResumeState:
+    """The cheap checks, then the sha256 of every shard that passed them."""
     import ray  # Ray loads on first use, not when engine.runtime is imported
 
     listing = sink.listing()
@@ -365,7 +387,12 @@ def _resume_state(sink: OutputSink, limit: int, say: Callable[[str], None]) -> R
     finished = [shard_paths(spec, fmt)[0] for spec in sink.plan.shards if cheap.shards[spec.name].state == DONE]
     total = sum(listing.sizes[rel] for rel in finished)
     if total <= VERIFY_ON_DRIVER_MAX_BYTES:
-        return sink.resume_state(listing, {rel: read_back(sink.store, rel) for rel in finished})
+        t0 = time.perf_counter()
+        state = sink.resume_state(listing, {rel: read_back(sink.store, rel) for rel in finished})
+        if finished:
+            say(f"verified {len(finished)} finished shard(s) ({total / 2**20:,.1f} MiB, sha256) in the driver in "
+                f"{time.perf_counter() - t0:.1f} s")
+        return state
     t0 = time.perf_counter()
     task = ray.remote(num_cpus=1, max_retries=3)(read_back)
     digests: dict[str, tuple[str, str]] = {}
@@ -403,6 +430,17 @@ def _on_fault(fault: PoolIndexFault, recipe: Recipe, index: PoolIndex, sink: Out
         + (": " + ", ".join(withdrawn[:5]) + (" ..." if len(withdrawn) > 5 else "") if withdrawn else "")
         + f"; the file is now a reject of pool {fault.pool!r}: fix or remove it, then re-run with --overwrite "
           "(the pools differ from the ones this output was started with)")
+
+
+def _coverage_report(coverage: CoverageStats, merged: set[str], recipe: Recipe, run_record: dict[str, Any],
+                     sink: OutputSink) -> dict[str, Any]:
+    """The report of the stats merged while the run went, when they are exactly those of
+    the shards the run record lists (always so for a complete run); else, as a safeguard,
+    the report re-read from the stats files."""
+    listed = {shard["stats"] for entry in run_record.get("splits", {}).values() for shard in entry.get("shards", [])}
+    if listed == merged and coverage.shards == len(merged):
+        return finish_coverage(coverage, recipe, run_record)
+    return analyze_coverage(sink.store, recipe)
 
 
 # --------------------------------------------------------------------------- progress
@@ -488,6 +526,7 @@ def run(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     allow_narrow: bool = False,
+    verify: bool = False,
 ) -> RunSummary:
     """Synthesize every planned shard that is not already done into ``out``.
 
@@ -495,6 +534,10 @@ def run(
     and a run bound to be narrow is refused with :class:`GuardError` (exit code 3) unless
     ``allow_narrow``; a complete run ends with ``OUT/coverage.json`` and the guards
     checked on the real stats (``summary.coverage_passed``).
+
+    On a resume a finished shard is trusted by its commit record (recipe hash, rows, and
+    its size in one listing of OUT); ``verify`` also reads every finished shard back and
+    checks its sha256 against the record (a same-size corruption is found only so).
 
     Example: ``run(load_recipe("recipes/demo_in_car.yaml"), "out/demo", workers=2)``
     """
@@ -542,11 +585,22 @@ def run(
             sink.record_pools(index)
 
             limit = workers or max(1, int(ray.available_resources().get("CPU", 1)))
-            state = _resume_state(sink, limit, say)
+            # The coverage report is merged as shards finish, seeded with the stats of the
+            # finished ones (from the records the resume check reads anyway): the end of the
+            # run reads no stats file again. ``known``: the commit records (slim) of the
+            # finished shards, so the run record at the end reads none again either.
+            coverage = new_coverage(sink.store, recipe)
+            state = _resume_state(sink, limit, say, coverage, verify)
             if state.stale:
                 say(f"leaving {len(state.stale)} shard(s) of another plan alone (not in this run's record): "
                     + ", ".join(list(state.stale)[:5]) + (" ..." if len(state.stale) > 5 else ""))
+            known: dict[str, dict[str, Any]] = {}
+            for spec in plan.shards:
+                shard = state.shards[spec.name]
+                if shard.state == DONE and shard.record is not None:
+                    known[shard_paths(spec, sink.fmt)[1]] = shard.record  # slim already (sink.listing)
             reopened = sink.reopen(state)
+            del state  # its records are in ``known`` (slim) and ``coverage``
             for spec, shard in reopened:
                 if shard.state == DAMAGED:
                     say(f"rewriting {spec.name}: {shard.reason}")
@@ -577,6 +631,8 @@ def run(
                         raise ShardError(f"{spec.name}: worker failed: {str(err).splitlines()[-1][:500]}") from None
                     if sink.lease is not None:
                         sink.lease.check()  # another run took the output over: stop, do not write beside it
+                    coverage.add_shard(record, spec.split)
+                    known[shard_paths(spec, sink.fmt)[1]] = slim_record(record)
                     summary.shards_written += 1
                     summary.seconds_audio += record["stats"]["seconds"]
                     summary.node_ids.add(record.get("node_id", ""))
@@ -594,18 +650,19 @@ def run(
                     _on_fault(failure, recipe, index, sink, say)
                 summary.wall_s = time.perf_counter() - t0
                 if failure is None:
-                    run_record = sink.on_write_complete(index.rejects)
-                    if run_record["status"] == "complete":  # analysed while Ray shuts down
-                        analysis = _Background(analyze_coverage, sink.store, recipe)
+                    run_record = sink.on_write_complete(index.rejects, known)
+                    if run_record["status"] == "complete":  # finished while Ray shuts down
+                        analysis = _Background(_coverage_report, coverage, set(known), recipe, run_record, sink)
                 else:
-                    run_record = sink.on_write_failed(failure, index.rejects)
+                    run_record = sink.on_write_failed(failure, index.rejects, known)
         finally:
             sink.release()  # every way out of a run gives up its lease on OUT
     summary.samples = run_record["total_rows"]
     summary.status = run_record["status"]
     summary.rejects = run_record["rejected_files"]
     if summary.status == "complete":
-        report = analysis.result() if analysis is not None else analyze_coverage(sink.store, recipe)
+        report = (analysis.result() if analysis is not None
+                  else _coverage_report(coverage, set(known), recipe, run_record, sink))
         sink.write_coverage(report)
         summary.coverage_passed = report["passed"]
         summary.coverage_guards = report["guards"]

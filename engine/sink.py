@@ -37,7 +37,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -60,10 +60,10 @@ from .layout import (
 from .plan import Plan, ShardSpec, make_plan
 from .pools import PoolIndex, merge_rejects
 from .recipe import Recipe, recipe_hash
-from .resume import DAMAGED, DONE, Listing, ResumeState, ShardState, resume_state
+from .resume import DAMAGED, DONE, Listing, ResumeState, ShardState, record_problem, resume_state, slim_record
 from .run_record import build_run_record, find_run_record, is_run_record, run_record_files
 from .shards import ShardWriter
-from .storage import Store, as_store, read_json, write_json
+from .storage import Store, as_store, read_json, read_json_many, write_json
 
 
 @dataclass(frozen=True)
@@ -255,14 +255,31 @@ class OutputSink:
 
     # ------------------------------------------------------------------ resume
 
-    def listing(self) -> Listing:
-        """One listing of OUT and the stats records of the planned shards that are there."""
+    def listing(self, fold: Callable[[ShardSpec, dict[str, Any]], None] | None = None,
+                known: Mapping[str, dict[str, Any]] | None = None, pools: bool = False) -> Listing:
+        """One listing of OUT and the stats records of the planned shards that are there.
+
+        Each record that passes the cheap checks (:func:`~engine.resume.record_problem`) is
+        given whole to ``fold`` (the coverage merge), then kept slim
+        (:func:`~engine.resume.slim_record`, with ``stats.pools`` when ``pools``). A stats
+        path in ``known`` (records this run committed) is not read again."""
         sizes = self.store.sizes()  # one listing, not a request per shard
+        rhash = recipe_hash(self.recipe)
         records: dict[str, dict[str, Any] | None] = {}
+        to_read: list[tuple[ShardSpec, str, str]] = []
         for spec in self.plan.shards:
             shard_rel, stats_rel = shard_paths(spec, self.fmt)
             if shard_rel in sizes and stats_rel in sizes:
-                records[stats_rel] = read_json(self.store, stats_rel)
+                if known is not None and stats_rel in known:
+                    records[stats_rel] = known[stats_rel]
+                else:
+                    to_read.append((spec, shard_rel, stats_rel))
+        for (spec, shard_rel, stats_rel), record in zip(to_read, read_json_many(self.store, [r for *_, r in to_read])):
+            if record is not None and not record_problem(record, spec, rhash, sizes[shard_rel]):
+                if fold is not None:
+                    fold(spec, record)
+                record = slim_record(record, pools=pools)
+            records[stats_rel] = record
         return Listing(sizes, records)
 
     def resume_state(self, listing: Listing, digests: Mapping[str, tuple[str, str]] | None = None) -> ResumeState:
@@ -292,7 +309,7 @@ class OutputSink:
         ``item`` of ``pool``: a source found bad after it was used. Returns their names.
         Call it only when no task of this output is running."""
         withdrawn = []
-        for spec, shard in zip(self.plan.shards, self.resume_state(self.listing()).shards.values()):
+        for spec, shard in zip(self.plan.shards, self.resume_state(self.listing(pools=True)).shards.values()):
             stats = (shard.record or {}).get("stats", {})
             block = stats.get("pools", {}).get(pool)
             if block is not None:
@@ -362,12 +379,15 @@ class OutputSink:
 
     # ------------------------------------------------------------------ end
 
-    def on_write_complete(self, index_rejects: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
-        """Every task has ended: rebuild the run record and ``rejects.jsonl`` from disk."""
+    def on_write_complete(self, index_rejects: Iterable[dict[str, Any]] = (),
+                          known: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Every task has ended: rebuild the run record and ``rejects.jsonl`` from one listing
+        of OUT; the stats records of ``known`` (stats path -> record this run committed or
+        found done) are not read again."""
         # A temporary file now is one a killed worker left behind (its shard was retried
         # under another temporary name).
         self.clean_temporary()
-        state = self.resume_state(self.listing())
+        state = self.resume_state(self.listing(known=known))
         decode_rejects = [r for s in state.shards.values() if s.record is not None
                           for r in s.record.get("rejects", [])]
         rejects = merge_rejects(index_rejects, decode_rejects)
@@ -383,11 +403,12 @@ class OutputSink:
             self.lease.release()
             self.lease = None
 
-    def on_write_failed(self, error: BaseException, index_rejects: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    def on_write_failed(self, error: BaseException, index_rejects: Iterable[dict[str, Any]] = (),
+                        known: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         """A run stopped by ``error``: the record still lists exactly the shards that are
         whole (the error itself is the caller's to report)."""
         del error  # nothing of it goes to disk: the record describes the files, not the run
-        return self.on_write_complete(index_rejects)
+        return self.on_write_complete(index_rejects, known)
 
     def write_rejects(self, rejects: list[dict[str, Any]]) -> None:
         """``rejects.jsonl``: one JSON object per rejected file with its path and reason."""

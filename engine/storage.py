@@ -27,9 +27,10 @@ import shutil
 import stat
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, Sequence
 
 import pyarrow.fs as pafs
 
@@ -438,6 +439,39 @@ def read_json(out: str | os.PathLike | Store, rel: str) -> dict | None:
     except (ShardError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+# Threads that read JSON files ahead for read_json_many: an object store answers each
+# request in tens of milliseconds, a local disk from the page cache in microseconds.
+READ_THREADS = 16
+READ_CHUNK = 16  # files per task: with 16 threads at most 512 records are held ahead
+
+
+def read_json_many(out: str | os.PathLike | Store, rels: Sequence[str],
+                   threads: int = READ_THREADS) -> Iterator[dict | None]:
+    """:func:`read_json` of each of ``rels``, in order, read ahead by ``threads`` threads a
+    chunk of files at a time (at most ``2 * threads`` chunks ahead: bounded memory).
+
+    Example: ``for record in read_json_many("out/demo", stats_paths): ...``
+    """
+    store = as_store(out)
+    if threads <= 1 or len(rels) <= 1:
+        for rel in rels:
+            yield read_json(store, rel)
+        return
+
+    def chunk(start: int) -> list[dict | None]:
+        return [read_json(store, rel) for rel in rels[start:start + READ_CHUNK]]
+
+    starts = iter(range(0, len(rels), READ_CHUNK))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        ahead = [pool.submit(chunk, start) for _, start in zip(range(2 * threads), starts)]
+        while ahead:
+            records = ahead.pop(0).result()
+            nxt = next(starts, None)
+            if nxt is not None:
+                ahead.append(pool.submit(chunk, nxt))
+            yield from records
 
 
 def write_json(out: str | os.PathLike | Store, rel: str, data: object, *, compact: bool = False) -> None:

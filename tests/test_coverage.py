@@ -433,3 +433,25 @@ def test_the_same_recipe_over_many_long_noise_files_passes(ray_local, demo_corpu
     assert report["params"]["noise[0].snr_db"]["range_covered"] == 1.0
     assert report["embedding"]["vendi_score"] > 1
     assert "coverage guards: passed" in capsys.readouterr().out
+
+
+def test_embedding_sums_stay_exact_on_the_int64_fast_path_and_beyond_it():
+    """Shards whose sums fit are added in int64 first and folded every 64 shards; sums beyond
+    2**56 (large shards) go straight to Python integers: the totals are exact either way."""
+    from engine.coverage.merge import CoverageStats
+    from engine.stats import EMBED_SCALE_BITS
+
+    rng = np.random.default_rng(3)
+    dim, cs = 3, CoverageStats({}, {"train": False})
+    want1, want2 = [0] * dim, [0] * (dim * (dim + 1) // 2)
+    for i in range(150):
+        big = 2**70 if i % 37 == 0 else 2**55
+        s1 = [int(v) for v in rng.integers(-big if big < 2**63 else -2**62, 2**62, dim)]
+        s2 = [int(v) * (big // 2**55) for v in rng.integers(-2**55, 2**55, len(want2))]
+        want1 = [a + b for a, b in zip(want1, s1)]
+        want2 = [a + b for a, b in zip(want2, s2)]
+        cs.add_shard({"stats": {"rows": 1, "embedding": {"dim": dim, "count": 1, "scale_bits": EMBED_SCALE_BITS,
+                                                          "sum": s1, "sum_outer_upper": s2, "sample": []}}})
+    assert [int(v) for v in cs.embed_s1] == want1
+    assert [int(v) for v in cs.embed_s2] == want2
+    assert cs.embed_count == 150

@@ -125,9 +125,44 @@ def test_a_large_output_is_verified_by_the_workers_not_the_driver(ray_local, rec
     monkeypatch.setattr(runtime, "VERIFY_ON_DRIVER_MAX_BYTES", 0)
     monkeypatch.setattr(Store, "sha256", no_hashing_here)
     messages: list[str] = []
-    summary = run(load_recipe(recipe_path), out, workers=2, progress=False, log=messages.append)
+    summary = run(load_recipe(recipe_path), out, workers=2, progress=False, log=messages.append, verify=True)
     n = len(shard_files(out))
     assert any(f"verified {n} finished shard(s)" in m and "on 2 worker(s)" in m for m in messages)
+    assert any(victim.stem in m and "sha256" in m for m in messages)
+    assert (summary.shards_written, summary.shards_skipped) == (1, n - 1)
+    assert digests(out) == digests(reference)
+
+
+def test_a_plain_rerun_trusts_commit_records_and_reads_no_shard_back(ray_local, recipe_path, reference, tmp_path,
+                                                                     monkeypatch):
+    """Without --verify a re-run judges finished shards by their commit records and one
+    listing: no shard is read back (nor hashed), so a same-size corruption goes unseen
+    there, and --verify then finds it and rewrites the shard."""
+    from engine import runtime
+    from engine.storage import Store
+
+    out = tmp_path / "out"
+    run(load_recipe(recipe_path), out, progress=False)
+    victim = shard_files(out)[1]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x5A  # same size: only the checksum can tell
+    victim.write_bytes(bytes(data))
+    n = len(shard_files(out))
+
+    calls: list[str] = []
+    real_read_back, real_sha256 = runtime.read_back, Store.sha256
+    monkeypatch.setattr(runtime, "read_back", lambda store, rel: calls.append(rel) or real_read_back(store, rel))
+    monkeypatch.setattr(Store, "sha256", lambda self, rel: calls.append(rel) or real_sha256(self, rel))
+    messages: list[str] = []
+    summary = run(load_recipe(recipe_path), out, progress=False, log=messages.append)
+    assert calls == []
+    assert (summary.shards_written, summary.shards_skipped) == (0, n)
+    assert any(f"trusting {n} finished shard(s) by their commit records" in m for m in messages)
+
+    messages.clear()
+    summary = run(load_recipe(recipe_path), out, workers=1, progress=False, log=messages.append, verify=True)
+    assert len(set(calls)) == n  # every finished shard read back once
+    assert any(f"verified {n} finished shard(s)" in m and "in the driver" in m for m in messages)
     assert any(victim.stem in m and "sha256" in m for m in messages)
     assert (summary.shards_written, summary.shards_skipped) == (1, n - 1)
     assert digests(out) == digests(reference)

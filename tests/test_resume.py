@@ -174,7 +174,8 @@ def test_a_resume_that_fails_leaves_a_run_record_listing_only_whole_shards(
     """Resume finds three damaged shards; the first cannot be rewritten (its path is now a
     folder), so the run stops before the others are rewritten. The run record written on the
     way out must vouch neither for the truncated shard nor for the one whose bytes were
-    flipped in place (same size: only its checksum tells, so its stats file must go)."""
+    flipped in place (same size: only its checksum tells, read back with verify, so its
+    stats file must go)."""
     out = tmp_path / "out"
     recipe = load_recipe(recipe_path)
     run(recipe, out, progress=False)
@@ -186,7 +187,7 @@ def test_a_resume_that_fails_leaves_a_run_record_listing_only_whole_shards(
     second.write_bytes(bytes(data))
     third.write_bytes(third.read_bytes()[:500])
     with pytest.raises(Exception, match=first.name):
-        run(recipe, out, workers=1, progress=False)
+        run(recipe, out, workers=1, progress=False, verify=True)
     record = read_run_record(out)
     assert record["status"] == "partial"
     listed = {sh["file"]: sh for s in record["splits"].values() for sh in s["shards"]}
@@ -197,3 +198,36 @@ def test_a_resume_that_fails_leaves_a_run_record_listing_only_whole_shards(
     first.rmdir()
     assert run(recipe, out, progress=False).status == "complete"
     assert digests(out) == digests(reference)
+
+
+# --------------------------------------------------------------------------- coverage merged as shards finish
+
+
+@pytest.mark.ray
+def test_the_coverage_merged_as_shards_finish_is_the_report_over_the_stats_files(
+    ray_local, demo_corpus, tmp_path, monkeypatch
+):
+    """coverage.json is merged from the records the tasks return (and, on a resume, the
+    finished shards' records read for the resume check): byte-identical to the analyzer
+    reading every stats file, and the end of the run reads no stats file back."""
+    from engine import runtime
+    from engine.coverage import analyze_coverage
+    from engine.storage import write_json
+
+    def no_rereading(*args, **kwargs):
+        raise AssertionError("the end of the run re-read the stats files")
+
+    monkeypatch.setattr(runtime, "analyze_coverage", no_rereading)
+    path = write_recipe(tmp_path / "r.yaml", small_recipe(demo_corpus))  # three splits, one of them holdout
+    out = tmp_path / "out"
+    assert run(load_recipe(path), out, workers=2, progress=False).status == "complete"
+    write_json(tmp_path, "analyzed.json", analyze_coverage(out))
+    assert (out / "coverage.json").read_bytes() == (tmp_path / "analyzed.json").read_bytes()
+
+    files = shard_files(out)
+    files[0].unlink()
+    files[3].unlink()
+    (out / "coverage.json").unlink()
+    summary = run(load_recipe(path), out, workers=2, progress=False)
+    assert (summary.shards_written, summary.shards_skipped) == (2, len(files) - 2)
+    assert (out / "coverage.json").read_bytes() == (tmp_path / "analyzed.json").read_bytes()

@@ -215,3 +215,26 @@ def test_the_run_record_lists_only_done_shards_and_is_partial_until_all_are(reci
         records[stats] = _record(spec, recipe_hash=rhash)
     done = build_run_record(recipe, plan, resume_state(plan.shards, "arrow", rhash, Listing(sizes, records)), 3)
     assert (done["status"], done["total_rows"], done["rejected_files"]) == ("complete", 60, 3)
+
+
+def test_a_slim_record_keeps_what_a_resume_and_the_run_record_read_and_still_vouches():
+    from engine.resume import record_problem, slim_record
+
+    spec = SPECS[0]
+    stats = {"seconds": 1.5, "rows": 20, "split": "train",
+             "pools": {"p": {"items": ["a"], "uses": [2], "us": [3]}},
+             "params": {"snr": {"count": 2, "min": 1.0, "max": 2.0}},
+             "embedding": {"dim": 1, "count": 2, "sum": [4], "sum_outer_upper": [8], "sample": []}}
+    record = _record(spec, stats=stats, start=0, stop=20, engine_version="x")
+    assert record_problem(record, spec, RHASH, 1000) == ""
+    slim, with_pools = slim_record(record), slim_record(record, pools=True)
+    assert slim == {"recipe_hash": RHASH, "rows": 20, "bytes": 1000, "sha256": record["sha256"], "rejects": [],
+                    "stats": {"seconds": 1.5, "rows": 20, "split": "train"}}
+    assert with_pools["stats"] == {"seconds": 1.5, "rows": 20, "split": "train", "pools": stats["pools"]}
+    assert record["stats"] is stats and "embedding" in stats  # the record itself is left whole
+    for r in (slim, with_pools):
+        assert record_problem(r, spec, RHASH, 1000) == ""
+    full = _listing(records={shard_paths(sp, "arrow")[1]: _record(sp, stats=stats, start=0) for sp in SPECS})
+    slim_listing = Listing(full.sizes, {k: slim_record(v) for k, v in full.records.items()})
+    assert [(s.state, s.reason) for s in _state(full).shards.values()] == \
+        [(s.state, s.reason) for s in _state(slim_listing).shards.values()]

@@ -145,7 +145,8 @@ def test_resume_rewrites_only_deleted_and_corrupted_shards(ray_local, recipe_pat
     data[len(data) // 2] ^= 0xFF
     corrupted.write_bytes(bytes(data))
     untouched = {f: f.stat().st_mtime_ns for f in files if f not in (deleted, corrupted)}
-    summary = run(load_recipe(recipe_path), out, workers=2, progress=False)
+    # same size: only --verify (the sha256 read back) finds the corrupted shard
+    summary = run(load_recipe(recipe_path), out, workers=2, progress=False, verify=True)
     assert (summary.shards_written, summary.shards_skipped) == (2, 3)
     assert {f: f.stat().st_mtime_ns for f in untouched} == untouched
     assert output_digests(out) == output_digests(reference_run)

@@ -54,7 +54,8 @@ Example::
 from __future__ import annotations
 
 from ..stats import STATS_FORMAT, sample_key
-from .analyze import analyze_coverage, load_coverage_stats, read_probe
+from .analyze import (analyze_coverage, finish_coverage, load_coverage_stats, new_coverage, read_probe,
+                      start_coverage)
 from .catalog import ITEM_CAP, PoolCatalog, build_catalog, catalog_from_index, catalog_from_parquet
 from .figures import NEAR_DUPLICATE_RMS, REPORT_BINS, VENDI_BANDWIDTH, round_floats
 from .forecast import FORECAST_DRAWS, check_forecast, forecast_coverage
@@ -81,5 +82,5 @@ __all__ = [
     "REPORT_FORMAT", "ITEM_CAP", "REPORT_BINS", "VENDI_BANDWIDTH", "NEAR_DUPLICATE_RMS",
     "FORECAST_DRAWS", "GUARDS", "build_catalog", "describe_guards", "describe_pools",
     "guard_limits", "report_json", "round_floats", "describe_upstream", "upstream_figures", "UPSTREAM_DEPTH",
-    "read_probe", "describe_probe",
+    "read_probe", "describe_probe", "new_coverage", "start_coverage", "finish_coverage",
 ]

@@ -19,7 +19,7 @@ from ..layout import POOL_INDEX_FILE, PROBE_FILE
 from ..recipe import parse_recipe
 from ..resume import stats_problem
 from ..run_record import find_run_record
-from ..storage import as_store, read_json
+from ..storage import Store, as_store, read_json, read_json_many
 from .catalog import catalog_from_parquet
 from .figures import round_floats
 from .merge import CoverageStats
@@ -35,7 +35,38 @@ def analyze_coverage(out: str | Path, recipe: Any = None) -> dict[str, Any]:
 
 
 def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, Any], CoverageStats]:
-    """The report and the merged :class:`CoverageStats` (for plots) of a run's output."""
+    """The report and the merged :class:`CoverageStats` (for plots) of a run's output.
+
+    The stats files are read ahead by threads (:func:`~engine.storage.read_json_many`: reading overlaps
+    the merge), and merged in the run record's order."""
+    store = as_store(out)
+    manifest, recipe, cs = start_coverage(store, recipe)
+    entries = [shard for entry in manifest.get("splits", {}).values() for shard in entry.get("shards", [])]
+    splits = [split for split, entry in manifest.get("splits", {}).items() for _ in entry.get("shards", [])]
+    for split, shard, record in zip(splits, entries, read_json_many(store, [shard["stats"] for shard in entries])):
+        check_record(store, shard["stats"], record)
+        cs.add_shard(record, split)  # type: ignore[arg-type]
+    return finish_coverage(cs, recipe, manifest), cs
+
+
+def check_record(store: Store, rel: str, record: dict[str, Any] | None) -> None:
+    """A :class:`ShardError` naming a stats file the merge cannot read, and the fix."""
+    if record is None:
+        raise ShardError(f"{store.display(rel)}: stats file missing, unreadable or not a JSON "
+                         "object; re-run the recipe into this folder to rewrite the shard")
+    problem = stats_problem(record.get("stats", record))
+    if problem:
+        raise ShardError(f"{store.display(rel)}: stats file is damaged ({problem}); re-run the "
+                         "recipe into this folder to rewrite the shard")
+
+
+def start_coverage(out: str | Path | Store, recipe: Any = None) -> tuple[dict[str, Any], Any, CoverageStats]:
+    """``(run record, recipe, an empty CoverageStats)`` of an output: the catalog from its
+    pool index. A run starts one this way and adds each shard's stats record as the shard
+    finishes, so the report at its end reads no stats file again (:func:`finish_coverage`).
+
+    Example: ``record, recipe, cs = start_coverage("out/demo")``
+    """
     store = as_store(out)
     out = store.display()
     found = find_run_record(store)
@@ -48,23 +79,26 @@ def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, 
                                   base_dir=manifest.get("recipe_dir") or out)
         except KeyError:
             raise ShardError(f"{store.display(record_file)}: has no recipe; re-run the recipe into this folder") from None
+    return manifest, recipe, new_coverage(store, recipe)
+
+
+def new_coverage(out: str | Path | Store, recipe: Any) -> CoverageStats:
+    """An empty :class:`CoverageStats` for ``recipe`` over the catalog of OUT's pool index.
+
+    Example: ``cs = new_coverage("out/demo", recipe); cs.add_shard(record)``
+    """
+    store = as_store(out)
     if not store.exists(POOL_INDEX_FILE):
         raise ShardError(f"{store.display(POOL_INDEX_FILE)}: pool index not found; it is written when a run starts")
     with store.open_input(POOL_INDEX_FILE) as f:
         catalog = catalog_from_parquet(f)
     split_holdout = {name: cfg.holdout for name, cfg in recipe.splits.items()}
-    cs = CoverageStats(catalog, split_holdout)
-    for split, entry in manifest.get("splits", {}).items():
-        for shard in entry.get("shards", []):
-            record = read_json(store, shard["stats"])
-            if record is None:
-                raise ShardError(f"{store.display(shard['stats'])}: stats file missing, unreadable or not a JSON "
-                                 "object; re-run the recipe into this folder to rewrite the shard")
-            problem = stats_problem(record.get("stats", record))
-            if problem:
-                raise ShardError(f"{store.display(shard['stats'])}: stats file is damaged ({problem}); re-run the "
-                                 "recipe into this folder to rewrite the shard")
-            cs.add_shard(record, split)
+    return CoverageStats(catalog, split_holdout)
+
+
+def finish_coverage(cs: CoverageStats, recipe: Any, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The coverage report of merged stats ``cs`` and the output's run record ``manifest``
+    (recipe hash, status), with the ``upstream`` section of chained pools."""
     report = cs.report(recipe, recipe_hash=manifest.get("recipe_hash", ""),
                        complete=manifest.get("status") == "complete")
     upstream = upstream_figures(recipe, cs)
@@ -72,7 +106,7 @@ def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, 
         at = list(report).index("guards")
         items = list(report.items())
         report = dict(items[:at] + [("upstream", round_floats(upstream))] + items[at:])
-    return report, cs
+    return report
 
 
 def read_probe(out: str | Path) -> dict[str, Any] | None:

@@ -45,9 +45,44 @@ class CoverageStats:
         self.params: dict[str, ParamTally] = {}
         self.embed_dim: int | None = None
         self.embed_count = 0
-        self.embed_s1: np.ndarray | None = None
-        self.embed_s2: np.ndarray | None = None
+        self._s1: np.ndarray | None = None  # exact sums: Python ints in object arrays
+        self._s2: np.ndarray | None = None
+        # Sums of shards whose values fit, added in int64 first (C speed) and folded into
+        # the exact sums every PENDING_MAX shards: each value below 2**56 in magnitude, so
+        # 64 of them cannot overflow.
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None
+        self._pending_n = 0
         self.embed_sample: list[tuple[int, str, str, str, str]] = []  # key, id, split, label, b64
+
+    PENDING_MAX = 64
+    PENDING_LIMIT = 2**56
+
+    @property
+    def embed_s1(self) -> np.ndarray | None:
+        self._fold_pending()
+        return self._s1
+
+    @embed_s1.setter
+    def embed_s1(self, value: np.ndarray | None) -> None:
+        self._fold_pending()
+        self._s1 = value
+
+    @property
+    def embed_s2(self) -> np.ndarray | None:
+        self._fold_pending()
+        return self._s2
+
+    @embed_s2.setter
+    def embed_s2(self, value: np.ndarray | None) -> None:
+        self._fold_pending()
+        self._s2 = value
+
+    def _fold_pending(self) -> None:
+        if self._pending is not None:
+            p1, p2 = self._pending
+            self._pending, self._pending_n = None, 0
+            self._s1 = self._s1 + p1.astype(object)
+            self._s2 = self._s2 + p2.astype(object)
 
     # ------------------------------------------------------------------ adding
 
@@ -105,9 +140,12 @@ class CoverageStats:
         kp, ku, ks = pos[known], u[known], s[known]
         st.total_uses += int(ku.sum())
         st.total_us += int(ks.sum())
-        # np.add.at: a hand-made record may list an item twice
-        np.add.at(st.uses, kp, ku)
-        np.add.at(st.us, kp, ks)
+        if kp.size < 2 or np.unique(kp).size == kp.size:  # the usual case: each item once
+            st.uses[kp] += ku
+            st.us[kp] += ks
+        else:  # np.add.at (much slower): a hand-made record may list an item twice
+            np.add.at(st.uses, kp, ku)
+            np.add.at(st.us, kp, ks)
         held_catalog = int(ku[cat.holdout[kp]].sum())
         if buckets and st.bitmap.size:
             self._mark_buckets(cat, st, kp, [buckets[i] for i in np.flatnonzero(known).tolist()])
@@ -163,8 +201,28 @@ class CoverageStats:
         elif dim != self.embed_dim:
             raise ShardError(f"shard embeddings have {dim} values, earlier shards {self.embed_dim}")
         self.embed_count += int(emb["count"])
-        self.embed_s1 += np.array([int(v) for v in emb["sum"]], dtype=object)
-        self.embed_s2 += np.array([int(v) for v in emb["sum_outer_upper"]], dtype=object)
+        try:
+            s1 = np.array(emb["sum"], dtype=np.int64)
+            s2 = np.array(emb["sum_outer_upper"], dtype=np.int64)
+            lim = self.PENDING_LIMIT
+            fits = s1.shape == (dim,) and s2.shape == self._s2.shape and bool(  # type: ignore[union-attr]
+                -lim < s1.min(initial=0) and s1.max(initial=0) < lim
+                and -lim < s2.min(initial=0) and s2.max(initial=0) < lim)
+        except (OverflowError, TypeError, ValueError):
+            fits = False
+        if fits:
+            if self._pending is None:
+                self._pending = (s1, s2)
+            else:
+                self._pending[0].__iadd__(s1)
+                self._pending[1].__iadd__(s2)
+            self._pending_n += 1
+            if self._pending_n >= self.PENDING_MAX:
+                self._fold_pending()
+        else:  # values beyond int64 (large shards): exact Python integers
+            self._fold_pending()
+            self._s1 += np.array([int(v) for v in emb["sum"]], dtype=object)
+            self._s2 += np.array([int(v) for v in emb["sum_outer_upper"]], dtype=object)
         new = [(int(k), str(sid), split, str(label), str(values)) for k, sid, label, values in emb.get("sample", [])]
         self.embed_sample = sorted(self.embed_sample + new, key=lambda e: (e[0], e[1]))[:SAMPLE_K]
 

@@ -1,0 +1,253 @@
+"""Scale shown, not projected: driver memory and driver time per shard as the shard count grows.
+
+Tiny shards (one 0.1 s utterance mixed with noise each) so that the per-shard costs of
+the driver, not the synthesis, are what is measured. Every count runs in a fresh
+process, so its peak memory (``ru_maxrss``) is its own.
+
+- ``ray`` counts (default 10^3 and 10^4): ``engine.run`` end to end with 2 Ray workers:
+  plan, pool index, Ray dispatch, commit (shard, then stats record), run record and the
+  coverage report merged as shards finish; then a re-run into the same output (resume:
+  every shard trusted by its commit record, nothing to write).
+- ``direct`` counts (default 10^5): no Ray. The driver's steps are the ones ``engine.run``
+  takes (plan, claim with the run record, pool index, each finished shard's record
+  merged into the coverage as it arrives, run record rebuilt, coverage.json), then a
+  resume (one listing and every commit record, no shard read back) and
+  ``shardsmith coverage OUT`` (``load_coverage_stats``: every stats file read again).
+  The workers' files are made directly: one real shard by ``make_shard``, then for every
+  other shard a copy of its bytes and a commit record with that shard's name and sample
+  range (their time is not driver time and is printed apart).
+
+Driver time per shard: the driver's CPU seconds (user + system of this process; Ray's
+workers are other processes) for ``ray``, its wall seconds for ``direct`` (the driver's
+steps only), divided by the shard count.
+
+    python benchmarks/scale.py                       # 10^3 and 10^4 via Ray, 10^5 direct
+    python benchmarks/scale.py --ray 1000 --direct 10000 100000
+    python benchmarks/scale.py --dir /tmp/scale      # keep the outputs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SR = 16000
+UTTERANCE_S = 0.1
+
+
+def make_corpus(root: Path) -> Path:
+    """20 utterances of 0.1 s (FLAC, with a manifest) and 3 noise files of 2 s (WAV)."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    (root / "speech").mkdir(parents=True, exist_ok=True)
+    (root / "noise").mkdir(exist_ok=True)
+    n = int(SR * UTTERANCE_S)
+    t = np.arange(n) / SR
+    lines = ["path,text,speaker"]
+    for i in range(20):
+        x = 0.3 * np.sin(2 * np.pi * (150 + 10 * i) * t) * np.hanning(n) + 0.01 * rng.standard_normal(n)
+        sf.write(root / "speech" / f"u{i:02d}.flac", x.astype(np.float32), SR, subtype="PCM_16")
+        lines.append(f"u{i:02d}.flac,word{i},s{i % 4}")
+    (root / "speech" / "manifest.csv").write_text("\n".join(lines) + "\n")
+    for i in range(3):
+        x = 0.1 * rng.standard_normal(2 * SR)
+        sf.write(root / "noise" / f"n{i}.wav", x.astype(np.float32), SR, subtype="PCM_16")
+    return root
+
+
+def recipe_of(corpus: Path, shards: int):
+    from engine.recipe import parse_recipe
+
+    return parse_recipe({
+        "name": "scale",
+        "seed": 1,
+        "output": {"format": "arrow", "samples_per_shard": 1, "audio_codec": "flac"},
+        "pools": {"speech": {"manifest": str(corpus / "speech" / "manifest.csv"), "min_duration_s": 0.05},
+                  "noise": {"paths": [str(corpus / "noise" / "*.wav")]}},
+        "splits": {"train": {"samples": shards}},
+        "synth": {"type": "speech_noise_mix", "speech": "speech",
+                  "noise": [{"pool": "noise", "snr_db_range": [0, 20]}]},
+        "guards": {"pools": {"speech": {"max_reuse_factor": None, "min_effective_sources": None},
+                             "noise": {"max_reuse_factor": None, "min_effective_sources": None}}},
+    }, base_dir=corpus)
+
+
+def cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+# --------------------------------------------------------------------------- one count, in its own process
+
+
+def one_ray(n: int, corpus: Path, out: Path) -> dict:
+    from engine.runtime import run
+
+    recipe = recipe_of(corpus, n)
+    t0, c0 = time.perf_counter(), cpu_s()
+    summary = run(recipe, out, workers=2, progress=False, log=lambda m: None, allow_narrow=True)
+    wall, cpu = time.perf_counter() - t0, cpu_s() - c0
+    assert summary.status == "complete" and summary.shards_written == n, summary.describe()
+    assert (out / "coverage.json").is_file()
+    t1 = time.perf_counter()
+    again = run(recipe, out, workers=2, progress=False, log=lambda m: None, allow_narrow=True)
+    rerun = time.perf_counter() - t1
+    assert (again.shards_written, again.shards_skipped) == (0, n)
+    return {"mode": "ray", "shards": n, "wall_s": wall, "driver_cpu_s": cpu, "shard_phase_s": summary.wall_s,
+            "rerun_s": rerun, "peak_mb": peak_mb()}
+
+
+def one_direct(n: int, corpus: Path, out: Path) -> dict:
+    from engine.coverage import finish_coverage, load_coverage_stats, new_coverage
+    from engine.layout import shard_paths
+    from engine.plan import make_plan
+    from engine.pools import index_pools
+    from engine.resume import DONE, slim_record
+    from engine.sink import OutputSink
+    from engine.storage import write_json
+    from engine.worker import make_shard
+
+    recipe = recipe_of(corpus, n)
+    steps: dict[str, float] = {}
+
+    def step(name: str, t0: float) -> float:
+        now = time.perf_counter()
+        steps[name] = steps.get(name, 0.0) + now - t0
+        return now
+
+    t = time.perf_counter()
+    plan = make_plan(recipe)
+    t = step("plan", t)
+    sink = OutputSink(out, recipe, plan)
+    sink.take_lease()
+    sink.on_write_start(overwrite=False)  # claims OUT: the run record with every planned file
+    t = step("claim + run record", t)
+    index = index_pools(recipe)
+    sink.record_pools(index)
+    coverage = new_coverage(sink.store, recipe)
+    t = step("pools", t)
+
+    # The workers' files are made directly (their time is not driver time); the driver
+    # merges each record as its shard "finishes", as engine.run does with a task's result.
+    make_s = 0.0
+    known: dict[str, dict] = {}
+    t_make = time.perf_counter()
+    first = plan.shards[0]
+    template = make_shard(recipe, index, first, out)
+    shard_bytes = (out / shard_paths(first, "arrow")[0]).read_bytes()
+    t = time.perf_counter()
+    make_s += t - t_make
+    for spec in plan.shards:
+        shard_rel, stats_rel = shard_paths(spec, "arrow")
+        if spec is first:
+            record = template
+        else:
+            t_make = time.perf_counter()
+            sink.store.write_bytes(shard_rel, shard_bytes)
+            record = dict(template, shard=spec.name, file=shard_rel.rsplit("/", 1)[-1],
+                          start=spec.start, stop=spec.stop)
+            write_json(sink.store, stats_rel, record, compact=True)
+            t = time.perf_counter()
+            make_s += t - t_make
+        coverage.add_shard(record, spec.split)
+        known[stats_rel] = slim_record(record)
+        t = step("merge records as shards finish", t)
+    t = time.perf_counter()
+    run_record = sink.on_write_complete(index.rejects, known)
+    assert run_record["status"] == "complete", run_record["status"]
+    t = step("run record rebuilt", t)
+    report = finish_coverage(coverage, recipe, run_record)
+    sink.write_coverage(report)
+    t = step("coverage.json", t)
+    run_s = sum(steps.values())
+
+    # A resume as engine.run makes it: one listing and every commit record (each merged
+    # into the coverage of the resumed run as it is read); no shard is read back.
+    t = time.perf_counter()
+    again = OutputSink(out, recipe, make_plan(recipe))
+    seeded = new_coverage(again.store, recipe)
+    state = again.resume_state(again.listing(fold=lambda spec, record: seeded.add_shard(record, spec.split)))
+    resume_s = time.perf_counter() - t
+    assert len(state.named(DONE)) == n
+    assert finish_coverage(seeded, recipe, run_record) == report
+    del state
+
+    t = time.perf_counter()
+    analyzed, _ = load_coverage_stats(out)  # `shardsmith coverage OUT`
+    analyze_s = time.perf_counter() - t
+    assert json.dumps(analyzed, sort_keys=True) == json.dumps(report, sort_keys=True)
+    return {"mode": "direct", "shards": n, "steps": steps, "driver_s": run_s, "make_files_s": make_s,
+            "resume_s": resume_s, "coverage_cli_s": analyze_s, "peak_mb": peak_mb()}
+
+
+# --------------------------------------------------------------------------- driver of the benchmark
+
+
+def measure(mode: str, n: int, corpus: Path, work: Path) -> dict:
+    out = work / f"{mode}-{n}"
+    if out.exists():
+        shutil.rmtree(out)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    done = subprocess.run([sys.executable, __file__, "--one", mode, str(n), str(corpus), str(out)],
+                          env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{mode} {n}: failed\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ray", type=int, nargs="*", default=[1000, 10000], help="shard counts run through Ray")
+    ap.add_argument("--direct", type=int, nargs="*", default=[100000], help="shard counts with files made directly")
+    ap.add_argument("--dir", help="keep the corpus and outputs here (default: a temporary folder, removed)")
+    ap.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        mode, n, corpus, out = args.one
+        fn = one_ray if mode == "ray" else one_direct
+        print(json.dumps(fn(int(n), Path(corpus), Path(out))))
+        return
+    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="scale-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        corpus = make_corpus(work / "corpus")
+        if args.ray:
+            print("through Ray (engine.run, 2 workers), then a re-run with nothing to write:")
+            print(f"{'shards':>7} {'wall s':>8} {'shard phase s':>14} {'driver CPU s':>13} "
+                  f"{'driver ms/shard':>16} {'re-run s':>9} {'driver peak MB':>15}")
+            for n in args.ray:
+                r = measure("ray", n, corpus, work)
+                print(f"{n:>7} {r['wall_s']:>8.1f} {r['shard_phase_s']:>14.1f} {r['driver_cpu_s']:>13.1f} "
+                      f"{1000 * r['driver_cpu_s'] / n:>16.2f} {r['rerun_s']:>9.1f} {r['peak_mb']:>15.0f}", flush=True)
+        if args.direct:
+            print("workers' files made directly (no Ray): the driver's steps of a run, a resume, "
+                  "`shardsmith coverage`:")
+            print(f"{'shards':>7} {'driver s':>9} {'driver ms/shard':>16} {'resume s':>9} {'coverage CLI s':>15} "
+                  f"{'driver peak MB':>15} {'(files made s)':>15}")
+            for n in args.direct:
+                r = measure("direct", n, corpus, work)
+                print(f"{n:>7} {r['driver_s']:>9.1f} {1000 * r['driver_s'] / n:>16.3f} {r['resume_s']:>9.1f} "
+                      f"{r['coverage_cli_s']:>15.1f} {r['peak_mb']:>15.0f} {r['make_files_s']:>15.0f}", flush=True)
+                print("         steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["steps"].items()), flush=True)
+    finally:
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
