@@ -64,8 +64,8 @@ RIRS = 20
 SNR = (0.0, 20.0)
 LEVEL = (-35.0, -20.0)
 INSTALL_HINT = ("audiomentations is not installed: `pip install -e '.[bench]'` (in a separate environment: "
-                "python3 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install -c requirements.lock "
-                "-e '.[bench]', then run this script with /tmp/benchvenv/bin/python)")
+                "python3 -m venv .venv-bench && .venv-bench/bin/pip install -c requirements.lock "
+                "-e '.[bench]', then run this script with .venv-bench/bin/python)")
 
 
 # --------------------------------------------------------------------------- data
