@@ -58,7 +58,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from audio_throughput import FLOOR_SNR_GAIN, NOISE_FILE, SR, make_data  # noqa: E402
+from audio_throughput import FLOOR_SNR_GAIN, NOISE_FILE, SR, _peak_rss_mb, make_data, recipe_data  # noqa: E402
 
 RIRS = 20
 SNR = (0.0, 20.0)
@@ -88,24 +88,10 @@ def make_rirs(folder: Path) -> None:
 
 
 def recipe(folder: Path, samples: int, full: bool) -> Path:
-    per_shard = max(1, samples // 4)  # four shards: two workers get the same work
-    data: dict = {
-        "name": "peers_full" if full else "peers_simple",
-        "seed": 1,
-        "output": {"format": "arrow", "samples_per_shard": per_shard, "audio_codec": "flac"},
-        "pools": {
-            "speech": {"manifest": str(folder / "speech" / "manifest.csv")},
-            "noise": {"paths": [str(folder / "noise" / "*.flac")]},
-        },
-        "splits": {"train": {"samples": samples}},
-        "synth": {
-            "type": "speech_noise_mix",
-            "speech": "speech",
-            "sample_rate": SR,
-            "noise": [{"pool": "noise", "snr_db_range": list(SNR)}],
-        },
-        "guards": {"max_reuse_factor": None},
-    }
+    # The simple job is audio_throughput's recipe (one noise layer at 0-20 dB, four shards);
+    # the full job adds the perturbation, reverb and level the peers' loop applies.
+    data = recipe_data(folder, samples, full=False)
+    data["name"] = "peers_full" if full else "peers_simple"
     if full:
         data["pools"]["rirs"] = {"paths": [str(folder / "rirs" / "*.wav")]}
         data["synth"]["noise"][0]["perturb"] = {
@@ -125,13 +111,6 @@ def speech_paths(folder: Path, samples: int) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- loop bodies
-
-
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return 0.0
 
 
 def _encode_to(out: Path, i: int, y: np.ndarray) -> None:
