@@ -102,10 +102,11 @@ class PoolIndex:
     pools: dict[str, PoolItems]
     rejects: list[dict[str, Any]]
 
-    @property
+    @functools.cached_property
     def sources(self) -> dict[str, Fingerprint]:
         """Every source file of every pool (a container for items inside one) -> its
-        fingerprint when indexed."""
+        fingerprint when indexed (merged once per index: every shard task arms its worker
+        with it)."""
         return {src: fp for pool in self.pools.values() for src, fp in pool.sources.items()}
 
     @property
@@ -335,15 +336,11 @@ class _Probed:
     cached: int
     probed: int
 
-    def kept(self, locators: Sequence[str], keep: Sequence[int], also: Sequence[str] = ()) -> dict[str, Any]:
-        """The PoolItems fields of fingerprints and counts for the kept items (``also``:
-        more files they need, such as masks, fingerprinted alongside)."""
-        sources_ = {source_of(locators[i]): self.fingerprints[i] for i in keep}
-        for extra in also:
-            sources_.setdefault(source_of(extra), _fingerprint_or_none(extra))
+    def kept(self, locators: Sequence[str], keep: Sequence[int]) -> dict[str, Any]:
+        """The PoolItems fields of fingerprints and counts for the kept items."""
         return {
             "fingerprints": [fp.content if (fp := self.fingerprints[i]) is not None else "" for i in keep],
-            "sources": {src: fp for src, fp in sources_.items() if fp is not None},
+            "sources": {source_of(locators[i]): fp for i in keep if (fp := self.fingerprints[i]) is not None},
             "cached": self.cached,
             "probed": self.probed,
         }
