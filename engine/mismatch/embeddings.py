@@ -107,6 +107,27 @@ def _shard_embeddings(
     return EmbeddingSet(name, os.fspath(out), "shards", ids, X, n, splits)
 
 
+def featurize_kept(files: list[str], keep: list[int], where: str, source: str,
+                   empty_reason: str) -> tuple[list[int], list[np.ndarray], list[dict[str, str]]]:
+    """Featurize ``files[i]`` for each ``i`` in ``keep``: the positions that gave an
+    embedding, their embeddings, and ``{"path", "reason"}`` for the others. An InputError
+    starting with ``where`` when none could be featurized.
+
+    Example: ``good, rows, rejects = featurize_kept(files, [0, 2], "dev", "dev", "no files")``
+    """
+    good, rows, rejects = [], [], []
+    for i, (status, value) in zip(keep, featurize_files([files[i] for i in keep])):
+        if status == "ok":
+            good.append(i)
+            rows.append(value)
+        else:
+            rejects.append({"path": files[i], "reason": value})
+    if not rows:
+        first = rejects[0] if rejects else {"path": source, "reason": empty_reason}
+        raise InputError(f"{where}: no file could be featurized (e.g. {first['path']}: {first['reason']})")
+    return good, rows, rejects
+
+
 def _raw_embeddings(
     source: Path, name: str, files: list[str], ids: list[str], max_n: int, seed: int
 ) -> EmbeddingSet:
@@ -117,18 +138,8 @@ def _raw_embeddings(
         raise InputError(f"{source}: holds both audio and image files; point at one kind of data")
     kind = kinds.pop()
     keep = subsample(len(files), max_n, seed, 102)
-    chosen = [files[i] for i in keep]
-    results = featurize_files(chosen)
-    rows, good_ids, rejects = [], [], []
-    for i, (status, value) in zip(keep, results):
-        if status == "ok":
-            rows.append(value)
-            good_ids.append(ids[i])
-        else:
-            rejects.append({"path": files[i], "reason": value})
-    if not rows:
-        first = rejects[0] if rejects else {"path": str(source), "reason": "no files"}
-        raise InputError(f"{source}: no file could be featurized (e.g. {first['path']}: {first['reason']})")
+    good, rows, rejects = featurize_kept(files, keep, str(source), str(source), "no files")
+    good_ids = [ids[i] for i in good]
     dims = {len(r) for r in rows}
     if len(dims) != 1:
         raise InputError(f"{source}: the featurizer returned embeddings of different sizes {sorted(dims)}")

@@ -42,7 +42,6 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import InputError
-from ..features.files import featurize_files
 from ..layout import LEGACY_RUN_RECORD_FILE, RUN_RECORD_FILE
 from ..media import MEDIA_EXTENSIONS, find_media, media_kind
 from ..report import count, esc, figure_html, new_figure, page, pct, plural, section, table_html
@@ -54,6 +53,7 @@ from ..storage import as_store, is_uri
 from ..synth import synthesizer_class
 from ..tables import manifest_paths, require_column
 from .columns import read_columns
+from .embeddings import featurize_kept
 from .errors import ADVICE, GAP_LABELS, Gap, Rate, difference_interval, parse_rate, rank_gaps
 from .slices import SliceReport, held_out_items, slice_rows
 
@@ -513,18 +513,8 @@ def _load_files_target(path: str, label: str, path_column: str, arg: str) -> _Ta
         raise InputError(f"{arg} {p}: holds both audio and image files; point at one kind of data")
     keep = [i for i, v in enumerate(labels) if v]
     dropped = len(labels) - len(keep)
-    results = featurize_files([files[i] for i in keep])
-    X, y, good_ids, rejects = [], [], [], []
-    for i, (status, value) in zip(keep, results):
-        if status == "ok":
-            X.append(value)
-            y.append(labels[i])
-            good_ids.append(ids[i])
-        else:
-            rejects.append({"path": files[i], "reason": value})
-    if not X:
-        first = rejects[0] if rejects else {"path": str(p), "reason": "no labelled files"}
-        raise InputError(f"{arg} {p}: no file could be featurized (e.g. {first['path']}: {first['reason']})")
+    good, X, rejects = featurize_kept(files, keep, f"{arg} {p}", str(p), "no labelled files")
+    y, good_ids = [labels[i] for i in good], [ids[i] for i in good]
     return _Target(_Rows(np.vstack(X), y, None, good_ids), source, [], dropped, rejects)  # type: ignore[arg-type]
 
 
