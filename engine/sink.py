@@ -89,7 +89,6 @@ class OutputSink:
         self._plan = plan
         self._in_place: dict[str, ShardWriter] = {}
         self.lease: Lease | None = None  # held from take_lease / on_write_start to on_write_complete / failed / withdraw
-        self._created = False  # take_lease made the OUT folder
         self._made: list[Path] = []
 
     @property
@@ -109,7 +108,7 @@ class OutputSink:
         if self.lease is None:
             self.take_lease()
         try:
-            return self._claim(overwrite=overwrite, created=self._created)
+            return self._claim(overwrite=overwrite, created=bool(self._made))
         except BaseException:
             self.give_up_lease()
             raise
@@ -121,13 +120,12 @@ class OutputSink:
         store = self.store
         if store.is_local and store.local_path().exists() and not store.local_path().is_dir():
             raise ShardError(f"{store.display()}: --out exists and is not a folder")
-        if store.is_local:  # the folders this run makes, deepest first (removed again if it writes nothing)
-            path = store.local_path()
-            self._made = [p for p in [path, *path.parents] if not p.exists()]
-        self._created = bool(self._made)
         if store.is_local:
+            path = store.local_path()
+            # the folders this run makes, deepest first (removed again if it writes nothing)
+            self._made = [p for p in [path, *path.parents] if not p.exists()]
             try:
-                store.local_path().mkdir(parents=True, exist_ok=True)
+                path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ShardError(f"{store.display()}: cannot create the output folder ({exc.strerror or exc})") from None
         try:
