@@ -314,3 +314,55 @@ def test_flac_encode_gives_the_bytes_of_libsndfiles_own_float_conversion(samples
     assert encode(x, 16000, "flac") == expected.getvalue()
     clipped = np.clip(x, -1.0, 1.0)
     assert encode(clipped, 16000, "flac", checked=True) == expected.getvalue()
+
+
+# ------------------------------------------------------------ lossless files read in segments
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    starts=st.lists(st.integers(0, 47_000), min_size=8, max_size=20),
+    frames=st.integers(1, 12_000),
+    channels=st.sampled_from([1, 2]),
+    fmt=st.sampled_from([("FLAC", "PCM_16"), ("WAV", "FLOAT"), ("WAV", "PCM_24")]),
+)
+def test_a_lossless_file_read_in_segments_gives_the_same_samples_from_its_whole_decode(
+    tmp_path_factory, starts, frames, channels, fmt
+):
+    path = _write(tmp_path_factory.mktemp("hot") / f"n.{fmt[0].lower()}", _noise(3.0, channels=channels, level=0.5), format=fmt[0], subtype=fmt[1])
+    plain = HandleCache(decoded_bytes=0, spill_bytes=0)  # no budget: every read seeks
+    with HandleCache() as hot:
+        for s in starts:
+            a = audio_io.read_mono(path, s, frames, cache=plain)
+            b = audio_io.read_mono(path, s, frames, cache=hot)
+            assert a.dtype == b.dtype == np.float32 and a.tobytes() == b.tobytes()
+        assert (path in hot._decoded) == (len(starts) * frames > 48_000)  # the reads passed its length
+    plain.close()
+
+
+def test_a_segment_read_file_is_decoded_whole_once_its_reads_add_up_to_its_length(tmp_path):
+    path = _write(tmp_path / "noise.flac", _noise(1.0), format="FLAC")  # 16,000 frames
+    with HandleCache() as cache:
+        for _ in range(3):
+            audio_io.read_mono(path, 100, 5000, cache=cache)  # 15,000 frames read: not yet
+        assert path not in cache._decoded
+        audio_io.read_mono(path, 100, 5000, cache=cache)  # 20,000 > 16,000
+        assert path in cache._decoded
+        os.remove(path)  # later reads are slices of the decode
+        assert audio_io.read_mono(path, 0, 3, cache=cache).shape == (3,)
+    whole_reads = _write(tmp_path / "speech.flac", _noise(1.0), format="FLAC")
+    with HandleCache() as cache:
+        for _ in range(5):
+            audio_io.read_mono(whole_reads, 0, 16000, cache=cache)  # whole reads never count
+        assert whole_reads not in cache._decoded
+
+
+def test_a_nan_deep_in_a_float_file_read_in_segments_is_still_a_reject(tmp_path):
+    x = _noise(2.0, level=0.5)
+    x[30_000] = np.nan
+    path = _write(tmp_path / "nan.wav", x, format="WAV", subtype="FLOAT")
+    with HandleCache() as cache:
+        with pytest.raises(BadSourceError, match="NaN"):
+            for _ in range(10):
+                audio_io.read_mono(path, 0, 5000, cache=cache)  # the segment is clean, the file is not
+        assert path not in cache._decoded

@@ -1150,6 +1150,12 @@ class HandleCache:
     through a memory map, up to ``spill_bytes`` on disk in all (default 8 GiB; one hour
     of 16 kHz mono is 230 MB). The least recently used decodes go first. A file beyond
     both is read as a stream: forward, and from the start again for an earlier window.
+
+    A lossless file (FLAC, WAV, ...) read in segments, as a long noise file is, is decoded
+    whole too once the segments read from it add up to its length: from then on its reads
+    are slices of that decode, the same samples its seek-and-read gave (libsndfile seeks
+    these formats sample-exact), and the whole decode cost no more than the reads already
+    made. Whole reads (a speech utterance) never count. The same budgets hold.
     Not thread-safe (one per worker process).
 
     Example: ``with HandleCache() as cache: read_segment(path, 0, 16000, cache=cache)``
@@ -1169,6 +1175,7 @@ class HandleCache:
         self._handles: OrderedDict[str, _Source] = OrderedDict()
         self._decoded: OrderedDict[str, np.ndarray] = OrderedDict()
         self._too_long: set[str] = set()
+        self._segment_frames: dict[str, int] = {}  # frames read in segments, per lossless file
 
     def source(self, path: str) -> _Source:
         """The open source of ``path``: a SoundFile, or a forward-only stream for MP3, Opus
@@ -1202,7 +1209,29 @@ class HandleCache:
             return pcm
         if key in self._too_long:
             return None
-        pcm = self._decode_whole(stream)
+        return self._keep(key, self._decode_whole(_stream_blocks(stream), stream.channels, stream.frames))
+
+    def hot(self, handle: sf.SoundFile, path: str, frames: int) -> np.ndarray | None:
+        """The whole decode of a lossless file read in segments, ``(frames, channels)``
+        read-only, once the segments read from it (``frames`` now included) exceed its
+        length; None before that or if it fits neither budget."""
+        key = os.fspath(path)
+        pcm = self._decoded.get(key)
+        if pcm is not None:
+            self._decoded.move_to_end(key)
+            return pcm
+        if key in self._too_long:
+            return None
+        seen = self._segment_frames.get(key, 0) + int(frames)
+        self._segment_frames[key] = seen
+        if seen <= handle.frames:
+            return None
+        check = handle.subtype in _FLOAT_SUBTYPES
+        return self._keep(key, self._decode_whole(_file_blocks(handle, key, check), handle.channels, handle.frames))
+
+    def _keep(self, key: str, pcm: np.ndarray | None) -> np.ndarray | None:
+        """Hold a whole decode (None: too long for either budget, remembered), evicting
+        the least recently used ones beyond the budgets."""
         if pcm is None:
             self._too_long.add(key)
             return None
@@ -1214,18 +1243,19 @@ class HandleCache:
                 del self._decoded[held.pop(0)]  # an unlinked scratch file goes with its map
         return pcm
 
-    def _decode_whole(self, stream: _Stream) -> np.ndarray | None:
-        frame_bytes = 4 * stream.channels
+    def _decode_whole(self, source: Iterator[np.ndarray], channels: int, frames: int | None) -> np.ndarray | None:
+        """Every block of ``source`` in one array: in memory up to a quarter of
+        ``decoded_bytes``, else in an unlinked scratch file read through a memory map;
+        None past ``spill_bytes`` (or known to be, from ``frames``)."""
+        frame_bytes = 4 * channels
         in_memory = self.decoded_bytes // 4
-        known = None if stream.frames is None else stream.frames * frame_bytes
+        known = None if frames is None else frames * frame_bytes
         if known is not None and known > max(in_memory, self.spill_bytes):
             return None
-        if stream.pos:
-            stream.rewind()
         blocks: list[np.ndarray] = []
         total, spill = 0, None
         try:
-            while (block := stream.decode(_BLOCK_FRAMES)).shape[0]:
+            for block in source:
                 total += block.nbytes
                 if total > self.spill_bytes and total > in_memory:
                     return None
@@ -1240,14 +1270,12 @@ class HandleCache:
                     spill.write(block.tobytes())
                 else:
                     blocks.append(block)
-            if stream.frames is not None and stream.pos < stream.frames:
-                raise _stops_early(stream.path, stream.frames, stream.pos)
             if spill is None:
-                pcm = np.concatenate(blocks) if blocks else np.zeros((0, stream.channels), np.float32)
+                pcm = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
                 pcm.setflags(write=False)
                 return pcm
             spill.flush()
-            return np.memmap(spill, dtype=np.float32, mode="r", shape=(total // frame_bytes, stream.channels))
+            return np.memmap(spill, dtype=np.float32, mode="r", shape=(total // frame_bytes, channels))
         finally:
             if spill is not None:
                 spill.close()  # the map keeps its own descriptor
@@ -1256,6 +1284,7 @@ class HandleCache:
         """Close and forget the handle of ``path`` (after a decode error left it in a bad state)."""
         key = os.fspath(path)
         self._decoded.pop(key, None)
+        self._segment_frames.pop(key, None)
         handle = self._handles.pop(key, None)
         if handle is not None:
             handle.close()
@@ -1264,6 +1293,7 @@ class HandleCache:
         """Close every open handle and drop the decodes."""
         self._decoded.clear()
         self._too_long.clear()
+        self._segment_frames.clear()
         while self._handles:
             _, handle = self._handles.popitem()
             handle.close()
@@ -1279,6 +1309,27 @@ class HandleCache:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _stream_blocks(stream: _Stream) -> Iterator[np.ndarray]:
+    """A compressed stream from its start, block by block (BadSourceError if it stops
+    before the frames its header declares)."""
+    if stream.pos:
+        stream.rewind()
+    while (block := stream.decode(_BLOCK_FRAMES)).shape[0]:
+        yield block
+    if stream.frames is not None and stream.pos < stream.frames:
+        raise _stops_early(stream.path, stream.frames, stream.pos)
+
+
+def _file_blocks(handle: sf.SoundFile, path: str, check: bool) -> Iterator[np.ndarray]:
+    """A lossless file from its start, block by block, with the checks of a segment read
+    (decode errors, truncation, and NaN/Inf where ``check``: float files)."""
+    for start in range(0, int(handle.frames), _BLOCK_FRAMES):
+        block = _read_at(handle, path, start, min(_BLOCK_FRAMES, int(handle.frames) - start))
+        if check:
+            _check_block(path, block, start)
+        yield block
 
 
 @contextmanager
@@ -1362,6 +1413,10 @@ def read_mono(
             return block[:, 0].copy() if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float64).astype(np.float32)
         if start_frame >= handle.frames or frames == 0:
             return np.zeros(0, dtype=np.float32)
+        whole = cache.hot(handle, path, frames) if cache is not None and frames < handle.frames else None
+        if whole is not None:  # checked as it was decoded
+            block = whole[start_frame : start_frame + frames]
+            return block[:, 0].copy() if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float64).astype(np.float32)
         if handle.channels != 1:
             block = _segment(handle, path, start_frame, frames)
             return block.mean(axis=1, dtype=np.float64).astype(np.float32)
