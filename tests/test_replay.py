@@ -25,7 +25,7 @@ from engine.replayer import Replayer, SourceChangedSinceRun
 from engine.sink import OutputSink
 from engine.worker import make_shard
 
-from .conftest import all_rows, small_recipe, write_recipe
+from .conftest import all_rows, small_recipe, tree_on_s3, write_recipe
 
 SR = 16000
 
@@ -220,6 +220,14 @@ def test_a_source_deleted_since_the_run_is_named(own_noise_out):
     (noise / used).unlink()
     with pytest.raises(SourceChangedSinceRun, match=f"{used}: changed since .*no longer an item of pool 'cabin'"):
         engine.replay(out, "t_in_car-train-000000000")
+
+
+def test_a_row_of_an_output_on_an_object_store_replays(audio_out, tmp_path, capsys):
+    row = all_rows(audio_out, "dev")[1]
+    with tree_on_s3(audio_out, "outputs", "runs/a") as uri:
+        assert engine.replay(uri, row["sample_id"]).media == row["audio"]["bytes"]
+        assert main(["replay", uri, row["sample_id"], "--check", "--to", str(tmp_path / "x.flac")]) == 0
+    assert (tmp_path / "x.flac").read_bytes() == row["audio"]["bytes"]
 
 
 # --------------------------------------------------------------------------- the command
