@@ -210,6 +210,7 @@ class Replayer:
         self._index = index
         self._synth: Synthesizer | None = None
         self._indexed: dict[tuple[str, str], str] | None = None
+        self._positions: dict[str, dict[str, int]] = {}  # pool -> item id -> position in the new index
         self._table: tuple[str, pa.Table] | None = None
 
     # ------------------------------------------------------------------ finding rows
@@ -240,8 +241,9 @@ class Replayer:
             for split, n in samples.items()
         )
         guess = None
-        m = re.search(r"([0-9]+)$", sid)
-        head = (sid[: m.start()] if m else sid).rstrip("-_ ")
+        stem = re.sub(r"\.[A-Za-z]{3,4}$", "", sid.strip())  # a file name pasted as the id: x.flac, x.json
+        m = re.search(r"([0-9]+)$", stem)
+        head = (stem[: m.start()] if m else stem).rstrip("-_ ")
         heads = {f"{name}-{split}": split for split in samples}
         close = difflib.get_close_matches(head, list(heads), n=1, cutoff=0.6)
         if close and m and int(m.group(1)) < samples[heads[close[0]]]:
@@ -306,7 +308,9 @@ class Replayer:
         before = self._indexed_fingerprints()
         for pool, item in sorted(refs):
             items = self.index.pools.get(pool)
-            pos = {it: k for k, it in enumerate(items.items)} if items is not None else {}
+            if pool not in self._positions:
+                self._positions[pool] = {it: k for k, it in enumerate(items.items)} if items is not None else {}
+            pos = self._positions[pool]
             if item not in pos:
                 where = item if is_uri(item) else os.path.normpath(os.path.join(self.recipe.base_dir, item))
                 rejected = next((r["reason"] for r in self.index.rejects if r.get("pool") == pool

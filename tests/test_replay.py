@@ -153,7 +153,8 @@ def test_an_unknown_sample_id_suggests_the_right_one(audio_out):
     with Replayer(audio_out) as replayer:
         for wrong, meant in [("t_in_car-train-3", "t_in_car-train-000000003"),
                              ("t_in_car-trian-000000003", "t_in_car-train-000000003"),
-                             ("t_in_car-dev-000000002.flac", None)]:
+                             ("t_in_car-dev-000000002.flac", "t_in_car-dev-000000002"),
+                             ("speech-7", None)]:
             with pytest.raises(InputError) as err:
                 replayer.replay(wrong)
             msg = str(err.value)
