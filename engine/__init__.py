@@ -2,8 +2,9 @@
 
 Public API::
 
-    from engine import load_recipe, run
+    from engine import load_recipe, replay, run
     summary = run(load_recipe("recipes/demo_in_car.yaml"), "out/demo_in_car")
+    replay("out/demo_in_car", "demo_in_car-train-000000003").identical   # a row made again from its params
 """
 
 from __future__ import annotations
@@ -84,6 +85,19 @@ def evaluate_probe(train, label, **kwargs):
     return probe_errors(train, label, **kwargs)
 
 
+def replay(out, sample_id, **kwargs):
+    """One row of an output made again from its stored params: a
+    :class:`~engine.replayer.Replayed` with the replayed and the stored bytes, ``identical``,
+    and the media decoded (``array``, and ``sampling_rate`` for audio). The pools are
+    indexed as the run indexed them; for many rows use :class:`engine.replayer.Replayer`.
+
+    Example: ``replay("out/demo_in_car", "demo_in_car-train-000000003").identical``
+    """
+    from .replayer import replay as _replay  # on first use: `import engine` loads no pools, codec or analyzer
+
+    return _replay(out, sample_id, **kwargs)
+
+
 __all__ = [
     "__version__",
     "analyze_coverage",
@@ -94,6 +108,7 @@ __all__ = [
     "load_recipe",
     "parse_recipe",
     "recipe_hash",
+    "replay",
     "run",
     "ShardsmithError",
     "RecipeError",

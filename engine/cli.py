@@ -16,14 +16,11 @@ import atexit
 import json
 import math
 import os
-import shutil
 import sys
-import uuid
 from pathlib import Path
 
 from .version import __version__
 from .errors import InputError, ShardsmithError
-from .layout import temporary_name
 
 
 def _check_path(path: str, arg: str, want: str, fix: str) -> None:
@@ -139,72 +136,46 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
+    from .export import exported_rows, write_rows
     from .report import count
-    from .run_record import listed_shards, read_run_record, read_vouched_shard
-    from .storage import as_store
-    from .synth import synthesizer_class
 
     _check_run_folder(args.out, "OUT")
     _check_path(args.to, "--to", "folder",
                 "give a folder for the exported files (created if missing), e.g. --to exported/")
-    store = as_store(args.out)
-    entries = listed_shards(store, args.split)
-    record = read_run_record(store) or {}
-    synth = synthesizer_class(str((record.get("recipe") or {}).get("synth", {}).get("type")))
-
-    def rows():
-        """The first --n rows, each shard checked against its stats record as it is read: a
-        damaged one refuses the export instead of shortening it."""
-        left = args.n
-        for entry in entries:
-            if left <= 0:
-                return
-            table = read_vouched_shard(store, entry, str(record.get("recipe_hash")))
-            if synth.media_column not in table.column_names:
-                raise ShardsmithError(f"{store.display(entry['file'])}: has no {synth.media_column} column; "
-                                      "nothing to export")
-            for row in table.slice(0, left).to_pylist():
-                left -= 1
-                yield row
-
+    if args.n < 0:
+        raise InputError(f"--n {args.n}: must be 0 or more (the number of rows to export)")
+    synth, rows = exported_rows(args.out, args.split, args.n)
     dest = Path(args.to)
-    written = _export_rows(synth, rows(), dest)
+    written = write_rows(synth, rows, dest)
     print(f"wrote {count(written, 'sample')} ({synth.media_column} files, each with a .json of its provenance) to {dest}")
     return 0
 
 
-def _export_rows(synth, rows, dest: Path) -> int:
-    """Write ``rows`` into a hidden folder inside ``dest``, then move the files into place;
-    the number of rows. An export stopped by an error (a damaged shard, a full disk) before
-    the move leaves ``dest`` as it was, and no folder of its own making."""
-    created = not dest.exists()
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-        stage = dest / temporary_name("export", uuid.uuid4().hex[:12])
-        stage.mkdir()
-    except OSError as exc:
-        if created:
-            shutil.rmtree(dest, ignore_errors=True)
-        raise ShardsmithError(f"{dest}: cannot create the --to folder ({exc.strerror or exc})") from None
-    done = False
-    written = 0
-    try:
-        for row in rows:
-            synth.export_row(row, stage)
-            written += 1
-        for f in sorted(p for p in stage.rglob("*") if p.is_file()):
-            target = dest / f.relative_to(stage)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(f, target)
-        done = True
-    except OSError as exc:
-        raise ShardsmithError(f"{dest}: cannot write the exported files ({exc.strerror or exc}); "
-                              "the export stopped") from None
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        if created and not done:
-            shutil.rmtree(dest, ignore_errors=True)  # only this export's files are in a folder it made
-    return written
+def cmd_replay(args: argparse.Namespace) -> int:
+    # loaded per command: `shardsmith --help` imports no Ray, analyzer or codec
+    from .replayer import Replayer
+
+    _check_run_folder(args.out, "OUT")
+    if not args.to and not args.check:
+        raise InputError("give --to FILE to write the row's media, --check to compare it with the stored bytes, "
+                         "or both")
+    if args.to:
+        _check_path(args.to, "--to", "file or folder",
+                    "give a file to write the media to (e.g. --to sample.flac), or a folder to write it into")
+    with Replayer(args.out) as replayer:
+        replayed = replayer.replay(args.sample_id)
+        if args.to:
+            path = replayed.write(args.to)
+            print(f"wrote {path} ({len(replayed.media)} bytes, made again from the params of {args.sample_id})")
+    if replayed.identical:
+        print(f"{args.sample_id}: the replayed {replayed.media_column} is byte-identical to the stored row's")
+        return 0
+    message = f"{args.sample_id}: the replay differs from the stored row: {replayed.difference()}"
+    if args.check:
+        print(f"shardsmith: error: {message}", file=sys.stderr)
+        return 1
+    print(message)
+    return 0
 
 
 # [coverage commands]
@@ -425,10 +396,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write samples as .wav (audio) or image files with JSON provenance")
     e.add_argument("out", help="a run's output folder")
-    e.add_argument("--split", required=True)
-    e.add_argument("--n", type=int, default=20)
-    e.add_argument("--to", required=True, help="folder for the .wav and .json files")
+    e.add_argument("--split", required=True, help="the split to export, e.g. train")
+    e.add_argument("--n", type=int, default=20, help="rows to export, the split's first (default: %(default)s)")
+    e.add_argument("--to", required=True, help="folder for the media files and their .json sidecars "
+                   "(created if missing)")
     e.set_defaults(func=cmd_export)
+
+    rp = sub.add_parser("replay", help="make one row's media again from its stored params (and check it is "
+                        "byte-identical)")
+    rp.add_argument("out", help="a run's output folder")
+    rp.add_argument("sample_id", help="the row's sample_id, e.g. demo_in_car-train-000000003")
+    rp.add_argument("--to", metavar="FILE", help="write the media here: the stored format's extension gives the "
+                    "stored bytes; .wav (audio) or .png (images) converts losslessly; a folder takes the row's "
+                    "file name")
+    rp.add_argument("--check", action="store_true",
+                    help="compare with the stored bytes; exit 1 if they differ")
+    rp.set_defaults(func=cmd_replay)
 
     # [coverage parsers]
     narrow_help = ("go ahead although the coverage forecast fails the recipe's guards "

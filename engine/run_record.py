@@ -28,7 +28,7 @@ from .version import __version__
 from .errors import ShardError
 from .layout import EXTRA_FILES, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_RECORD_FILE, shard_paths
 from .plan import Plan
-from .recipe import Recipe, recipe_hash, recipe_to_dict
+from .recipe import Recipe, parse_recipe, recipe_hash, recipe_to_dict
 from .resume import DONE, ResumeState
 from .shards import read_shard
 from .storage import Store, as_store, read_json
@@ -78,6 +78,26 @@ def read_run_record(out: str | Path | Store) -> dict[str, Any] | None:
     """
     found = find_run_record(out)
     return None if found is None else found[1]
+
+
+def recorded_recipe(out: str | Path | Store, record: dict[str, Any] | None = None) -> Recipe:
+    """The recipe an output was written with, from its run record (``record`` if the caller
+    has read it already), its relative pool paths resolved against the folder the recipe
+    was in (``recipe_dir``), as the run resolved them. A :class:`ShardError` when there is
+    no record or it holds no recipe.
+
+    Example: ``recorded_recipe("out/demo").synth.type``
+    """
+    store = as_store(out)
+    if record is None:
+        record = read_run_record(store)
+    if record is None:
+        raise ShardError(f"{store.display()}: no {RUN_RECORD_FILE}; is this a shardsmith output folder "
+                         "(the --out of `shardsmith run`)?")
+    if not isinstance(record.get("recipe"), dict):
+        raise ShardError(f"{store.display(RUN_RECORD_FILE)}: has no recipe; re-run the recipe into this folder")
+    return parse_recipe(record["recipe"], source=store.display(RUN_RECORD_FILE),
+                        base_dir=record.get("recipe_dir") or store.display())
 
 
 def run_record_files(record: dict[str, Any]) -> list[str]:
@@ -234,5 +254,5 @@ def read_vouched_shard(out: str | Path | Store, entry: dict[str, Any], rhash: st
     return table
 
 
-__all__ = ["is_run_record", "find_run_record", "read_run_record", "run_record_files", "build_run_record",
-           "listed_shards", "shard_files", "read_vouched_shard"]
+__all__ = ["is_run_record", "find_run_record", "read_run_record", "recorded_recipe", "run_record_files",
+           "build_run_record", "listed_shards", "shard_files", "read_vouched_shard"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ __all__ = [
     "pairwise_mean_square",
     "squared_distances",
     "distances",
+    "round_floats",
 ]
 
 
@@ -171,3 +173,27 @@ def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     from scipy.spatial.distance import cdist  # lazily, as above
 
     return cdist(a, b)
+
+
+# --------------------------------------------------------------------------- rounding
+
+
+def round_floats(obj: Any, sig: int = 6) -> Any:
+    """Every float in a JSON-like value rounded to ``sig`` significant digits (float32
+    noise such as ``1.6007499694824219`` reads ``1.60075``); NaN and inf become None;
+    ints, bools and strings stay as they are.
+
+    Example: ``round_floats({"a": [1.6007499694824219, float("nan"), 3]}) == {"a": [1.60075, None, 3]}``
+    """
+    if isinstance(obj, dict):
+        return {k: round_floats(v, sig) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [round_floats(v, sig) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return float(f"{v:.{sig}g}") if math.isfinite(v) else None
+    return obj

@@ -30,6 +30,7 @@ import pyarrow as pa
 from .plan import make_plan
 from .pools import PoolIndex, index_pools
 from .recipe import Recipe
+from .replayer import replay_sample
 from .rng import sample_rng
 from .shards import read_shard
 from .synth.base import SOURCE_TYPE, Sample, Synthesizer
@@ -118,10 +119,8 @@ def check_params_survive_json(ctx: CheckContext) -> None:
 
 
 def check_replay_reproduces_the_row(ctx: CheckContext) -> None:
-    """A written shard's rows are replayed from their stored params alone, byte for byte."""
-
-
-
+    """A written shard's rows are replayed from their stored params alone, byte for byte
+    (as :func:`engine.replay` replays a row)."""
     cls = synthesizer_class(ctx.name)
     spec = make_plan(ctx.recipe).shards[0]
     out = ctx.scratch / f"replay-{ctx.name}"
@@ -130,9 +129,7 @@ def check_replay_reproduces_the_row(ctx: CheckContext) -> None:
     synth = ctx.synth()
     try:
         for row in table.slice(0, ctx.samples).to_pylist():
-            params = json.loads(row["params"])
-            params.pop("applied", None)  # what apply() resolved, stored beside the draws
-            sample = synth.apply(params)
+            sample = replay_sample(synth, row)
             assert _media_bytes(cls, sample) == row[cls.media_column]["bytes"], (
                 f"{ctx.name}: row {row['sample_id']} is not reproduced from its params"
             )

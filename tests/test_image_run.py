@@ -187,7 +187,8 @@ def test_export_writes_image_files_with_provenance(composite_run, tmp_path):
     assert cli_main(["export", str(out), "--split", "train", "--n", "3", "--to", str(tmp_path)]) == 0
     assert len(list(tmp_path.glob("*.png"))) == 3
     side = json.loads(sorted(tmp_path.glob("*.json"))[0].read_text())
-    assert "objects" in side and all("mask" not in o for o in side["objects"])
+    # each object's mask is a PNG file the sidecar names relative to its own folder
+    assert "objects" in side and all((tmp_path / o["mask"]).is_file() for o in side["objects"])
     assert "seed" in side["params"]
 
 

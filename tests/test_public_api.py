@@ -5,7 +5,7 @@ import engine
 
 def test_public_api_names_are_exported():
     for name in ("load_recipe", "parse_recipe", "recipe_hash", "run", "analyze_coverage",
-                 "evaluate_errors", "evaluate_data", "evaluate_slices", "evaluate_probe",
+                 "evaluate_errors", "evaluate_data", "evaluate_slices", "evaluate_probe", "replay",
                  "RecipeError", "GuardError"):
         assert name in engine.__all__ and hasattr(engine, name)
 

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import BadSourceError, RecipeError
+from ..statistics import round_floats
 
 if TYPE_CHECKING:
     from ..pools import PoolIndex
@@ -233,9 +234,20 @@ class Synthesizer:
         write_sidecar(row, dest, skip=(cls.media_column,))
 
 
+# Significant digits of every float in an export's sidecars: enough for any sampled value,
+# few enough that float32 noise (1.6007499694824219) reads as the value (1.60075). The
+# exact params stay in the shard; `shardsmith replay` works from those.
+SIDECAR_DIGITS = 6
+
+
 def write_sidecar(row: dict[str, Any], dest: Path, skip: Iterable[str] = ()) -> None:
-    """``<sample_id>.json``: the row's provenance (params parsed), without media or embedding."""
+    """``<sample_id>.json``: the row's provenance (params parsed), without media or
+    embedding, every float rounded to :data:`SIDECAR_DIGITS` significant digits.
+
+    Example: ``write_sidecar(row, Path("listen"), skip=("audio",))``
+    """
     drop = {"embedding", *skip}
     side = {k: v for k, v in row.items() if k not in drop}
     side["params"] = json.loads(side["params"])
-    (dest / f"{row['sample_id']}.json").write_text(json.dumps(side, indent=1) + "\n")
+    side = round_floats(side, SIDECAR_DIGITS)
+    (dest / f"{row['sample_id']}.json").write_text(json.dumps(side, indent=1, allow_nan=False) + "\n")

@@ -25,6 +25,7 @@ from ..image import pipeline
 from .base import Sample, Synthesizer, check_label_columns, first_seen, write_sidecar
 
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+MASKS_FOLDER = "masks"  # an export's object masks, beside the images and their sidecars
 RESERVED_COLUMNS = frozenset(
     {"sample_id", "split", "image", "width", "height", "objects", "sources", "params", "embedding"}
 )
@@ -165,11 +166,24 @@ class ImageSynthBase(Synthesizer):
 
     @classmethod
     def export_row(cls, row: dict[str, Any], dest: Path) -> None:
-        """The encoded image as it is, and its provenance (objects without mask bytes)."""
+        """The encoded image as it is, and its provenance. Objects that carry a mask (PNG
+        bytes of the whole image) have it written as ``masks/<sample_id>-<k>.png`` (``k``
+        the object's position in ``objects``); the sidecar names that file, relative to
+        the sidecar's own folder, in place of the bytes."""
         name = row["image"]["path"] or f"{row['sample_id']}.png"
         (dest / name).write_bytes(row["image"]["bytes"])
         if row.get("objects"):
-            row = {**row, "objects": [{k: v for k, v in o.items() if k != "mask"} for o in row["objects"]]}
+            objects = []
+            for k, obj in enumerate(row["objects"]):
+                obj = dict(obj)
+                mask = obj.pop("mask", None)
+                if mask:
+                    rel = f"{MASKS_FOLDER}/{row['sample_id']}-{k}.png"
+                    (dest / MASKS_FOLDER).mkdir(exist_ok=True)
+                    (dest / rel).write_bytes(mask)
+                    obj["mask"] = rel
+                objects.append(obj)
+            row = {**row, "objects": objects}
         write_sidecar(row, dest, skip=("image",))
 
 
