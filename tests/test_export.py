@@ -109,7 +109,7 @@ def test_float32_noise_reads_as_the_value_it_stands_for():
     assert round_floats({"a": [float("nan"), float("inf"), 3, True, "x"]}) == {"a": [None, None, 3, True, "x"]}
 
 
-@given(st.floats(allow_nan=False, allow_infinity=False))
+@given(st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=False))  # a subnormal has fewer digits to keep
 def test_rounding_keeps_six_significant_digits_and_is_idempotent(x):
     r = round_floats(x)
     assert isinstance(r, float) and round_floats(r) == r
