@@ -39,6 +39,7 @@ __all__ = ["FRAME_S", "frame_geometry", "stretched_length", "time_stretch", "pit
 
 FRAME_S = 0.032  # frame length: a few pitch periods of the lowest voices
 PITCH_MAX_DENOMINATOR = 1000  # the resampling fraction of a pitch ratio: within 0.75 cent
+_BATCH = 256  # frames whose search regions are transformed in one call
 
 
 def frame_geometry(sample_rate: int) -> tuple[int, int, int]:
@@ -108,16 +109,22 @@ def time_stretch(x: np.ndarray, tempo: float, sample_rate: int) -> np.ndarray:
     xp[lead : lead + n] = a
     size = _fft.next_fast_len(frame + 2 * tol + frame, real=True)
     lags = 2 * tol + 1
+    span = np.arange(frame + 2 * tol)
     chosen = np.empty(count, dtype=np.int64)
     prev = starts[0]
     chosen[0] = prev
+    spectra = np.empty((0, size // 2 + 1), dtype=np.complex128)
     for k in range(1, count):
+        j = (k - 1) % _BATCH
+        if j == 0:
+            # Where frame k may come from does not depend on earlier choices: the spectra
+            # of those regions are made a batch at a time (one transform call, bounded memory).
+            upto = min(count, k + _BATCH)
+            spectra = _fft.rfft(xp[(lead - tol) + np.asarray(starts[k:upto])[:, None] + span[None, :]], size, axis=1)
         # What the input does after the previous frame's samples: the new frame should
-        # continue like it. The template is the overlap with the previous frame's window.
+        # continue like it.
         natural = xp[lead + prev + hop : lead + prev + hop + frame]
-        lo = lead + starts[k] - tol
-        region = xp[lo : lo + frame + 2 * tol]
-        corr = _fft.irfft(_fft.rfft(region, size) * np.conj(_fft.rfft(natural, size)), size)[:lags]
+        corr = _fft.irfft(spectra[j] * np.conj(_fft.rfft(natural, size)), size)[:lags]
         prev = starts[k] - tol + int(np.argmax(corr))
         chosen[k] = prev
     w = _hann(frame)
