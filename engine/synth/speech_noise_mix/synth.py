@@ -4,7 +4,9 @@ and a target level, every choice recorded.
 Per sample (all draws in :meth:`SpeechNoiseMixSynth.sample_params`, from the sample's own
 generator; :meth:`~SpeechNoiseMixSynth.apply` is deterministic):
 
-1. one clean utterance, downmixed and resampled (polyphase) to ``synth.sample_rate``;
+1. one clean utterance, downmixed and resampled (polyphase) to ``synth.sample_rate``,
+   then with ``synth.speech_perturb`` its speed, tempo, pitch and gain changed
+   (:mod:`.speech_perturb`; noise and events are drawn for its new duration);
 2. with probability ``reverb.p``, a room impulse response: the speech is convolved with
    it, aligned on the direct path (same length, no time shift) and scaled back to its dry
    active power, so SNRs and levels mean the same with or without reverb;
@@ -18,7 +20,7 @@ generator; :meth:`~SpeechNoiseMixSynth.apply` is deterministic):
 5. the whole mix scaled so the speech's active RMS is ``level_dbfs``, then peak control.
 
 SNR (docs/architecture.md): speech power is the active power of the speech as it is in the
-mix (after reverb); noise power is the mean square of the exact noise signal added, after
+mix (after speech perturbation and reverb); noise power is the mean square of the exact noise signal added, after
 crop, loop, perturbation and reverb.
 
 Example::
