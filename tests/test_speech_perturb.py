@@ -347,3 +347,23 @@ def test_rows_a_worker_writes_carry_the_params_and_replay_to_their_bytes(demo_co
         sample = synth.apply(params)
         assert sample.columns["audio"]["bytes"] == row["audio"]["bytes"]
         assert sample.sources == row["sources"]
+    # the shard's stats (what coverage merges) histogram every stage against its range
+    found: dict[str, list[dict]] = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and key.startswith("speech_perturb."):
+                    found.setdefault(key, []).append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for stats in out.rglob("*.stats.json"):
+        walk(json.loads(stats.read_text()))
+    for stage, range_field, _ in speech_perturb.STAGES:
+        entries = found[f"speech_perturb.{stage}"]  # one per shard
+        assert all(tuple(e["range"]) == tuple(EVERY_STAGE[range_field]) for e in entries)
+        assert sum(e["count"] for e in entries) == 16
