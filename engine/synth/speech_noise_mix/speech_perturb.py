@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ...config import StrictModel, range_pair
@@ -94,7 +95,7 @@ class SpeechPerturb(StrictModel):
         return self
 
 
-def draw(rng: Any, cfg: SpeechPerturb) -> dict[str, float]:
+def draw(rng: np.random.Generator, cfg: SpeechPerturb) -> dict[str, float]:
     """The stages that fire for one sample, ``{stage: value}``. Every configured stage
     draws its coin and its value even when it does not fire, so that changing one
     probability does not reshuffle the others. A speed is a fraction ``p/q`` with
@@ -102,7 +103,7 @@ def draw(rng: Any, cfg: SpeechPerturb) -> dict[str, float]:
 
     Example: ``draw(np.random.default_rng(0), SpeechPerturb(gain_db_range=(-6, 6)))  # {"gain_db": ...}``
     """
-    from ...audio import ops
+    from ...audio import ops  # scipy loads only when a recipe perturbs speech
 
     out: dict[str, float] = {}
     for stage, range_field, p_field in STAGES:
@@ -132,7 +133,7 @@ def time_scale(params: dict[str, Any] | None) -> float:
     return 1.0 / (float(p.get("speed", 1.0)) * float(p.get("tempo", 1.0)))
 
 
-def apply(x: Any, params: dict[str, Any] | None, sample_rate: int) -> Any:
+def apply(x: np.ndarray, params: dict[str, Any] | None, sample_rate: int) -> np.ndarray:
     """The utterance ``x`` (mono float32 at ``sample_rate``) with the drawn stages applied:
     speed, then tempo and pitch (one WSOLA stretch and one resampling), then gain.
     Lengths: ``round(len(x) / speed)``, then ``round(that / tempo)``.
