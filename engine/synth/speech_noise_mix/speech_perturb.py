@@ -140,7 +140,7 @@ def apply(x: np.ndarray, params: dict[str, Any] | None, sample_rate: int) -> np.
 
     Example: ``apply(x, {"speed": 1.1, "gain_db": -3.0}, 16000)``
     """
-    from ...audio import ops, stretch
+    from ...audio import ops, stretch  # scipy loads only when a recipe perturbs speech
 
     p = params or {}
     y = x
