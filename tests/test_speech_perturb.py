@@ -298,6 +298,8 @@ def test_the_output_has_the_perturbed_duration_and_noise_and_events_fit_it(pertu
         assert n / SR == pytest.approx(item_s * speech_perturb.time_scale(params["speech_perturb"]), abs=2.0 / SR)
         src = parts.sources
         assert src[0]["duration_s"] == pytest.approx(item_s, abs=1.0 / SR)  # the utterance, whole
+        gain = ops.db_to_gain(params["speech_perturb"]["gain_db"])  # the speech's gain includes the drawn one
+        assert ops.db_to_gain(src[0]["gain_db"]) == pytest.approx(parts.speech_gain * parts.out_gain * gain, rel=1e-9)
         for layer, piece in zip(params["noise"], src[1:]):
             assert piece["duration_s"] == pytest.approx(n / SR * layer.get("perturb", {}).get("speed", 1.0))
         for ev in params.get("events", []):
