@@ -13,7 +13,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -346,6 +346,9 @@ class SynthConfig(StrictModel):
     """
 
     type: str
+    # Optional fields added after recipes were written, with their "off" value: left out
+    # of the recipe hash while off, so a recipe that does not use them keeps its hash.
+    hashed_when_set: ClassVar[dict[str, Any]] = {}
 
     def pool_refs(self) -> list[tuple[str, str, tuple[str, ...]]]:
         """(field path, pool name, allowed pool kinds) for every pool this synth names."""

@@ -54,3 +54,20 @@ def test_the_built_in_synthesizers_are_registered_by_entry_point():
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
 def test_every_synthesizer_keeps_the_contract(synth_type, check, contexts):
     check(contexts(synth_type))
+
+
+@pytest.fixture(scope="module")
+def speech_perturbed(demo_corpus, tmp_path_factory):
+    """The demo speech_noise_mix recipe with every speech perturbation on (issue 17)."""
+    from engine.recipe import recipe_to_dict
+
+    data = recipe_to_dict(_demo_recipe_of("speech_noise_mix", demo_corpus))
+    data["synth"]["speech_perturb"] = {"speed_range": [0.9, 1.1], "tempo_range": [0.8, 1.25],
+                                       "pitch_semitones_range": [-3, 3], "gain_db_range": [-6, 6]}
+    return check_context(parse_recipe(data, base_dir=RECIPES), tmp_path_factory.mktemp("speech_perturb"), samples=6)
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_speech_perturbation_keeps_the_contract(check, speech_perturbed):
+    assert all("speech_perturb" in params for _, _, params, _ in speech_perturbed.drawn())
+    check(speech_perturbed)

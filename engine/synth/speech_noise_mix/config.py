@@ -3,11 +3,12 @@ reverb, perturbation, level and peak control (see docs/audio.md)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from ...config import StrictModel, SynthConfig, int_range, range_pair, show
+from .speech_perturb import SpeechPerturb
 
 if TYPE_CHECKING:
     from ...recipe import Recipe
@@ -133,6 +134,7 @@ class Reverb(StrictModel):
 class SpeechNoiseMix(SynthConfig):
     type: Literal["speech_noise_mix"]
     speech: str
+    speech_perturb: SpeechPerturb | None = None
     noise: list[NoiseLayer] = Field(min_length=1)
     total_snr_db_range: tuple[float, float] | None = None
     events: list[EventLayer] = Field(default_factory=list)
@@ -145,6 +147,7 @@ class SpeechNoiseMix(SynthConfig):
     peak_dbfs: float = Field(-1.0, le=0.0, ge=-60.0)
     crossfade_s: float = Field(0.05, ge=0.0, le=1.0)
     active_threshold_db: float = Field(40.0, gt=0.0, le=120.0)
+    hashed_when_set: ClassVar[dict[str, Any]] = {"speech_perturb": None}
 
     @field_validator("total_snr_db_range", mode="before")
     @classmethod

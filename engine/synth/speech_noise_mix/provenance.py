@@ -19,6 +19,7 @@ import soundfile as sf
 
 from ...audio.io import decode
 from ..base import first_seen, walk_refs, write_sidecar
+from .speech_perturb import time_scale
 
 SNR_BAND_DB = 5.0  # width of the SNR bands errors are sliced by
 
@@ -30,11 +31,13 @@ def _speed(entry: dict[str, Any]) -> float:
 def source_pieces(params: dict[str, Any], duration: Callable[[str, str], float],
                   config: Any = None) -> list[tuple[str, str, float]]:
     """As ``apply`` records sources: the utterance whole; each noise layer for the
-    utterance's length times its speed; each event for its crop (at most
-    ``max_duration_s`` of output, times its speed); the rest (reverb) whole."""
+    output's length (the utterance's, over its speech speed and tempo) times its speed;
+    each event for its crop (at most ``max_duration_s`` of output, times its speed); the
+    rest (reverb) whole."""
     sp = params["speech"]
-    need = duration(sp["pool"], sp["item"])
-    out = [(sp["pool"], sp["item"], need)]
+    item_s = duration(sp["pool"], sp["item"])
+    out = [(sp["pool"], sp["item"], item_s)]
+    need = item_s * time_scale(params.get("speech_perturb"))
     for layer in params.get("noise", []):
         out.append((layer["pool"], layer["item"], need * _speed(layer)))
     events_cfg = getattr(config, "events", None) or []

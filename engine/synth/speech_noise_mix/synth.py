@@ -4,7 +4,9 @@ and a target level, every choice recorded.
 Per sample (all draws in :meth:`SpeechNoiseMixSynth.sample_params`, from the sample's own
 generator; :meth:`~SpeechNoiseMixSynth.apply` is deterministic):
 
-1. one clean utterance, downmixed and resampled (polyphase) to ``synth.sample_rate``;
+1. one clean utterance, downmixed and resampled (polyphase) to ``synth.sample_rate``,
+   then with ``synth.speech_perturb`` its speed, tempo, pitch and gain changed
+   (:mod:`.speech_perturb`; noise and events are drawn for its new duration);
 2. with probability ``reverb.p``, a room impulse response: the speech is convolved with
    it, aligned on the direct path (same length, no time shift) and scaled back to its dry
    active power, so SNRs and levels mean the same with or without reverb;
@@ -18,7 +20,7 @@ generator; :meth:`~SpeechNoiseMixSynth.apply` is deterministic):
 5. the whole mix scaled so the speech's active RMS is ``level_dbfs``, then peak control.
 
 SNR (docs/architecture.md): speech power is the active power of the speech as it is in the
-mix (after reverb); noise power is the mean square of the exact noise signal added, after
+mix (after speech perturbation and reverb); noise power is the mean square of the exact noise signal added, after
 crop, loop, perturbation and reverb.
 
 Example::
@@ -47,6 +49,7 @@ from ...audio import ops
 from ...errors import BadSourceError, RecipeError, RejectSample
 from ..base import ROW_COLUMNS, Sample, Synthesizer, check_label_columns
 from . import provenance
+from . import speech_perturb
 
 # Source samples read on each side of a noise segment that is resampled, so that the
 # polyphase filter sees real signal at the edges instead of zeros.
@@ -264,6 +267,9 @@ class SpeechNoiseMixSynth(Synthesizer):
         s = int(cands[rng.integers(len(cands))])
         speech_s = float(speech.duration_s[s])
         params: dict[str, Any] = {"speech": {"pool": cfg.speech, "item": speech.items[s]}}
+        if cfg.speech_perturb is not None:  # drawn first: noise and events fit its duration
+            params["speech_perturb"] = speech_perturb.draw(rng, cfg.speech_perturb)
+            speech_s *= speech_perturb.time_scale(params["speech_perturb"])
 
         layers = []
         for li, layer in enumerate(cfg.noise):
@@ -390,6 +396,17 @@ class SpeechNoiseMixSynth(Synthesizer):
         # render() still refuses speech without active power.
         return ops.resample(x, int(pool.sample_rate[i]), self.sample_rate), path
 
+    def _perturbed_speech(self, speech: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, float, float]:
+        """``(speech after synth.speech_perturb, the utterance's own seconds, the gain
+        factor of the perturbation)``: the speech itself, its length and 1.0 when the
+        recipe has no speech perturbation."""
+        item_s = len(speech) / self.sample_rate
+        drawn = params.get("speech_perturb")
+        if not drawn:
+            return speech, item_s, 1.0
+        gain = ops.db_to_gain(float(drawn["gain_db"])) if "gain_db" in drawn else 1.0
+        return speech_perturb.apply(speech, drawn, self.sample_rate), item_s, gain
+
     def _resample_chain(self, x: np.ndarray, sr_in: int, speed: Fraction) -> np.ndarray:
         sr = self.sample_rate
         if speed == 1:
@@ -512,6 +529,7 @@ class SpeechNoiseMixSynth(Synthesizer):
         thr = cfg.active_threshold_db
         sp = params["speech"]
         speech, path = self._read_speech(sp["pool"], sp["item"])
+        speech, speech_item_s, perturb_gain = self._perturbed_speech(speech, params)
         n = len(speech)
         p_speech = _finite_level(ops.active_power(speech, sr, threshold_db=thr), speech, path, "speech")
         if not p_speech > 1e-18:  # -180 dB: nothing to set an SNR against
@@ -624,8 +642,8 @@ class SpeechNoiseMixSynth(Synthesizer):
         # ---- provenance: every piece, in its item's own timeline, with its final gain
         g_out = out.out_gain
         duration_s = n / sr
-        sources = [{"pool": sp["pool"], "item": sp["item"], "start_s": 0.0, "duration_s": duration_s,
-                    "gain_db": ops.gain_to_db(speech_gain * g_out)}]
+        sources = [{"pool": sp["pool"], "item": sp["item"], "start_s": 0.0, "duration_s": speech_item_s,
+                    "gain_db": ops.gain_to_db(speech_gain * g_out * perturb_gain)}]
         for layer, g in zip(params["noise"], gains):
             speed = (layer.get("perturb") or {}).get("speed", 1.0)
             sources.append({"pool": layer["pool"], "item": layer["item"], "start_s": float(layer["start_s"]),
