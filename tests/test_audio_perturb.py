@@ -33,7 +33,8 @@ def test_speed_perturbation_changes_the_duration_by_the_factor(n, speed, seed):
     y = ops.speed_perturb(_noise(seed, n), speed)
     assert y.dtype == np.float32
     assert len(y) == ops.resampled_length(n, frac.numerator, frac.denominator)
-    assert abs(len(y) - n / speed) <= 0.5 + n * abs(float(frac) - speed) / speed**2 + 1e-9
+    # |len - n/frac| <= 0.5 and |n/frac - n/speed| = n |frac - speed| / (frac * speed)
+    assert abs(len(y) - n / speed) <= 0.5 + n * abs(float(frac) - speed) / (speed * float(frac)) + 1e-9
 
 
 def test_a_drawn_speed_comes_back_as_the_same_fraction():
