@@ -53,6 +53,7 @@ __all__ = [
     "codec_rate",
     "mp3_version",
     "mp3_bitrates_kbps",
+    "codec_setting",
     "codec_round_trip",
     "codec_delay",
     "telephone_band",
@@ -110,8 +111,11 @@ def mp3_bitrates_kbps(sample_rate: int) -> tuple[int, ...]:
     return MP3_BITRATES_KBPS[mp3_version(codec_rate("mp3", sample_rate))]
 
 
-def _setting(codec: str, rate: int, bitrate_kbps: float | None, quality: float | None) -> dict:
-    """soundfile keyword arguments for one codec setting."""
+def codec_setting(codec: str, rate: int, bitrate_kbps: float | None, quality: float | None) -> dict:
+    """soundfile's keyword arguments for one codec setting at the codec's ``rate``.
+
+    Example: ``codec_setting("vorbis", 16000, None, 0.25) == {"compression_level": 0.75}``
+    """
     if codec == "mp3":
         table = MP3_BITRATES_KBPS[mp3_version(rate)]
         if bitrate_kbps is None or int(bitrate_kbps) != bitrate_kbps or int(bitrate_kbps) not in table:
@@ -187,7 +191,7 @@ def codec_round_trip(x: np.ndarray, sample_rate: int, codec: str, *, bitrate_kbp
     """
     n = len(x)
     rate = codec_rate(codec, int(sample_rate))
-    setting = _setting(codec, rate, bitrate_kbps, quality)
+    setting = codec_setting(codec, rate, bitrate_kbps, quality)
     a = np.clip(ops.resample(np.asarray(x, dtype=np.float32), sample_rate, rate), -1.0, 1.0)
     if len(a) == 0:
         return np.zeros(0, dtype=np.float32)
@@ -217,4 +221,6 @@ def telephone_band(x: np.ndarray, sample_rate: int, *, low_hz: float = 300.0, hi
     if narrowband and sample_rate > TELEPHONE_RATE:
         n = len(y)
         y = ops.resample(ops.resample(y, sample_rate, TELEPHONE_RATE), TELEPHONE_RATE, sample_rate)[:n]
+        if len(y) < n:  # an odd length rounds down and back
+            y = np.pad(y, (0, n - len(y)))
     return y
