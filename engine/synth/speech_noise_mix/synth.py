@@ -15,7 +15,9 @@ generator; :meth:`~SpeechNoiseMixSynth.apply` is deterministic):
    ``total_snr_db_range``, its ``share`` of a total SNR that is itself exact;
 4. short events placed at random times, each at an exact SNR against the active speech
    around it;
-5. the whole mix scaled so the speech's active RMS is ``level_dbfs``, then peak control.
+5. the whole mix scaled so the speech's active RMS is ``level_dbfs``, then peak control;
+6. with ``synth.channel``, its drawn stages (codecs, telephone band, distortion, EQ;
+   channel.py), then peak control again.
 
 SNR (docs/architecture.md): speech power is the active power of the speech as it is in the
 mix (after reverb); noise power is the mean square of the exact noise signal added, after
@@ -482,7 +484,7 @@ class SpeechNoiseMixSynth(Synthesizer):
         self, kind: str, entry: dict[str, Any], n: int, rir: tuple[np.ndarray, int] | None
     ) -> np.ndarray:
         """``n`` samples of the noise of a layer or event entry: read (at its speed),
-        reversed, filtered, swept, reverberated, in that order."""
+        reversed, filtered, eq, distortion, swept, reverberated, in that order."""
         perturb = entry.get("perturb") or {}
         # An event is played once: its piece is never longer than the item at its speed
         # (but for a sample of rounding), so it is not looped.
