@@ -330,7 +330,8 @@ def _draw_stage(rng: np.random.Generator, stage: Any, rate: int) -> dict[str, An
 
 def draw_stages(rng: np.random.Generator, stages: list[Any] | None, rate: int) -> list[dict[str, Any]]:
     """The stages of ``stages`` that fire, each ``{"layer": index, "type": ..., values}``;
-    nothing is drawn without stages.
+    nothing is drawn without stages. ``rate`` is the output rate (it decides the bitrates
+    an MP3 has; no other stage needs it).
 
     Example: ``draw_stages(rng, cfg.channel, 16000)``
     """

@@ -340,7 +340,8 @@ class SpeechNoiseMixSynth(Synthesizer):
                 params["reverb"] = {"pool": cfg.reverb.pool, "item": item, "rt60_s": rt60_s, "drr_db": drr_db}
         if cfg.level_dbfs_range is not None:
             params["level_dbfs"] = float(rng.uniform(*cfg.level_dbfs_range))
-        channel.draw_channel(rng, cfg.channel, self.sample_rate, params)
+        if cfg.channel:
+            channel.draw_channel(rng, cfg.channel, self.sample_rate, params)
         return params
 
     # ------------------------------------------------------------------ reading sources
