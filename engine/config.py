@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_serializer, model_validator)
 from pydantic_core import PydanticCustomError
 
 from .image.pipeline import TransformSpecError, normalize_transforms  # albumentations itself loads lazily
@@ -31,6 +32,18 @@ class StrictModel(BaseModel):
     # allow_inf_nan=False: a NaN or an infinity is no setting (`.inf` would pass `ge=0`
     # and mean "no limit" by accident; NaN fails every comparison): refused in every field.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # Optional fields added after a model was first released: left out of its dump while
+    # unset (None), so a recipe that does not use them keeps its recipe hash.
+    dumped_when_set: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler: Any) -> Any:
+        data = handler(self)
+        if self.dumped_when_set and isinstance(data, dict):
+            for name in self.dumped_when_set:
+                if name in data and data[name] is None:
+                    del data[name]
+        return data
 
 
 def show(value: Any, limit: int = 120) -> str:
@@ -346,9 +359,6 @@ class SynthConfig(StrictModel):
     """
 
     type: str
-    # Optional fields added after recipes were written, with their "off" value: left out
-    # of the recipe hash while off, so a recipe that does not use them keeps its hash.
-    hashed_when_set: ClassVar[dict[str, Any]] = {}
 
     def pool_refs(self) -> list[tuple[str, str, tuple[str, ...]]]:
         """(field path, pool name, allowed pool kinds) for every pool this synth names."""

@@ -690,8 +690,5 @@ def recipe_hash(recipe: Recipe) -> str:
             # Unset was 0.0 before role minimums existed: an unchanged recipe keeps its hash
             # (which files a minimum leaves out is the pool index's to guard, as for globs).
             pool["min_duration_s"] = 0.0
-    for key, default in type(recipe.synth).hashed_when_set.items():
-        if key in data["synth"] and data["synth"][key] == default:
-            del data["synth"][key]
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -14,6 +14,8 @@ from engine.recipe import parse_recipe
 from engine.synth import registrations
 from engine.synth_checks import CHECKS, check_context
 
+from .test_audio_channel_mix import EVERY_STAGE, NOISE_EFFECTS
+
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 BUILT_IN = {"speech_noise_mix", "image_augment", "image_composite"}
 
@@ -71,3 +73,22 @@ def speech_perturbed(demo_corpus, tmp_path_factory):
 def test_speech_perturbation_keeps_the_contract(check, speech_perturbed):
     assert all("speech_perturb" in params for _, _, params, _ in speech_perturbed.drawn())
     check(speech_perturbed)
+
+
+@pytest.fixture(scope="module")
+def channel_context(demo_corpus, tmp_path_factory):
+    """The demo speech recipe with every synth.channel stage on, and eq and distortion on
+    its first noise layer (tests/test_audio_channel_mix.py)."""
+    data = yaml.safe_load((RECIPES / "demo_in_car.yaml").read_text())
+    data["splits"] = {name: {**cfg, "samples": 4} for name, cfg in data["splits"].items()}
+    data["output"]["samples_per_shard"] = 4
+    data["synth"]["channel"] = EVERY_STAGE
+    data["synth"]["noise"][0]["perturb"].update(NOISE_EFFECTS)
+    text = yaml.safe_dump(data).replace("../demo_data/", f"{demo_corpus}/")
+    recipe = parse_recipe(yaml.safe_load(text), base_dir=RECIPES)
+    return check_context(recipe, tmp_path_factory.mktemp("channel"), samples=4)
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_speech_noise_mix_with_every_channel_stage_keeps_the_contract(check, channel_context):
+    check(channel_context)

@@ -3,12 +3,13 @@ reverb, perturbation, level and peak control (see docs/audio.md)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from ...config import StrictModel, SynthConfig, int_range, range_pair, show
 from .speech_perturb import SpeechPerturb
+from .channel import ChannelStage, Distortion, EqEffect, rate_problems as channel_rate_problems
 
 if TYPE_CHECKING:
     from ...recipe import Recipe
@@ -52,12 +53,16 @@ class Perturb(StrictModel):
     """Per-use perturbation of a noise piece (each value drawn per sample and recorded
     under the piece's ``perturb``): speed (polyphase resampling; 1.1 = 10 % faster and
     shorter), a level sweep of ``gain_db`` across the piece (its SNR is set after the
-    sweep, so a constant gain would cancel out), a filter, and time reversal."""
+    sweep, so a constant gain would cancel out), a filter, and time reversal; then, after
+    the filter, ``eq`` biquads and ``distortion`` (synth.channel's stages, channel.py)."""
 
+    dumped_when_set = frozenset({"eq", "distortion"})
     speed_range: tuple[float, float] | None = None
     gain_db_range: tuple[float, float] | None = None
     filter: FilterPerturb | None = None
     reverse_p: float = Field(0.0, ge=0.0, le=1.0)
+    eq: list[EqEffect] | None = None
+    distortion: list[Distortion] | None = None
 
     @field_validator("speed_range", mode="before")
     @classmethod
@@ -132,6 +137,7 @@ class Reverb(StrictModel):
 
 
 class SpeechNoiseMix(SynthConfig):
+    dumped_when_set = frozenset({"channel", "speech_perturb"})
     type: Literal["speech_noise_mix"]
     speech: str
     speech_perturb: SpeechPerturb | None = None
@@ -147,7 +153,8 @@ class SpeechNoiseMix(SynthConfig):
     peak_dbfs: float = Field(-1.0, le=0.0, ge=-60.0)
     crossfade_s: float = Field(0.05, ge=0.0, le=1.0)
     active_threshold_db: float = Field(40.0, gt=0.0, le=120.0)
-    hashed_when_set: ClassVar[dict[str, Any]] = {"speech_perturb": None}
+    # Stages after mixing and level (codecs, telephone band, distortion, EQ): channel.py.
+    channel: list[ChannelStage] | None = None
 
     @field_validator("total_snr_db_range", mode="before")
     @classmethod
@@ -224,6 +231,6 @@ class SpeechNoiseMix(SynthConfig):
                         f"synth.{where}[{i}].perturb.filter.{name}: {top:g} Hz is not below the Nyquist "
                         f"frequency ({nyquist:g} Hz) of {where_rate}"
                     )
-        return problems
+        return problems + channel_rate_problems(self.channel, layers, rate, where_rate)
 
 

@@ -17,7 +17,9 @@ generator; :meth:`~SpeechNoiseMixSynth.apply` is deterministic):
    ``total_snr_db_range``, its ``share`` of a total SNR that is itself exact;
 4. short events placed at random times, each at an exact SNR against the active speech
    around it;
-5. the whole mix scaled so the speech's active RMS is ``level_dbfs``, then peak control.
+5. the whole mix scaled so the speech's active RMS is ``level_dbfs``, then peak control;
+6. with ``synth.channel``, its drawn stages (codecs, telephone band, distortion, EQ;
+   channel.py), then peak control again.
 
 SNR (docs/architecture.md): speech power is the active power of the speech as it is in the
 mix (after speech perturbation and reverb); noise power is the mean square of the exact noise signal added, after
@@ -48,7 +50,7 @@ from ...audio import io as audio_io
 from ...audio import ops
 from ...errors import BadSourceError, RecipeError, RejectSample
 from ..base import ROW_COLUMNS, Sample, Synthesizer, check_label_columns
-from . import provenance
+from . import channel, provenance
 from . import speech_perturb
 
 # Source samples read on each side of a noise segment that is resampled, so that the
@@ -123,6 +125,7 @@ class Rendered:
     peak_gain: float = 1.0
     speech_gain: float = 1.0  # reverberant speech scaled back to the dry active power
     sources: list[dict[str, Any]] = field(default_factory=list)
+    channel: dict[str, Any] | None = None  # the SNR before and after synth.channel, when a stage ran
 
     @property
     def out_gain(self) -> float:
@@ -258,6 +261,7 @@ class SpeechNoiseMixSynth(Synthesizer):
         reverse = bool(rng.random() < cfg.reverse_p)
         if cfg.reverse_p > 0:
             out["reverse"] = reverse
+        channel.draw_effects(rng, cfg, out)
         return out
 
     def sample_params(self, rng: np.random.Generator, *, holdout_split: bool) -> dict[str, Any]:
@@ -342,6 +346,8 @@ class SpeechNoiseMixSynth(Synthesizer):
                 params["reverb"] = {"pool": cfg.reverb.pool, "item": item, "rt60_s": rt60_s, "drr_db": drr_db}
         if cfg.level_dbfs_range is not None:
             params["level_dbfs"] = float(rng.uniform(*cfg.level_dbfs_range))
+        if cfg.channel:
+            channel.draw_channel(rng, cfg.channel, self.sample_rate, params)
         return params
 
     # ------------------------------------------------------------------ reading sources
@@ -496,7 +502,7 @@ class SpeechNoiseMixSynth(Synthesizer):
         self, kind: str, entry: dict[str, Any], n: int, rir: tuple[np.ndarray, int] | None
     ) -> np.ndarray:
         """``n`` samples of the noise of a layer or event entry: read (at its speed),
-        reversed, filtered, swept, reverberated, in that order."""
+        reversed, filtered, eq, distortion, swept, reverberated, in that order."""
         perturb = entry.get("perturb") or {}
         # An event is played once: its piece is never longer than the item at its speed
         # (but for a sample of rounding), so it is not looped.
@@ -510,6 +516,7 @@ class SpeechNoiseMixSynth(Synthesizer):
             order = layer.perturb.filter.order if layer is not None and layer.perturb and layer.perturb.filter else 4
             seg = ops.band_filter(seg, self.sample_rate, flt["type"], lowpass_hz=flt.get("lowpass_hz"),
                                   highpass_hz=flt.get("highpass_hz"), order=order)
+        seg = channel.apply_effects(seg, self.sample_rate, perturb)
         if perturb.get("gain_db"):
             seg = ops.gain_sweep(seg, perturb["gain_db"])
         if rir is not None:
@@ -637,6 +644,8 @@ class SpeechNoiseMixSynth(Synthesizer):
             mix, out.peak_gain = ops.peak_limit(mix, limit, known_peak=top)
         elif cfg.clipping == "reject" and top > limit:
             raise RejectSample(f"peak {ops.gain_to_db(top):.2f} dBFS is over synth.peak_dbfs")
+        if params.get("channel"):
+            mix = self._channel(params["channel"], mix, out)
         out.mix = mix
 
         # ---- provenance: every piece, in its item's own timeline, with its final gain
@@ -660,6 +669,22 @@ class SpeechNoiseMixSynth(Synthesizer):
         out.sources = sources
         return out
 
+    def _channel(self, stages: list[dict[str, Any]], mix: np.ndarray, out: Rendered) -> np.ndarray:
+        """The drawn ``synth.channel`` stages on the mix after level and peak control (so a
+        codec gets its input within full scale), then peak control again (a codec or an EQ
+        can raise the peak); records the SNR before and after in ``out.channel``."""
+        cfg = self.config
+        speech = out.speech * np.float32(out.out_gain)  # the speech as it is in the mix
+        mix, out.channel = channel.apply_channel(stages, cfg.channel, mix, speech, self.sample_rate,
+                                                 cfg.active_threshold_db)
+        limit = ops.db_to_gain(cfg.peak_dbfs)
+        if cfg.clipping == "rescale":
+            mix, gain = ops.peak_limit(mix, limit)
+            out.peak_gain *= gain
+        elif cfg.clipping == "reject" and ops.peak(mix) > limit:
+            raise RejectSample(f"peak {ops.gain_to_db(ops.peak(mix)):.2f} dBFS after synth.channel is over synth.peak_dbfs")
+        return mix
+
     def apply(self, params: dict[str, Any]) -> Sample:
         sr = self.sample_rate
         # Overflow from an absurdly loud source is checked for and rejected by name (see
@@ -681,6 +706,7 @@ class SpeechNoiseMixSynth(Synthesizer):
             embedding=embedding,
             labels=self._labels_for(params),
             seconds=duration_s,
+            applied={"channel": out.channel} if out.channel is not None else None,
         )
 
     def _labels_for(self, params: dict[str, Any]) -> dict[str, Any]:
