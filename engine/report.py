@@ -17,6 +17,7 @@ import base64
 import html as _html
 import io
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -28,13 +29,14 @@ h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid 
 h3{font-size:1rem;margin:1.2rem 0 .3rem}
 .table{max-width:100%;overflow-x:auto}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem;table-layout:auto;max-width:100%}
-td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right;overflow-wrap:anywhere;word-break:break-word;
-vertical-align:top;font-variant-numeric:tabular-nums}
-th{background:#f4f4f4;font-weight:600;vertical-align:bottom}td:first-child,th:first-child{text-align:left}
-td.text{text-align:left}.pass{color:#176b2c;font-weight:600}
+td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right;vertical-align:top;font-variant-numeric:tabular-nums}
+td{white-space:nowrap}th{background:#f4f4f4;font-weight:600;vertical-align:bottom;overflow-wrap:break-word;hyphens:auto}
+td:first-child,th:first-child{text-align:left}
+td.text{text-align:left;white-space:normal;overflow-wrap:anywhere;min-width:5em}.pass{color:#176b2c;font-weight:600}
 .fail{color:#b00020;font-weight:600}img{max-width:100%;height:auto}.note{color:#555;font-size:.9rem}
 """
 
+_NUMERIC = re.compile(r"^\s*(-|[-+]?[\d,.]+(e[-+]?\d+)?\s*%?|[-+]?[\d,.]+ \.\. [-+]?[\d,.]+)\s*$")  # right-aligned text cells
 # Headers that plain word-splitting would not make readable.
 _HEADERS = {
     "effective_sources": "effective sources",
@@ -155,7 +157,7 @@ def table_html(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = N
                 if c == "passed":
                     cls = ' class="pass"' if v else ' class="fail"'
                 v = "yes" if v else "no"
-            elif isinstance(v, str) and v != "-":
+            elif isinstance(v, str) and not _NUMERIC.match(v):
                 cls = ' class="text"'
             cells.append(f"<td{cls}>{esc(fmt(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")

@@ -207,7 +207,7 @@ def _pool_table(pools: dict[str, dict[str, Any]]) -> str:
         row: dict[str, Any] = {"pool": n}
         for k in cols[1:]:
             v = f.get(k)
-            row[k] = "-" if v is None else (v / 1e6 if k in _MEGA else v)
+            row[k] = "-" if v is None else (v / 1e6 if k in _MEGA else _pct(v) if k == "fraction_used" else v)
         rows.append(row)
     return table_html(rows, cols)
 
@@ -246,17 +246,27 @@ def _split_table(splits: dict[str, dict[str, Any]], images: bool) -> str:
     return table_html(rows)
 
 
-def _projection_figure(xy: np.ndarray, labels: list[str], splits: list[str]) -> str:
-    """The PCA plot, coloured by what differs between samples: the pools mixed into each
-    sample (its sources after the first), or by split when every sample has the same."""
-    fig, ax = new_figure(6.5, 4.5)
+def projection_colours(labels: list[str], splits: list[str]) -> tuple[list[str], str]:
+    """What the PCA plot colours its points by, and the words for it: the pools mixed into
+    each sample (its sources after the first: noise, events, reverb) when they differ
+    between samples, else the split (an image run draws every sample from one pool), else
+    one colour, said as such.
+
+    Example: ``projection_colours(["photos", "photos"], ["train", "test"])[0] == ["train", "test"]``
+    """
     distinct = sorted(set(labels))
     if len(distinct) > 1:
-        colour_by, title = labels, "coloured by the pools mixed into each sample (its sources after the first)"
-    else:
-        colour_by = splits
-        title = (f"coloured by split (every sample draws on the same pools: {distinct[0] if distinct else 'none'})"
-                 if len(set(splits)) > 1 else f"one colour: a single pool ({distinct[0] if distinct else 'none'}) and split")
+        return labels, "coloured by the pools mixed into each sample (its sources after the first)"
+    pools = distinct[0] if distinct else "none"
+    if len(set(splits)) > 1:
+        return splits, f"coloured by split (every sample draws on the same pools: {pools})"
+    return splits, f"one colour: a single pool ({pools}) and a single split"
+
+
+def _projection_figure(xy: np.ndarray, labels: list[str], splits: list[str]) -> str:
+    """The PCA plot, coloured and titled by :func:`projection_colours`."""
+    fig, ax = new_figure(6.5, 4.5)
+    colour_by, title = projection_colours(labels, splits)
     for lab in sorted(set(colour_by)):
         m = np.array([lb == lab for lb in colour_by])
         ax.scatter(xy[m, 0], xy[m, 1], s=8, alpha=0.7, label=lab)
@@ -316,7 +326,7 @@ def coverage_html(report: dict[str, Any], cs: CoverageStats | None = None, probe
         prow = [{"parameter": n, "requested range": f"{p['range'][0]:g} .. {p['range'][1]:g}" if p["range"] else "-",
                  "rows": p["count"], "min": p["min"] if p["min"] is not None else "-",
                  "max": p["max"] if p["max"] is not None else "-",
-                 "range covered": p["range_covered"] if p["range_covered"] is not None else "-"}
+                 "range covered": _pct(p["range_covered"]) if p["range_covered"] is not None else "-"}
                 for n, p in varying.items()]
         parts.append(table_html(prow))
         if constant:
