@@ -32,7 +32,7 @@ table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem;table-layout:auto;
 td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right;vertical-align:top;font-variant-numeric:tabular-nums}
 td{white-space:nowrap}th{background:#f4f4f4;font-weight:600;vertical-align:bottom;overflow-wrap:break-word;hyphens:auto}
 td:first-child,th:first-child{text-align:left}
-td.text{text-align:left;white-space:normal;overflow-wrap:anywhere;min-width:5em}.pass{color:#176b2c;font-weight:600}
+td.text,th.text{text-align:left}td.text{white-space:normal;overflow-wrap:anywhere;min-width:5em}.pass{color:#176b2c;font-weight:600}
 .fail{color:#b00020;font-weight:600}img{max-width:100%;height:auto}.note{color:#555;font-size:.9rem}
 """
 
@@ -59,6 +59,17 @@ _HEADERS = {
     "frechet_null": "Fréchet, dev vs dev",
     "coverage_null": "coverage if alike",
     "id": "id",
+    "dim": "dimensions",
+    "count": "rows",
+    "sample_size": "sample size",
+    "vendi_score": "Vendi score",
+    "vendi_bandwidth": "Vendi bandwidth",
+    "near_duplicate_rms": "near-duplicate RMS below",
+    "near_duplicate_pair_rate": "near-duplicate pairs",
+    "near_duplicate_sample_rate": "samples with a near duplicate",
+    "held_out_uses_outside_holdout_splits": "uses of held-out items outside holdout splits",
+    "seen_item_uses_in_holdout_splits": "uses of seen items in holdout splits",
+    "items_held_out": "items held out",
 }
 
 
@@ -146,7 +157,10 @@ def table_html(rows: Sequence[dict[str, Any]], columns: Iterable[str] | None = N
         return '<p class="note">(none)</p>'
     cols = list(columns) if columns is not None else list(rows[0])
     names = headers or {}
-    head = "".join(f"<th>{esc(names.get(c, humanize(c)))}</th>" for c in cols)
+    texts = {c for c in cols for r in rows
+             if isinstance(r.get(c, ""), str) and r.get(c, "") != "" and not _NUMERIC.match(r.get(c, ""))}
+    head = "".join(('<th class="text">' if c in texts else "<th>") + f"{esc(names.get(c, humanize(c)))}</th>"
+                   for c in cols)
     body = []
     for r in rows:
         cells = []

@@ -88,7 +88,8 @@ def test_audio_pools_keep_their_seconds_and_no_pixel_keys():
     report = cs.report(recipe)
     assert "pixels_available" not in report["pools"]["car"]
     assert report["pools"]["car"]["unique_seconds_used"] == 2.0
-    assert "s available" in describe_coverage(report) and "1 sample, 2 s, in 1 shard" in describe_coverage(report)
+    assert "s available" in describe_coverage(report) and "1 sample in 1 shard" in describe_coverage(report)
+    assert "1 sample, 2 s, in 1 shard" in coverage_html(report)
 
 
 def test_pool_index_sizes_reach_the_catalog(tmp_path):
@@ -257,12 +258,13 @@ def test_tables_wrap_to_fit_and_headers_read_as_words():
     html = coverage_html(report)
     style = html[html.index("<style>"):html.index("</style>")]
     assert "max-width:100%" in style and "overflow-x:auto" in style and "overflow-wrap:anywhere" in style
-    headers = re.findall(r"<th>(.*?)</th>", html)
+    headers = re.findall(r"<th(?: class=\"text\")?>(.*?)</th>", html)
     assert headers and not [h for h in headers if "_" in h], headers
     assert ">True<" not in html and ">False<" not in html
     assert '<td class="pass">yes</td>' in html
     assert "<h2>Splits</h2>" in html and "<td>test</td>" not in html  # only splits that ran
-    assert re.search(r"<td class=\"text\">train</td><td>no</td><td>4</td>", html)
+    assert re.search(r"<td class=\"text\">train</td><td>no</td><td>4</td><td>4</td><td>0</td>", html)
+    assert "<th>photos uses</th>" in html
 
 
 def test_a_cut_list_says_first_n_of_m():

@@ -76,10 +76,14 @@ def is_constant(p: dict[str, Any]) -> bool:
     return p["range"] is None and p["count"] > 0 and p["min"] is not None and p["min"] == p["max"]
 
 
-def _size_line(report: dict[str, Any]) -> str:
-    """``420 samples (images) in 4 shards`` or ``1,200 samples, 3,600 s, in 3 shards``."""
+def _size_line(report: dict[str, Any], seconds: bool = True) -> str:
+    """``420 samples (images) in 4 shards`` for an image run, ``1200 samples, 3,600 s, in
+    3 shards`` for an audio run (without ``seconds``: ``1200 samples in 3 shards``)."""
     images = report["pools"] and all(is_image_pool(f) for f in report["pools"].values())
-    what = " (images)" if images and not report["seconds"] else f", {report['seconds']:,.0f} s,"
+    if images and not report["seconds"]:
+        what = " (images)"
+    else:
+        what = f", {report['seconds']:,.0f} s," if seconds else ""
     return f"{count(report['samples'], 'sample')}{what} in {count(report['shards'], 'shard')}"
 
 
@@ -124,7 +128,7 @@ def describe_probe(probe: dict[str, Any] | None) -> list[str]:
 def describe_coverage(report: dict[str, Any], probe: dict[str, Any] | None = None) -> str:
     """Human-readable coverage report (``shardsmith coverage``), with the probe's verdict
     when one was recorded (``probe``: :func:`~engine.coverage.analyze.read_probe`)."""
-    lines = [f"coverage of {report['recipe_name']!r}: {_size_line(report)}"
+    lines = [f"coverage of {report['recipe_name']!r}: {_size_line(report, seconds=False)}"
              + ("" if report["complete"] else " (the run is not complete)")
              + f": {'PASSED' if report['passed'] else 'FAILED'}"]
     lines.append("pools:")
@@ -137,7 +141,7 @@ def describe_coverage(report: dict[str, Any], probe: dict[str, Any] | None = Non
         for name, p in varying.items():
             rng = f"[{p['range'][0]:g}, {p['range'][1]:g}]" if p["range"] else "(no range)"
             cov = f"{100 * p['range_covered']:.0f}% covered" if p["range_covered"] is not None else ""
-            lines.append(f"  {name:<{width}} {rng:<16} n={p['count']:<8} observed {_num(p['min'])} .. {_num(p['max'])}  {cov}")
+            lines.append(f"  {name:<{width}} {rng:<16} n={p['count']:<8} observed {_num(p['min'])} .. {_num(p['max'])}  {cov}".rstrip())
     if constant:
         lines.append("constant in every row (settings, not drawn): "
                      + ", ".join(f"{n} = {p['min']:g}" for n, p in constant.items()))
@@ -233,16 +237,17 @@ def _usage_figure(name: str, w: np.ndarray, n_items: int, timed: bool, used: flo
     return figure_html(fig, f"usage of {name}")
 
 
-def _split_table(splits: dict[str, dict[str, Any]], images: bool) -> str:
+def _split_table(splits: dict[str, dict[str, Any]]) -> str:
+    """One row per split: its rows, whether it is a holdout split, each pool's uses in it
+    and the uses of held-out items."""
+    pools = sorted({p for sp in splits.values() for p in sp["pools"]})
     rows = []
     for name, sp in splits.items():
-        for pool, a in sp["pools"].items() or [("-", {"uses": 0, "seconds_used": 0.0, "held_out_item_uses": 0})]:
-            row: dict[str, Any] = {"split": name, "holdout split": sp["holdout"], "rows": sp["rows"], "pool": pool,
-                                   "uses": a["uses"]}
-            if not images:
-                row["seconds used"] = a["seconds_used"]
-            row["uses of held-out items"] = a["held_out_item_uses"]
-            rows.append(row)
+        row: dict[str, Any] = {"split": name, "holdout split": sp["holdout"], "rows": sp["rows"]}
+        for pool in pools:
+            row[f"{pool} uses"] = sp["pools"].get(pool, {}).get("uses", 0)
+        row["uses of held-out items"] = sum(a["held_out_item_uses"] for a in sp["pools"].values())
+        rows.append(row)
     return table_html(rows)
 
 
@@ -307,7 +312,7 @@ def coverage_html(report: dict[str, Any], cs: CoverageStats | None = None, probe
     sections.append(section("Pools", *parts))
 
     if report.get("splits"):
-        sections.append(section("Splits", _split_table(report["splits"], images)))
+        sections.append(section("Splits", _split_table(report["splits"])))
 
     for name, u in (report.get("upstream") or {}).items():
         for o in u["outputs"]:
