@@ -283,6 +283,9 @@ def test_mismatch_html_says_how_many_uncovered_dev_items_it_lists():
     html = data_report_html(DataComparison(_set("dev", dev), {"far": pc}, {}, {}))
     assert f"first 50 of {pc.uncovered['count']} uncovered dev items" in html
     assert "<td class=\"text\">domain AUC</td>" in html and "frechet_distance" not in html.split("<h2>")[1]
+    assert "<th>far</th>" in html  # a training set's own name is not reworded
+    named = data_report_html(DataComparison(_set("dev", dev), {"my_set": pc}, {}, {}))
+    assert "<th>my_set</th>" in named
 
 
 def test_projection_says_what_it_colours():

@@ -248,7 +248,7 @@ def _split_table(splits: dict[str, dict[str, Any]]) -> str:
             row[f"{pool} uses"] = sp["pools"].get(pool, {}).get("uses", 0)
         row["uses of held-out items"] = sum(a["held_out_item_uses"] for a in sp["pools"].values())
         rows.append(row)
-    return table_html(rows)
+    return table_html(rows, headers={f"{pool} uses": f"{pool} uses" for pool in pools})  # pool names as they are
 
 
 def projection_colours(labels: list[str], splits: list[str]) -> tuple[list[str], str]:

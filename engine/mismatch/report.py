@@ -39,7 +39,7 @@ def data_report_html(result: DataComparison, title: str = "shardsmith mismatch: 
     verdicts = "".join(
         f"<p><b>{esc(pc.name)}</b>: " + "; ".join(esc(v) for v in pc.verdict) + "</p>" for pc in result.pairs.values()
     )
-    sections = [section("Summary", table_html(rows, cols), verdicts,
+    sections = [section("Summary", table_html(rows, cols, headers={n: n for n in names}), verdicts,
                         "".join(f'<p class="note">{esc(n)}</p>' for n in result.notes))]
 
     # Domain-classifier out-of-fold scores: overlapping histograms = alike.
