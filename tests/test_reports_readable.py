@@ -243,6 +243,16 @@ def test_forecast_effective_sources_never_exceed_items_used(n_items, uses, timed
         assert f["effective_sources_simpson"] <= f["effective_sources"] + 1e-9
 
 
+def test_forecast_of_an_image_pool_counts_pixels_on_its_simulated_table():
+    pool = SimpleNamespace(duration_s=np.zeros(3), holdout=np.zeros(3, bool), eligible=lambda h: np.arange(3),
+                           width=np.array([10, 20, 30]), height=np.array([10, 10, 10]))
+    f = _forecast_pool(pool, {None: [300.0, 0.0, True]})
+    assert f["pixels_available"] == 600.0 and f["unique_pixels_used"] == 600.0  # 100 uses each: all drawn
+    assert f["pixels_used"] == pytest.approx(300 * 200, rel=0.2)
+    assert "pixels_available" not in _forecast_pool(SimpleNamespace(
+        duration_s=np.ones(3), holdout=np.zeros(3, bool), eligible=lambda h: np.arange(3)), {None: [3.0, 3.0, True]})
+
+
 def test_forecast_of_a_generated_rir_pool_like_the_issues():
     # 300 rooms, 30 uses: an expected 28.5 items used beside a simulated 36.8 effective sources before
     pool = SimpleNamespace(duration_s=np.full(300, 0.3), holdout=np.zeros(300, bool), eligible=lambda h: np.arange(300))
