@@ -334,3 +334,13 @@ def test_reports_fit_a_1280_px_window_in_a_real_browser(tmp_path):
     assert shots.overflow_px(browser, wide, tmp_path) > 0
     shots.screenshot(browser, page, tmp_path / "coverage.png", 800)
     assert (tmp_path / "coverage.png").stat().st_size > 1000
+
+
+def test_a_refused_image_run_suggests_augmentation_not_speed_gain_reverb():
+    from engine.coverage import guard_refusal
+
+    forecast = {"samples": 3120, "max_samples_passing": 480, "passed": False,
+                "guards": [{"name": "max_reuse_factor", "pool": "photos", "value": 130.0, "limit": 20, "passed": False}],
+                "pools": {"photos": {"timed": False, "uses": 3120.0, "items_available": 24}}}
+    text = guard_refusal(forecast, _image_recipe())
+    assert "augmentation: if synth.transforms change each use" in text and "speed, gain, reverb" not in text
