@@ -1,0 +1,280 @@
+"""Simulated shoebox rooms: impulse responses by the image-source method (Allen & Berkley,
+"Image method for efficiently simulating small-room acoustics", JASA 65(4), 1979).
+
+A room is a box ``[0, x] x [0, y] x [0, z]`` metres with one frequency-independent
+absorption coefficient per surface (``x0, x1, y0, y1`` the walls, ``z0`` the floor,
+``z1`` the ceiling), a point source and an omnidirectional microphone. Every image of the
+source within the response's length (and, optionally, up to a reflection order) adds a
+pulse at its distance over the speed of sound, of amplitude ``prod(beta ** hits) /
+(4 pi d)`` with ``beta = sqrt(1 - absorption)`` per surface, placed at its fractional
+delay by a Hann-windowed sinc (:data:`SINC_TAPS` taps, read from a table of
+:data:`SINC_STEPS` steps per sample with linear interpolation, as pyroomacoustics does).
+
+Bytes do not depend on the machine: the sinc table comes from the C library's scalar
+``sin``/``cos``, the powers of ``beta`` from repeated products, distances from
+``sqrt`` (correctly rounded everywhere), and pulses are accumulated by ``np.bincount``
+in a fixed order. No vectorised transcendental function touches a written sample.
+
+Limits: shoebox only, absorption the same at every frequency, no air absorption, no
+scattering (the late tail of a room whose absorption is very uneven decays slower than
+Sabine or Eyring predict, as in a real room without diffusion), a point source and an
+omnidirectional microphone.
+
+Example::
+
+    room = Room(size_m=(10.0, 8.0, 3.0), absorption=(0.3,) * 6,
+                source_m=(2.0, 3.0, 1.5), mic_m=(6.0, 5.0, 1.2))
+    h = image_source_rir(room, 16000, frames_for(room, 16000))
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "SURFACES",
+    "Room",
+    "surface_areas",
+    "sabine_rt60",
+    "eyring_rt60",
+    "absorption_for_rt60",
+    "predicted_rt60",
+    "frames_for",
+    "highest_order",
+    "image_source_rir",
+]
+
+SURFACES = ("x0", "x1", "y0", "y1", "z0", "z1")  # z0 the floor, z1 the ceiling
+SINC_TAPS = 32  # taps of the fractional-delay filter (+-1 ms at 16 kHz)
+SINC_STEPS = 1024  # table entries per sample of delay (linear interpolation between them)
+TAIL_RT60S = 1.2  # the response lasts this many (predicted) RT60s after the direct path
+_CHUNK = 16384  # images per block when placing pulses (bounds memory)
+
+
+def _sabine_k(c: float) -> float:
+    # 60 dB of energy decay: T = 24 ln(10) V / (c A)  (0.161 V / A at 343 m/s)
+    return 24.0 * math.log(10.0) / c
+
+
+@dataclass(frozen=True)
+class Room:
+    """One shoebox room: size (m), absorption per surface (x0, x1, y0, y1, floor,
+    ceiling; each in (0, 1]), source and microphone positions (m, inside the box)."""
+
+    size_m: tuple[float, float, float]
+    absorption: tuple[float, float, float, float, float, float]
+    source_m: tuple[float, float, float]
+    mic_m: tuple[float, float, float]
+    speed_of_sound_m_s: float = 343.0
+
+    def __post_init__(self) -> None:
+        if len(self.size_m) != 3 or not all(v > 0 for v in self.size_m):
+            raise ValueError(f"room size must be three lengths > 0 m, got {self.size_m}")
+        if len(self.absorption) != 6 or not all(0.0 < a <= 1.0 for a in self.absorption):
+            raise ValueError(f"absorption must be six values in (0, 1], got {self.absorption}")
+        for name, p in (("source", self.source_m), ("mic", self.mic_m)):
+            if len(p) != 3 or not all(0.0 < v < s for v, s in zip(p, self.size_m)):
+                raise ValueError(f"the {name} at {p} is not inside the room {self.size_m}")
+        if self.source_m == self.mic_m:
+            raise ValueError("source and microphone are at the same point")
+
+    @property
+    def distance_m(self) -> float:
+        """Source to microphone (the direct path)."""
+        return math.sqrt(sum((a - b) ** 2 for a, b in zip(self.source_m, self.mic_m)))
+
+
+def surface_areas(size_m: tuple[float, float, float]) -> tuple[float, ...]:
+    """Areas (m^2) of the six surfaces in :data:`SURFACES` order."""
+    x, y, z = size_m
+    return (y * z, y * z, x * z, x * z, x * y, x * y)
+
+
+def _mean_absorption(size_m: tuple[float, float, float], absorption: tuple[float, ...]) -> tuple[float, float]:
+    areas = surface_areas(size_m)
+    total = sum(areas)
+    return sum(a * s for a, s in zip(absorption, areas)) / total, total
+
+
+def sabine_rt60(size_m: tuple[float, float, float], absorption: tuple[float, ...], c: float = 343.0) -> float:
+    """Sabine's reverberation time (s): ``24 ln10 V / (c sum(S_i a_i))``.
+
+    Example: ``sabine_rt60((10, 8, 3), (0.2,) * 6)  # ~0.72``
+    """
+    x, y, z = size_m
+    mean, total = _mean_absorption(size_m, absorption)
+    return _sabine_k(c) * x * y * z / (total * mean)
+
+
+def eyring_rt60(size_m: tuple[float, float, float], absorption: tuple[float, ...], c: float = 343.0) -> float:
+    """Eyring's reverberation time (s): ``24 ln10 V / (-c S ln(1 - mean a))`` (0 when
+    every surface absorbs everything).
+
+    Example: ``eyring_rt60((10, 8, 3), (0.2,) * 6)  # ~0.64``
+    """
+    x, y, z = size_m
+    mean, total = _mean_absorption(size_m, absorption)
+    if mean >= 1.0:
+        return 0.0
+    return _sabine_k(c) * x * y * z / (-total * math.log1p(-mean))
+
+
+def predicted_rt60(size_m: tuple[float, float, float], absorption: tuple[float, ...], formula: str,
+                   c: float = 343.0) -> float:
+    """RT60 (s) by ``formula`` (``"eyring"`` or ``"sabine"``)."""
+    return (eyring_rt60 if formula == "eyring" else sabine_rt60)(size_m, absorption, c)
+
+
+def absorption_for_rt60(size_m: tuple[float, float, float], rt60_s: float, formula: str = "eyring",
+                        c: float = 343.0) -> float:
+    """The absorption of every surface that gives ``rt60_s`` by ``formula`` (Sabine or
+    Eyring inverted); ``ValueError`` when Sabine would need more than 1.
+
+    Example: ``absorption_for_rt60((10, 8, 3), 0.6)  # ~0.24``
+    """
+    x, y, z = size_m
+    ratio = _sabine_k(c) * x * y * z / (sum(surface_areas(size_m)) * rt60_s)
+    a = ratio if formula == "sabine" else -math.expm1(-ratio)
+    if not 0.0 < a <= 1.0:
+        raise ValueError(f"an RT60 of {rt60_s:g} s in a {x:g} x {y:g} x {z:g} m room needs an absorption "
+                         f"of {a:.3g} by {formula.capitalize()}, outside (0, 1]")
+    return a
+
+
+def frames_for(room: Room, sample_rate: int, *, formula: str = "eyring", max_length_s: float = 2.0) -> int:
+    """Length in samples of a room's response: the direct path's delay plus
+    :data:`TAIL_RT60S` predicted RT60s, at most ``max_length_s``.
+
+    Example: ``frames_for(room, 16000)``
+    """
+    c = room.speed_of_sound_m_s
+    t = room.distance_m / c + TAIL_RT60S * predicted_rt60(room.size_m, room.absorption, formula, c)
+    cap = max(1, int(round(max_length_s * sample_rate)))
+    return max(2, min(cap, int(math.ceil(t * sample_rate))))
+
+
+def _axis_images(size: float, src: float, mic: float, reach: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Along one axis: every image's offset from the microphone within ``reach`` and its
+    hits on the low and the high wall. Image ``(n, p)`` sits at ``(1 - 2p) src + 2 n size``
+    and has ``|n - p|`` hits on the wall at 0 and ``|n|`` on the wall at ``size``."""
+    top = int(math.ceil(reach / (2.0 * size))) + 1
+    n = np.repeat(np.arange(-top, top + 1, dtype=np.int64), 2)
+    p = np.tile(np.array([0, 1], dtype=np.int64), 2 * top + 1)
+    offset = (1 - 2 * p) * src + 2.0 * n * size - mic
+    keep = np.abs(offset) <= reach
+    return offset[keep], np.abs(n - p)[keep], np.abs(n)[keep]
+
+
+def _powers(beta: float, top: int) -> np.ndarray:
+    out = np.empty(top + 1)
+    v = 1.0
+    for k in range(top + 1):
+        out[k] = v
+        v *= beta
+    return out
+
+
+def _axis_gains(beta_lo: float, beta_hi: float, lo_hits: np.ndarray, hi_hits: np.ndarray) -> np.ndarray:
+    top = int(max(lo_hits.max(initial=0), hi_hits.max(initial=0)))
+    return _powers(beta_lo, top)[lo_hits] * _powers(beta_hi, top)[hi_hits]
+
+
+def highest_order(room: Room, frames: int, sample_rate: int, max_order: int | None = None) -> int:
+    """The highest reflection order among the images that reach the microphone within
+    ``frames`` samples (at most ``max_order``): cheap, no response is built.
+
+    Example: ``highest_order(room, 11520, 16000)``
+    """
+    reach = frames / sample_rate * room.speed_of_sound_m_s
+    nearest = []  # per axis: the squared offset of the nearest image of each order
+    for size, s, m in zip(room.size_m, room.source_m, room.mic_m):
+        off, lo, hi = _axis_images(size, s, m, reach)
+        hits = lo + hi
+        order = np.full(int(hits.max()) + 1, np.inf)
+        np.minimum.at(order, hits, off * off)
+        nearest.append(order)
+    ox, oy, oz = nearest
+    # The largest z order that fits the budget left by (x order, y order): a suffix
+    # minimum makes the nearest-image distances non-decreasing, then a binary search.
+    suffix = np.minimum.accumulate(oz[::-1])[::-1]
+    left = reach * reach - (ox[:, None] + oy[None, :])
+    kz = np.searchsorted(suffix, left, side="right") - 1
+    total = np.arange(ox.size)[:, None] + np.arange(oy.size)[None, :] + kz
+    total = np.where(kz >= 0, total, -1)
+    best = int(total.max()) if total.size else 0
+    if max_order is not None:
+        best = min(best, int(max_order))
+    return max(best, 0)
+
+
+@functools.lru_cache(maxsize=4)
+def _sinc_table(taps: int, steps: int) -> np.ndarray:
+    """Hann-windowed sinc at ``t = -taps/2 + k/steps`` for ``k = 0 .. taps*steps`` (one
+    zero after the end for the interpolation), from scalar ``math.sin``/``math.cos``."""
+    half = taps / 2.0
+    vals = []
+    for k in range(taps * steps + 1):
+        t = -half + k / steps
+        s = 1.0 if t == 0.0 else math.sin(math.pi * t) / (math.pi * t)
+        vals.append(s * 0.5 * (1.0 + math.cos(math.pi * t / half)))
+    vals.append(0.0)
+    table = np.array(vals)
+    table.setflags(write=False)
+    return table
+
+
+def image_source_rir(room: Room, sample_rate: int, frames: int, *, max_order: int | None = None) -> np.ndarray:
+    """The room's impulse response, ``frames`` samples at ``sample_rate``, float32: the
+    direct path at ``distance / c`` with amplitude ``1 / (4 pi distance)``, then every
+    image (up to ``max_order`` reflections, if given) that arrives before the end.
+
+    Example: ``h = image_source_rir(room, 16000, 8000)``
+    """
+    sr = int(sample_rate)
+    c = room.speed_of_sound_m_s
+    reach = frames / sr * c
+    betas = [math.sqrt(1.0 - a) for a in room.absorption]
+    axes = []
+    for ax, (size, s, m) in enumerate(zip(room.size_m, room.source_m, room.mic_m)):
+        off, lo, hi = _axis_images(size, s, m, reach)
+        axes.append((off * off, _axis_gains(betas[2 * ax], betas[2 * ax + 1], lo, hi), lo + hi))
+    (x2, gx, ox), (y2, gy, oy), (z2, gz, oz) = axes
+    yz2 = y2[:, None] + z2[None, :]
+    gyz = gy[:, None] * gz[None, :]
+    oyz = oy[:, None] + oz[None, :]
+    dist: list[np.ndarray] = []
+    gain: list[np.ndarray] = []
+    for i in range(x2.size):  # one slab of images per x image: memory stays small
+        d2 = x2[i] + yz2
+        ok = d2 <= reach * reach
+        if max_order is not None:
+            ok &= ox[i] + oyz <= max_order
+        dist.append(np.sqrt(d2[ok]))
+        gain.append(gx[i] * gyz[ok])
+    d = np.concatenate(dist)
+    amp = np.concatenate(gain) / (4.0 * math.pi * d)
+    delay = d * (sr / c)  # samples
+
+    taps, steps, half = SINC_TAPS, SINC_STEPS, SINC_TAPS // 2
+    table = _sinc_table(taps, steps)
+    j = np.arange(taps, dtype=np.int64)
+    size = frames + taps + 1
+    buf = np.zeros(size)
+    for a in range(0, d.size, _CHUNK):
+        tau = delay[a : a + _CHUNK]
+        n0 = np.floor(tau)
+        q = (1.0 - (tau - n0)) * steps  # table position of tap 0, in (0, steps]
+        qi = np.floor(q)
+        qf = (q - qi)[:, None]
+        idx = qi.astype(np.int64)[:, None] + steps * j[None, :]
+        vals = table[idx] * (1.0 - qf) + table[idx + 1] * qf
+        # tap j of an image sits at sample n0 - half + 1 + j, i.e. at n0 + 1 + j in buf
+        pos = n0.astype(np.int64)[:, None] + 1 + j[None, :]
+        w = vals * amp[a : a + _CHUNK, None]
+        inside = pos < size
+        buf += np.bincount(pos[inside], weights=w[inside], minlength=size)[:size]
+    return buf[half : half + frames].astype(np.float32)
