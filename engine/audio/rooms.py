@@ -9,6 +9,11 @@ pulse at its distance over the speed of sound, of amplitude ``prod(beta ** hits)
 (4 pi d)`` with ``beta = sqrt(1 - absorption)`` per surface, placed at its fractional
 delay by a Hann-windowed sinc (:data:`SINC_TAPS` taps, read from a table of
 :data:`SINC_STEPS` steps per sample with linear interpolation, as pyroomacoustics does).
+Then Allen & Berkley's high-pass filter at :data:`HIGHPASS_HZ` (as Habets' RIR
+generator applies it): every image is positive, so the dense late images sum to a
+large low-frequency component that is no room's sound and would make the response
+decay slower than its images do (the measured RT60 would come out about 1.35 times too
+long).
 
 Bytes do not depend on the machine: the sinc table comes from the C library's scalar
 ``sin``/``cos``, the powers of ``beta`` from repeated products, distances from
@@ -24,7 +29,7 @@ Example::
 
     room = Room(size_m=(10.0, 8.0, 3.0), absorption=(0.3,) * 6,
                 source_m=(2.0, 3.0, 1.5), mic_m=(6.0, 5.0, 1.2))
-    h = image_source_rir(room, 16000, frames_for(room, 16000))
+    h = image_source_rir(room, 16000, frames_for(room, 16000, image_source_rt60(room.size_m, room.absorption)))
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ __all__ = [
     "sabine_rt60",
     "eyring_rt60",
     "absorption_for_rt60",
+    "image_source_rt60",
     "predicted_rt60",
     "frames_for",
     "highest_order",
@@ -52,6 +58,7 @@ SURFACES = ("x0", "x1", "y0", "y1", "z0", "z1")  # z0 the floor, z1 the ceiling
 SINC_TAPS = 32  # taps of the fractional-delay filter (+-1 ms at 16 kHz)
 SINC_STEPS = 1024  # table entries per sample of delay (linear interpolation between them)
 TAIL_RT60S = 1.2  # the response lasts this many (predicted) RT60s after the direct path
+HIGHPASS_HZ = 100.0
 _CHUNK = 16384  # images per block when placing pulses (bounds memory)
 
 
@@ -123,21 +130,79 @@ def eyring_rt60(size_m: tuple[float, float, float], absorption: tuple[float, ...
     return _sabine_k(c) * x * y * z / (-total * math.log1p(-mean))
 
 
+_DIRECTIONS = 512  # quadrature points on the sphere for image_source_rt60
+
+
+@functools.lru_cache(maxsize=1)
+def _directions() -> tuple[tuple[float, float, float], ...]:
+    """|u| of evenly spread unit vectors (a Fibonacci sphere), from scalar math."""
+    out = []
+    golden = math.pi * (1.0 + math.sqrt(5.0))
+    for k in range(_DIRECTIONS):
+        z = 1.0 - 2.0 * (k + 0.5) / _DIRECTIONS
+        r = math.sqrt(max(0.0, 1.0 - z * z))
+        phi = golden * (k + 0.5)
+        out.append((abs(r * math.cos(phi)), abs(r * math.sin(phi)), abs(z)))
+    return tuple(out)
+
+
+def image_source_rt60(size_m: tuple[float, float, float], absorption: tuple[float, ...], c: float = 343.0) -> float:
+    """The RT60 (s, T20 of the Schroeder curve) of an image-source response itself: a ray
+    along ``u`` meets the walls across axis ``i`` ``|u_i| / L_i`` times a metre, so the
+    images in that direction lose ``sum_i |u_i| / L_i * (-ln(1 - a_lo) - ln(1 - a_hi)) / 2``
+    nepers of energy a metre. Without scattering the energy is the mean over directions
+    of each one's exponential: Eyring's formula takes the exponential of the mean
+    instead, which is right in a diffuse field but not in a box, whose late sound runs
+    along the axes (a flat room's lasts up to 1.5 times Eyring's RT60).
+
+    Example: ``image_source_rt60((10, 8, 3), (0.3,) * 6)  # ~0.60, Eyring 0.41``
+    """
+    u = np.array(_directions())
+    nepers = np.array([(-math.log1p(-min(absorption[2 * i], 1 - 1e-12))
+                        - math.log1p(-min(absorption[2 * i + 1], 1 - 1e-12))) / 2.0 / size_m[i] for i in range(3)])
+    rates = c * (u[:, 0] * nepers[0] + u[:, 1] * nepers[1] + u[:, 2] * nepers[2])  # nepers a second
+    # Callers round what this returns (4 decimals) before it reaches any sample, so the
+    # vectorised exp here cannot make bytes differ between machines.
+
+    def edc(t: float) -> float:  # Schroeder integral of the mean energy, from t to infinity
+        return float(np.sum(np.exp(-rates * t) / rates))
+
+    total = edc(0.0)
+
+    def when(db: float) -> float:
+        level = total * 10.0 ** (db / 10.0)
+        lo, hi = 0.0, 1.0
+        while edc(hi) > level:
+            lo, hi = hi, hi * 2.0
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if edc(mid) > level else (lo, mid)
+        return 0.5 * (lo + hi)
+
+    return 3.0 * (when(-25.0) - when(-5.0))
+
+
 def predicted_rt60(size_m: tuple[float, float, float], absorption: tuple[float, ...], formula: str,
                    c: float = 343.0) -> float:
-    """RT60 (s) by ``formula`` (``"eyring"`` or ``"sabine"``)."""
-    return (eyring_rt60 if formula == "eyring" else sabine_rt60)(size_m, absorption, c)
+    """RT60 (s) by ``formula``: ``"image_source"`` (:func:`image_source_rt60`),
+    ``"eyring"`` or ``"sabine"``."""
+    fn = {"image_source": image_source_rt60, "eyring": eyring_rt60, "sabine": sabine_rt60}[formula]
+    return fn(size_m, absorption, c)
 
 
 def absorption_for_rt60(size_m: tuple[float, float, float], rt60_s: float, formula: str = "eyring",
                         c: float = 343.0) -> float:
-    """The absorption of every surface that gives ``rt60_s`` by ``formula`` (Sabine or
-    Eyring inverted); ``ValueError`` when Sabine would need more than 1.
+    """The absorption of every surface that gives ``rt60_s`` by ``formula`` (the
+    image-source decay, Eyring or Sabine, inverted); ``ValueError`` when Sabine would
+    need more than 1.
 
     Example: ``absorption_for_rt60((10, 8, 3), 0.6)  # ~0.24``
     """
     x, y, z = size_m
-    ratio = _sabine_k(c) * x * y * z / (sum(surface_areas(size_m)) * rt60_s)
+    if formula == "image_source":  # the RT60 is inversely proportional to -ln(1 - a)
+        ratio = image_source_rt60(size_m, (-math.expm1(-1.0),) * 6, c) / rt60_s
+    else:
+        ratio = _sabine_k(c) * x * y * z / (sum(surface_areas(size_m)) * rt60_s)
     a = ratio if formula == "sabine" else -math.expm1(-ratio)
     if not 0.0 < a <= 1.0:
         raise ValueError(f"an RT60 of {rt60_s:g} s in a {x:g} x {y:g} x {z:g} m room needs an absorption "
@@ -145,14 +210,13 @@ def absorption_for_rt60(size_m: tuple[float, float, float], rt60_s: float, formu
     return a
 
 
-def frames_for(room: Room, sample_rate: int, *, formula: str = "eyring", max_length_s: float = 2.0) -> int:
+def frames_for(room: Room, sample_rate: int, rt60_s: float, *, max_length_s: float = 2.0) -> int:
     """Length in samples of a room's response: the direct path's delay plus
-    :data:`TAIL_RT60S` predicted RT60s, at most ``max_length_s``.
+    :data:`TAIL_RT60S` times ``rt60_s`` (its predicted RT60), at most ``max_length_s``.
 
-    Example: ``frames_for(room, 16000)``
+    Example: ``frames_for(room, 16000, 0.6)``
     """
-    c = room.speed_of_sound_m_s
-    t = room.distance_m / c + TAIL_RT60S * predicted_rt60(room.size_m, room.absorption, formula, c)
+    t = room.distance_m / room.speed_of_sound_m_s + TAIL_RT60S * rt60_s
     cap = max(1, int(round(max_length_s * sample_rate)))
     return max(2, min(cap, int(math.ceil(t * sample_rate))))
 
@@ -213,16 +277,19 @@ def highest_order(room: Room, frames: int, sample_rate: int, max_order: int | No
 
 @functools.lru_cache(maxsize=4)
 def _sinc_table(taps: int, steps: int) -> np.ndarray:
-    """Hann-windowed sinc at ``t = -taps/2 + k/steps`` for ``k = 0 .. taps*steps`` (one
-    zero after the end for the interpolation), from scalar ``math.sin``/``math.cos``."""
+    """Hann-windowed sinc, ``(steps + 2, taps)``: row ``k`` holds the taps of a pulse
+    ``1 - k/steps`` samples after a sample, ``table[k, j] = g(j + 1 - taps/2 - 1 + k/steps)``
+    with ``g(t) = sinc(t) (1 + cos(2 pi t / taps)) / 2`` (zero outside ``|t| < taps/2``; one
+    extra row for the interpolation), from scalar ``math.sin``/``math.cos``."""
     half = taps / 2.0
-    vals = []
-    for k in range(taps * steps + 1):
-        t = -half + k / steps
+
+    def g(t: float) -> float:
+        if abs(t) >= half:
+            return 0.0
         s = 1.0 if t == 0.0 else math.sin(math.pi * t) / (math.pi * t)
-        vals.append(s * 0.5 * (1.0 + math.cos(math.pi * t / half)))
-    vals.append(0.0)
-    table = np.array(vals)
+        return s * 0.5 * (1.0 + math.cos(math.pi * t / half))
+
+    table = np.array([[g(j - half + k / steps) for j in range(taps)] for k in range(steps + 2)])
     table.setflags(write=False)
     return table
 
@@ -267,14 +334,27 @@ def image_source_rir(room: Room, sample_rate: int, frames: int, *, max_order: in
     for a in range(0, d.size, _CHUNK):
         tau = delay[a : a + _CHUNK]
         n0 = np.floor(tau)
-        q = (1.0 - (tau - n0)) * steps  # table position of tap 0, in (0, steps]
+        q = (1.0 - (tau - n0)) * steps  # table row of the pulse, in (0, steps]
         qi = np.floor(q)
         qf = (q - qi)[:, None]
-        idx = qi.astype(np.int64)[:, None] + steps * j[None, :]
-        vals = table[idx] * (1.0 - qf) + table[idx + 1] * qf
-        # tap j of an image sits at sample n0 - half + 1 + j, i.e. at n0 + 1 + j in buf
-        pos = n0.astype(np.int64)[:, None] + 1 + j[None, :]
-        w = vals * amp[a : a + _CHUNK, None]
-        inside = pos < size
-        buf += np.bincount(pos[inside], weights=w[inside], minlength=size)[:size]
-    return buf[half : half + frames].astype(np.float32)
+        rows = qi.astype(np.int64)
+        vals = table[rows] * (1.0 - qf)
+        vals += table[rows + 1] * qf
+        vals *= amp[a : a + _CHUNK, None]
+        # tap j of a pulse sits at sample n0 - half + 1 + j, i.e. at n0 + 1 + j in buf
+        pos = n0.astype(np.int64)[:, None] + (j + 1)[None, :]
+        buf += np.bincount(pos.ravel(), weights=vals.ravel(), minlength=size)[:size]
+    return _highpass(buf[half : half + frames], sr).astype(np.float32)
+
+
+def _highpass(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Allen & Berkley's DC-removing filter (two zeros at 1 and ``exp(-w)`` at the
+    cut-off ``w``, a double pole at ``exp(-w)``), from scalar ``math.exp``/``math.cos``;
+    its first tap is 1, so the direct path keeps its amplitude."""
+    from scipy import signal as _signal  # scipy.signal loads only when a room is built
+
+    w = 2.0 * math.pi * HIGHPASS_HZ / sample_rate
+    r = math.exp(-w)
+    b = np.array([1.0, -(1.0 + r), r])
+    a = np.array([1.0, -2.0 * r * math.cos(w), r * r])
+    return _signal.lfilter(b, a, x)
