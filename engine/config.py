@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .audio import rooms
 from .image.pipeline import TransformSpecError, normalize_transforms  # albumentations itself loads lazily
 
 if TYPE_CHECKING:
@@ -426,21 +427,24 @@ def _check_rooms(p: RirGeneratorPool) -> RirGeneratorPool:
             raise ValueError(f"rt60_s_range starts at {p.rt60_s_range[0]:g} s, shorter than Sabine allows in the "
                              f"largest room ({x_hi:g} x {y_hi:g} x {z_hi:g} m needs an absorption above 1 below "
                              f"{big:.3g} s): raise the range, shrink room_*_m_range or use rt60_formula: eyring")
-        longest = p.rt60_s_range[1]
+        worst = [((x_lo, y_lo, z_lo), p.rt60_s_range[1])]  # every room's response lasts its target
     else:
-        lows = [p.absorption_range[0]] if p.absorption_range else [v[0] for v in p.wall_absorption_range.values()]
-        # Sabine >= Eyring; a box's own decay is at most its slowest axis's (a ray along
-        # the longest side, meeting the least absorbing walls): 60 dB in 6 ln10 / rate.
-        axial = 6.0 * math.log(10.0) * max(x_hi, y_hi, z_hi) / (c * -math.log1p(-min(lows)))
-        longest = max(big / min(lows), axial)
-    reach = c * min(float(p.max_length_s), longest * 1.2 + (x_hi**2 + y_hi**2 + z_hi**2) ** 0.5 / c)
-    images = 4.0 / 3.0 * math.pi * reach**3 / (x_lo * y_lo * z_lo)
+        # A response lasts its RT60 predicted by rt60_formula: the least absorbing surfaces
+        # at each corner of the size ranges.
+        lows = ((p.absorption_range[0],) * 6 if p.absorption_range else
+                tuple(p.wall_absorption_range[w][0] for w in WALLS))
+        worst = [((x, y, z), rooms.predicted_rt60((x, y, z), lows, p.rt60_formula, c))
+                 for x in (x_lo, x_hi) for y in (y_lo, y_hi) for z in (z_lo, z_hi)]
+    images, reach, size = max(
+        (4.0 / 3.0 * math.pi * r**3 / (sz[0] * sz[1] * sz[2]), r, sz)
+        for sz, rt60 in worst
+        for r in [c * min(float(p.max_length_s), rooms.TAIL_RT60S * rt60 + math.hypot(*sz) / c)])
     if p.max_order is not None:
         n = p.max_order
         images = min(images, (2 * n + 3) * (2 * n + 2) * (2 * n + 1) / 3.0 + 1)  # images of order <= n
     if images > MAX_IMAGES:
-        raise ValueError(f"the longest response ({reach / c:.2g} s) in the smallest room ({x_lo:g} x {y_lo:g} x "
-                         f"{z_lo:g} m) needs about {images:.2g} images, over {MAX_IMAGES:.0e} (about ten seconds of CPU "
+        raise ValueError(f"the longest response ({reach / c:.2g} s) in a {size[0]:g} x {size[1]:g} x {size[2]:g} m "
+                         f"room needs about {images:.2g} images, over {MAX_IMAGES:.0e} (about ten seconds of CPU "
                          "per room): lower max_length_s, set max_order, lower the top of rt60_s_range (or raise "
                          "the absorption), or raise the lower ends of room_x_m_range / room_y_m_range / "
                          "room_z_m_range")

@@ -191,7 +191,22 @@ def _corners(size: tuple[float, float, float], wall: float, z_range: tuple[float
 
 
 def _room(cfg: Any, i: int) -> tuple[rooms.Room, int, dict[str, Any]]:
-    """Room ``i`` of an image-source pool, its length in samples and its labels."""
+    """Room ``i`` of an image-source pool, its length in samples and its labels (a copy)."""
+    # Cached: the synthesizer asks for an item's labels for every sample that uses it.
+    spec = (cfg.model_dump_json(), i)
+    hit = _ROOMS.get(spec)
+    if hit is None:
+        if len(_ROOMS) >= 4096:
+            _ROOMS.clear()
+        hit = _ROOMS[spec] = _draw_room(cfg, i)
+    room, frames, labels = hit
+    return room, frames, dict(labels)
+
+
+_ROOMS: dict[tuple[str, int], tuple[rooms.Room, int, dict[str, Any]]] = {}
+
+
+def _draw_room(cfg: Any, i: int) -> tuple[rooms.Room, int, dict[str, Any]]:
     key = _room_key(cfg)
     walls = cfg.wall_absorption_range
     u = _latin(key, cfg.count, 4 if walls is None else 9)[:, i]
