@@ -190,13 +190,13 @@ def predicted_rt60(size_m: tuple[float, float, float], absorption: tuple[float, 
     return fn(size_m, absorption, c)
 
 
-def absorption_for_rt60(size_m: tuple[float, float, float], rt60_s: float, formula: str = "eyring",
+def absorption_for_rt60(size_m: tuple[float, float, float], rt60_s: float, formula: str = "image_source",
                         c: float = 343.0) -> float:
     """The absorption of every surface that gives ``rt60_s`` by ``formula`` (the
     image-source decay, Eyring or Sabine, inverted); ``ValueError`` when Sabine would
     need more than 1.
 
-    Example: ``absorption_for_rt60((10, 8, 3), 0.6)  # ~0.24``
+    Example: ``absorption_for_rt60((10, 8, 3), 0.6)  # ~0.30 (Eyring: 0.21)``
     """
     x, y, z = size_m
     if formula == "image_source":  # the RT60 is inversely proportional to -ln(1 - a)
