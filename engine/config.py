@@ -298,7 +298,7 @@ class RirGeneratorPool(StrictModel):
     absorption_range: tuple[float, float] | None = None  # every surface; else rt60_s_range is a target
     wall_absorption_range: dict[Literal["x0", "x1", "y0", "y1", "floor", "ceiling"], tuple[float, float]] | None = None
     rt60_formula: Literal["image_source", "eyring", "sabine"] | None = None
-    min_wall_distance_m: float | None = Field(None, ge=0.0, le=10.0)
+    min_wall_distance_m: float | None = Field(None, ge=0.05, le=10.0)
     min_source_mic_distance_m: float | None = Field(None, ge=0.01, le=100.0)
     source_z_m_range: tuple[float, float] | None = None
     mic_z_m_range: tuple[float, float] | None = None

@@ -17,12 +17,14 @@ long).
 
 Bytes do not depend on the machine: the sinc table comes from the C library's scalar
 ``sin``/``cos``, the powers of ``beta`` from repeated products, distances from
-``sqrt`` (correctly rounded everywhere), and pulses are accumulated by ``np.bincount``
-in a fixed order. No vectorised transcendental function touches a written sample.
+``sqrt`` (correctly rounded everywhere), pulses are accumulated by ``np.bincount`` in a
+fixed order, and the high-pass is a plain recursion. No vectorised transcendental
+function touches a written sample (:func:`image_source_rt60` uses one, and its callers
+round what it returns).
 
 Limits: shoebox only, absorption the same at every frequency, no air absorption, no
-scattering (the late tail of a room whose absorption is very uneven decays slower than
-Sabine or Eyring predict, as in a real room without diffusion), a point source and an
+scattering (so a flat room's late sound runs along the floor and lasts longer than
+Sabine or Eyring predict; :func:`image_source_rt60` predicts it), a point source and an
 omnidirectional microphone.
 
 Example::
@@ -278,9 +280,9 @@ def highest_order(room: Room, frames: int, sample_rate: int, max_order: int | No
 @functools.lru_cache(maxsize=4)
 def _sinc_table(taps: int, steps: int) -> np.ndarray:
     """Hann-windowed sinc, ``(steps + 2, taps)``: row ``k`` holds the taps of a pulse
-    ``1 - k/steps`` samples after a sample, ``table[k, j] = g(j + 1 - taps/2 - 1 + k/steps)``
-    with ``g(t) = sinc(t) (1 + cos(2 pi t / taps)) / 2`` (zero outside ``|t| < taps/2``; one
-    extra row for the interpolation), from scalar ``math.sin``/``math.cos``."""
+    ``1 - k/steps`` samples after a sample, ``table[k, j] = g(j - taps/2 + k/steps)``
+    with ``g(t) = sinc(t) (1 + cos(2 pi t / taps)) / 2`` (zero outside ``|t| < taps/2``;
+    one extra row for the interpolation), from scalar ``math.sin``/``math.cos``."""
     half = taps / 2.0
 
     def g(t: float) -> float:
