@@ -385,14 +385,16 @@ def _absorption_pair(v: Any) -> tuple[float, float]:
 
 def _check_rooms(p: RirGeneratorPool) -> RirGeneratorPool:
     """Can every room the ranges allow be built? Each message names the field to change."""
-    explicit = p.model_fields_set
-    if "drr_db_range" in explicit:
+    # By value, not by which fields the recipe wrote: a recipe is validated again from its
+    # own dump (the run record, the workers), where every default is written out.
+    defaults = RirGeneratorPool.model_fields
+    if p.drr_db_range != defaults["drr_db_range"].default:
         raise ValueError("drr_db_range goes with method: noise; a simulated room's DRR follows from its geometry "
                          "(it is measured and recorded)")
     if p.absorption_range is not None and p.wall_absorption_range is not None:
         raise ValueError("give absorption_range (every surface) or wall_absorption_range (per surface), not both")
     given = p.absorption_range is not None or p.wall_absorption_range is not None
-    if given and "rt60_s_range" in explicit:
+    if given and p.rt60_s_range != defaults["rt60_s_range"].default:
         raise ValueError("give rt60_s_range (a target RT60: the absorption follows by "
                          f"{p.rt60_formula}) or an absorption, not both")
     w = float(p.min_wall_distance_m)

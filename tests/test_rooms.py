@@ -21,7 +21,7 @@ from scipy import signal
 from engine.audio import generators, ops, rooms
 from engine.errors import RecipeError
 from engine.pools import index_pools
-from engine.recipe import RirGeneratorPool, parse_recipe, recipe_hash
+from engine.recipe import RirGeneratorPool, parse_recipe, recipe_hash, recipe_to_dict
 from engine.rng import sample_rng
 from engine.stats import flatten_params
 from engine.synth import build_synthesizer
@@ -298,6 +298,20 @@ def test_bad_room_settings_are_refused_naming_the_field(tmp_path, cfg, words):
     assert "pools.rooms" in message
     for w in words:
         assert w in message, (w, message)
+
+
+@pytest.mark.parametrize("cfg", [{}, {"absorption_range": [0.2, 0.4]},
+                                 {"wall_absorption_range": {w: [0.1, 0.3] for w in
+                                                            ("x0", "x1", "y0", "y1", "floor", "ceiling")}}])
+def test_a_room_recipe_validates_again_from_its_own_dump(tmp_path, cfg):
+    """The run record and the workers parse the recipe's dump, where every default
+    (drr_db_range, rt60_s_range) is written out: that is not a conflict."""
+    data = small_recipe(tmp_path)
+    data["pools"]["rooms"] = {"kind": "rir_generator", "method": "image_source", **cfg}
+    data["synth"]["reverb"] = {"pool": "rooms"}
+    recipe = parse_recipe(data, base_dir=tmp_path)
+    again = parse_recipe(json.loads(json.dumps(recipe_to_dict(recipe))), base_dir=tmp_path)
+    assert again.pools["rooms"] == recipe.pools["rooms"] and recipe_hash(again) == recipe_hash(recipe)
 
 
 def test_room_settings_need_method_image_source(tmp_path):
