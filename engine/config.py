@@ -116,7 +116,7 @@ POOL_FIELDS_HASHED_WHEN_SET = {"format": "files", "media_column": None, "key_col
                                    "room_x_m_range", "room_y_m_range", "room_z_m_range", "absorption_range",
                                    "wall_absorption_range", "rt60_formula", "min_wall_distance_m",
                                    "min_source_mic_distance_m", "source_z_m_range", "mic_z_m_range", "max_order",
-                                   "max_length_s", "speed_of_sound_m_s")}}
+                                   "max_length_s", "speed_of_sound_m_s", "air_absorption")}}
 
 
 # The most channels a source file may have (engine.audio.io.MAX_CHANNELS; a test keeps
@@ -266,7 +266,7 @@ WALLS = ("x0", "x1", "y0", "y1", "floor", "ceiling")  # engine.audio.rooms.SURFA
 IMAGE_SOURCE_DEFAULTS: dict[str, Any] = {
     "room_x_m_range": (4.0, 10.0), "room_y_m_range": (3.0, 8.0), "room_z_m_range": (2.5, 3.5),
     "rt60_formula": "image_source", "min_wall_distance_m": 0.5, "min_source_mic_distance_m": 0.5,
-    "max_length_s": 2.0, "speed_of_sound_m_s": 343.0,
+    "max_length_s": 2.0, "speed_of_sound_m_s": 343.0, "air_absorption": False,
 }
 IMAGE_SOURCE_FIELDS = (*IMAGE_SOURCE_DEFAULTS, "absorption_range", "wall_absorption_range",
                        "source_z_m_range", "mic_z_m_range", "max_order")
@@ -305,6 +305,7 @@ class RirGeneratorPool(StrictModel):
     max_order: int | None = Field(None, ge=0, le=10_000)
     max_length_s: float | None = Field(None, ge=0.01, le=10.0)
     speed_of_sound_m_s: float | None = Field(None, ge=300.0, le=400.0)
+    air_absorption: bool | None = None  # high frequencies fade with the distance travelled
 
     @model_validator(mode="before")
     @classmethod

@@ -160,6 +160,28 @@ def test_the_inversions_give_back_their_rt60():
         rooms.absorption_for_rt60((30.0, 30.0, 10.0), 0.1, "sabine")
 
 
+def test_air_absorption_shortens_the_high_frequency_tail_only():
+    room = _room((10.0, 8.0, 3.0), (0.25,) * 6, (2.0, 3.0, 1.5), (6.0, 5.0, 1.2))
+    frames = rooms.frames_for(room, SR, 0.8)
+    dry = rooms.image_source_rir(room, SR, frames).astype(np.float64)
+    air = rooms.image_source_rir(room, SR, frames, air_absorption=True).astype(np.float64)
+
+    def band_rt60(h, lo, hi):
+        sos = signal.butter(4, [lo, hi], "bandpass", fs=SR, output="sos")
+        return ops.rt60_estimate(signal.sosfilt(sos, h).astype(np.float32), SR)
+
+    assert band_rt60(air, 100, 400) == pytest.approx(band_rt60(dry, 100, 400), rel=0.02)
+    assert band_rt60(air, 3000, 6000) < 0.9 * band_rt60(dry, 3000, 6000)
+    # the short-time filter is the identity where nothing is absorbed (no distance yet)
+    x = np.random.default_rng(0).standard_normal(3000)
+    np.testing.assert_allclose(rooms._air_absorption(x, SR, 0.0), x, atol=1e-12)
+    cfg = _pool(count=2, rt60_s_range=(0.2, 0.3), air_absorption=True)
+    h = generators.render_item(cfg, "gen:rir/0001")
+    assert h.tobytes() == generators.render_item(cfg, "gen:rir/0001").tobytes()
+    assert h.tobytes() != generators.render_item(cfg.model_copy(update={"air_absorption": False}),
+                                                 "gen:rir/0001").tobytes()
+
+
 def test_max_order_keeps_only_images_up_to_that_order():
     room = _room((6.0, 5.0, 3.0), (0.2,) * 6, (1.0, 2.0, 1.5), (4.0, 3.0, 1.2))
     h0 = rooms.image_source_rir(room, SR, 2000, max_order=0)

@@ -151,7 +151,7 @@ def render_item(cfg: Any, item: str) -> np.ndarray:
         return ops.coloured_noise(n, sr, labels["slope_db_per_oct"], _rng("noise", item, labels["slope_db_per_oct"]))
     if cfg.method == "image_source":
         room, frames, _ = _room(cfg, int(item.rsplit("/", 1)[1]))
-        return rooms.image_source_rir(room, sr, frames, max_order=cfg.max_order)
+        return rooms.image_source_rir(room, sr, frames, max_order=cfg.max_order, air_absorption=cfg.air_absorption)
     return ops.synthetic_rir(sr, labels["rt60_s"], labels["drr_db"], _rng("rir", item, labels["rt60_s"], labels["drr_db"]))
 
 

@@ -22,8 +22,8 @@ fixed order, and the high-pass is a plain recursion. No vectorised transcendenta
 function touches a written sample (:func:`image_source_rt60` uses one, and its callers
 round what it returns).
 
-Limits: shoebox only, absorption the same at every frequency, no air absorption, no
-scattering (so a flat room's late sound runs along the floor and lasts longer than
+Limits: shoebox only, wall absorption the same at every frequency (air absorption,
+optional, is the only frequency-dependent loss), no scattering (so a flat room's late sound runs along the floor and lasts longer than
 Sabine or Eyring predict; :func:`image_source_rt60` predicts it), a point source and an
 omnidirectional microphone.
 
@@ -61,6 +61,12 @@ SINC_TAPS = 32  # taps of the fractional-delay filter (+-1 ms at 16 kHz)
 SINC_STEPS = 1024  # table entries per sample of delay (linear interpolation between them)
 TAIL_RT60S = 1.2  # the response lasts this many (predicted) RT60s after the direct path
 HIGHPASS_HZ = 100.0
+# Air absorption: energy attenuation per metre by octave band, 20 C and 50 % relative
+# humidity (ISO 9613-1, as pyroomacoustics tabulates it); log-frequency interpolation
+# between bands, the end values beyond.
+AIR_ABSORPTION_PER_M = ((125.0, 0.1e-3), (250.0, 0.2e-3), (500.0, 0.5e-3), (1000.0, 1.1e-3),
+                        (2000.0, 2.7e-3), (4000.0, 9.4e-3), (8000.0, 29.0e-3))
+_AIR_FRAME = 256  # STFT frame of the air absorption (hop: half of it)
 _CHUNK = 16384  # images per block when placing pulses (bounds memory)
 
 
@@ -296,10 +302,13 @@ def _sinc_table(taps: int, steps: int) -> np.ndarray:
     return table
 
 
-def image_source_rir(room: Room, sample_rate: int, frames: int, *, max_order: int | None = None) -> np.ndarray:
+def image_source_rir(room: Room, sample_rate: int, frames: int, *, max_order: int | None = None,
+                     air_absorption: bool = False) -> np.ndarray:
     """The room's impulse response, ``frames`` samples at ``sample_rate``, float32: the
     direct path at ``distance / c`` with amplitude ``1 / (4 pi distance)``, then every
-    image (up to ``max_order`` reflections, if given) that arrives before the end.
+    image (up to ``max_order`` reflections, if given) that arrives before the end. With
+    ``air_absorption`` the sound arriving at time ``t`` has also lost
+    :data:`AIR_ABSORPTION_PER_M` over its ``c t`` metres (more at high frequencies).
 
     Example: ``h = image_source_rir(room, 16000, 8000)``
     """
@@ -346,7 +355,52 @@ def image_source_rir(room: Room, sample_rate: int, frames: int, *, max_order: in
         # tap j of a pulse sits at sample n0 - half + 1 + j, i.e. at n0 + 1 + j in buf
         pos = n0.astype(np.int64)[:, None] + (j + 1)[None, :]
         buf += np.bincount(pos.ravel(), weights=vals.ravel(), minlength=size)[:size]
-    return _highpass(buf[half : half + frames], sr).astype(np.float32)
+    h = buf[half : half + frames]
+    if air_absorption:
+        h = _air_absorption(h, sr, c)
+    return _highpass(h, sr).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _air_per_m(sample_rate: int) -> tuple[float, ...]:
+    """Energy attenuation per metre at each bin of a :data:`_AIR_FRAME` rfft."""
+    bands = AIR_ABSORPTION_PER_M
+    out = []
+    for k in range(_AIR_FRAME // 2 + 1):
+        f = k * sample_rate / _AIR_FRAME
+        if f <= bands[0][0]:
+            out.append(bands[0][1])
+        elif f >= bands[-1][0]:
+            out.append(bands[-1][1])
+        else:
+            i = next(j for j in range(1, len(bands)) if f <= bands[j][0])
+            (f0, m0), (f1, m1) = bands[i - 1], bands[i]
+            u = math.log(f / f0) / math.log(f1 / f0)
+            out.append(math.exp(math.log(m0) + u * (math.log(m1) - math.log(m0))))
+    return tuple(out)
+
+
+def _air_absorption(h: np.ndarray, sample_rate: int, c: float) -> np.ndarray:
+    """A time-varying filter: frames of :data:`_AIR_FRAME` samples (periodic Hann, half
+    overlapping, so the windows sum to one) each lose ``exp(-m(f) d / 2)`` in amplitude,
+    ``d`` the distance sound travels by the frame's centre. Gains from scalar ``math.exp``."""
+    from scipy import fft as _fft  # scipy.fft is loaded by the other audio operations anyway
+
+    n, hop = _AIR_FRAME, _AIR_FRAME // 2
+    window = np.array([0.5 - 0.5 * math.cos(2.0 * math.pi * k / n) for k in range(n)])
+    count = -(-(len(h) + hop) // hop)
+    padded = np.zeros((count + 1) * hop)
+    padded[hop : hop + len(h)] = h  # frame f covers samples (f - 1) hop .. (f + 1) hop of h
+    frames = np.stack([padded[f * hop : f * hop + n] for f in range(count)]) * window
+    per_m = _air_per_m(sample_rate)
+    gains = np.array([[math.exp(-0.5 * m * c * max(0.0, f * hop / sample_rate)) for m in per_m]
+                      for f in range(count)])
+    spec = _fft.rfft(frames, axis=1) * gains
+    pieces = _fft.irfft(spec, n, axis=1)
+    out = np.zeros_like(padded)
+    for f in range(count):  # overlap-add in a fixed order
+        out[f * hop : f * hop + n] += pieces[f]
+    return out[hop : hop + len(h)]
 
 
 def _highpass(x: np.ndarray, sample_rate: int) -> np.ndarray:
