@@ -239,6 +239,31 @@ def test_rooms_are_drawn_per_item_spread_over_the_ranges_and_fixed_by_their_id()
     assert measured == pytest.approx(items[4].labels["rt60_target_s"], rel=0.25)
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.floats(1.2, 12), st.floats(0, 8), st.floats(1.2, 8), st.floats(0, 5), st.floats(1.2, 4.0),
+       st.floats(0.05, 0.7), st.floats(0.01, 3.0), st.integers(1, 12))
+def test_every_drawn_room_keeps_its_distances(x_lo, x_span, y_lo, y_span, z_lo, wall, apart, count):
+    from hypothesis import assume
+    from pydantic import ValidationError
+
+    try:
+        cfg = _pool(count=count, room_x_m_range=(x_lo, x_lo + x_span), room_y_m_range=(y_lo, y_lo + y_span),
+                    room_z_m_range=(z_lo, z_lo + 0.5), min_wall_distance_m=wall, min_source_mic_distance_m=apart,
+                    absorption_range=(0.3, 0.6), max_length_s=0.3)
+    except ValidationError:
+        assume(False)
+    for v in generators.virtual_items("rooms", cfg):
+        lab = v.labels
+        size = (lab["room_x_m"], lab["room_y_m"], lab["room_z_m"])
+        for who in ("source", "mic"):
+            for axis, s in zip("xyz", size):
+                assert wall <= lab[f"{who}_{axis}_m"] <= s - wall
+        src = tuple(lab[f"source_{a}_m"] for a in "xyz")
+        mic = tuple(lab[f"mic_{a}_m"] for a in "xyz")
+        assert math.dist(src, mic) >= apart - 1e-9
+        assert 0.3 <= lab["absorption_x0"] <= 0.6
+
+
 def test_per_surface_absorption_is_drawn_per_surface():
     walls = {"x0": (0.1, 0.2), "x1": (0.1, 0.2), "y0": (0.3, 0.4), "y1": (0.3, 0.4),
              "floor": (0.05, 0.1), "ceiling": (0.6, 0.9)}

@@ -182,7 +182,12 @@ def _latin(key: str, count: int, dims: int) -> np.ndarray:
 def _draw_point(rng: np.random.Generator, size: tuple[float, float, float], wall: float,
                 z_range: tuple[float, float] | None) -> tuple[float, float, float]:
     lo_hi = ((wall, size[0] - wall), (wall, size[1] - wall), z_range or (wall, size[2] - wall))
-    return tuple(round(_lerp(r, float(rng.random())), 3) for r in lo_hi)  # type: ignore[return-value]
+    return tuple(_mm(r, float(rng.random())) for r in lo_hi)  # type: ignore[return-value]
+
+
+def _mm(lo_hi: tuple[float, float], u: float) -> float:
+    """A value of the range at ``u``, to the millimetre, never outside the range."""
+    return min(max(round(_lerp(lo_hi, u), 3), lo_hi[0]), lo_hi[1])
 
 
 def _corners(size: tuple[float, float, float], wall: float, z_range: tuple[float, float] | None) -> list[tuple]:
@@ -210,8 +215,8 @@ def _draw_room(cfg: Any, i: int) -> tuple[rooms.Room, int, dict[str, Any]]:
     key = _room_key(cfg)
     walls = cfg.wall_absorption_range
     u = _latin(key, cfg.count, 4 if walls is None else 9)[:, i]
-    size = (round(_lerp(cfg.room_x_m_range, float(u[0])), 3), round(_lerp(cfg.room_y_m_range, float(u[1])), 3),
-            round(_lerp(cfg.room_z_m_range, float(u[2])), 3))
+    size = (_mm(cfg.room_x_m_range, float(u[0])), _mm(cfg.room_y_m_range, float(u[1])),
+            _mm(cfg.room_z_m_range, float(u[2])))
     c = float(cfg.speed_of_sound_m_s)
     target = None
     if walls is not None:
