@@ -344,6 +344,9 @@ class SpeechNoiseMixSynth(Synthesizer):
                 except BadSourceError:  # apply() meets it again and the sample is redrawn
                     rt60_s = drr_db = None
                 params["reverb"] = {"pool": cfg.reverb.pool, "item": item, "rt60_s": rt60_s, "drr_db": drr_db}
+                room = generators.room_labels(self.recipe.pools[cfg.reverb.pool], item)
+                if room:  # a simulated room: what was drawn for it, histogrammed by coverage
+                    params["reverb"]["room"] = room
         if cfg.level_dbfs_range is not None:
             params["level_dbfs"] = float(rng.uniform(*cfg.level_dbfs_range))
         if cfg.channel:
@@ -477,10 +480,10 @@ class SpeechNoiseMixSynth(Synthesizer):
             return hit
         sr_in = int(pool.sample_rate[i])
         x = self._frames(pool_name, i, 0, int(pool.frames[i]))
-        if pool.kind == "rir_generator":
-            labels = pool.label_row(i)
+        labels = pool.label_row(i) if pool.kind == "rir_generator" else {}
+        if "drr_db" in labels:  # decaying noise, made from its RT60 and DRR
             rt60, drr = float(labels["rt60_s"]), float(labels["drr_db"])
-        else:
+        else:  # a measured response, or a simulated room: both estimated from the response
             if not np.abs(x).max() > 0:
                 raise BadSourceError(pool.paths[i], "impulse response is all zeros")
             rt60, drr = ops.rt60_estimate(x, sr_in), ops.drr_estimate_db(x, sr_in)
