@@ -408,3 +408,26 @@ def test_a_row_records_its_room_and_measured_rt60_and_drr(room_context):
     index = index_pools(room_context.recipe)
     labels = index.pools["rooms"].label_row(0)
     assert labels == generators.item_labels(cfg, "gen:rir/0000")
+
+
+def test_coverage_finds_the_room_draws_ranges_in_the_pool(room_context):
+    """reverb.room.* are drawn from the rir_generator pool's ranges, not the synth block's:
+    the synthesizer's param_range hook finds them there, so coverage histograms them."""
+    from engine.stats import ShardStats
+
+    synth = build_synthesizer(room_context.recipe, room_context.index)
+    cfg = room_context.recipe.synth.model_dump(mode="json")
+    assert synth.param_range(cfg, "reverb.room.room_x_m") == (3.0, 5.0)
+    assert synth.param_range(cfg, "reverb.room.room_z_m") == (2.5, 3.0)
+    assert synth.param_range(cfg, "reverb.room.rt60_target_s") == (0.2, 0.35)
+    assert synth.param_range(cfg, "reverb.room.source_mic_distance_m") is None  # follows from the draws
+    assert synth.param_range(cfg, "noise[0].snr_db") is None  # the synth block's own: by convention
+    from engine.plan import make_plan
+
+    spec = make_plan(room_context.recipe).shards[0]
+    stats = ShardStats.for_shard(room_context.recipe, room_context.index, spec, synth.unsampled_params,
+                                 synth.param_range)
+    params = synth.sample_params(sample_rng(7, "train", 0), holdout_split=False)
+    stats.add("s-0", params, [], None, 1.0)
+    assert stats.params["reverb.room.room_x_m"]["range"] == (3.0, 5.0)
+    assert sum(stats.params["reverb.room.room_x_m"]["bins"]) == 1

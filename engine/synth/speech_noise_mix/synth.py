@@ -222,6 +222,33 @@ class SpeechNoiseMixSynth(Synthesizer):
 
     # ------------------------------------------------------------------ sampling
 
+    def param_range(self, config: dict[str, Any], name: str) -> tuple[float, float] | None:
+        """Ranges that live in the reverb pool's config rather than the synth block: a
+        generated response's ``reverb.rt60_s`` / ``reverb.drr_db`` (method noise) and a
+        simulated room's draws (``reverb.room.room_x_m`` from ``room_x_m_range``, the
+        target RT60 from ``rt60_s_range``, absorption, source and mic heights)."""
+        if not name.startswith("reverb.") or self.config.reverb is None:
+            return None
+        pool = self.recipe.pools[self.config.reverb.pool]
+        if getattr(pool, "kind", None) != "rir_generator":
+            return None
+        key = name.removeprefix("reverb.")
+        if pool.method == "noise":
+            field = {"rt60_s": "rt60_s_range", "drr_db": "drr_db_range"}.get(key)
+        else:
+            key = key.removeprefix("room.")
+            field = {"room_x_m": "room_x_m_range", "room_y_m": "room_y_m_range", "room_z_m": "room_z_m_range",
+                     "rt60_target_s": "rt60_s_range", "source_z_m": "source_z_m_range",
+                     "mic_z_m": "mic_z_m_range"}.get(key)
+            if key.startswith("absorption_"):
+                walls = pool.wall_absorption_range
+                if walls is not None:
+                    found = walls.get(key.removeprefix("absorption_"))
+                    return None if found is None else (float(found[0]), float(found[1]))
+                field = "absorption_range"
+        found = getattr(pool, field, None) if field else None
+        return None if found is None else (float(found[0]), float(found[1]))
+
     def _candidates(self, pool: str, holdout_split: bool) -> np.ndarray:
         key = (pool, holdout_split)
         c = self._eligible.get(key)
