@@ -150,8 +150,10 @@ def _expect(cmd: str, code: str) -> str:
             f"exit 97; fi")
 
 
-def _env() -> dict[str, str]:
+def _env(cache: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if cache is not None:
+        env["SHARDSMITH_CACHE_DIR"] = str(cache)  # one probe cache for every page, as a user has
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), env.get("PYTHONPATH", "")] if p)
     env["NO_ALBUMENTATIONS_UPDATE"] = "1"
@@ -159,7 +161,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_block(block: Block, cwd: Path, n: int) -> None:
+def run_block(block: Block, cwd: Path, n: int, cache: Path | None = None) -> None:
     if block.lang == "file":  # written for the page's later commands
         rel = _FILE_BLOCK.fullmatch(block.body.lstrip().split("\n", 1)[0].strip()).group(1)
         assert ".." not in Path(rel).parts, f"{block.where}: {rel} is outside the page's folder"
@@ -176,7 +178,7 @@ def run_block(block: Block, cwd: Path, n: int) -> None:
         script.write_text(console_script(block.body) if block.lang == "console" else bash_script(block.body))
         argv = ["bash", "-euo", "pipefail", str(script)]
     try:
-        proc = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
+        proc = subprocess.run(argv, cwd=cwd, env=_env(cache), capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{block.where}: still running after {BLOCK_TIMEOUT_S} s")
     if proc.returncode != 0:
@@ -200,7 +202,7 @@ def processes_in(folder: Path) -> list[str]:
     return found
 
 
-def run_page(page: Page, cwd: Path, corpus: Path, tour: Path | None) -> None:
+def run_page(page: Page, cwd: Path, corpus: Path, tour: Path | None, cache: Path | None = None) -> None:
     cwd.mkdir(parents=True, exist_ok=True)
     if "demo-corpus demo_data" in page.text:
         shutil.copytree(corpus, cwd / "demo_data", symlinks=True)  # the page writes it: its own copy
@@ -213,7 +215,7 @@ def run_page(page: Page, cwd: Path, corpus: Path, tour: Path | None) -> None:
         shutil.copytree(tour, cwd / TOUR)
     try:
         for n, block in enumerate(page.blocks):
-            run_block(block, cwd, n)
+            run_block(block, cwd, n, cache)
     finally:
         left = processes_in(cwd)
         assert not left, f"{page.name}: processes left running in its folder:\n" + "\n".join(left)
@@ -231,10 +233,16 @@ def _pages() -> list:
 
 
 @pytest.fixture(scope="session")
-def readme_folder(demo_corpus, tmp_path_factory) -> Path:
+def docs_cache(tmp_path_factory) -> Path:
+    """The probe cache the pages share (each source file is decoded and checked once)."""
+    return tmp_path_factory.mktemp("docs_probe_cache")
+
+
+@pytest.fixture(scope="session")
+def readme_folder(demo_corpus, docs_cache, tmp_path_factory) -> Path:
     """The README run top to bottom; its tour output (out/tour) is what the other pages read."""
     cwd = tmp_path_factory.mktemp("docs") / "README"
-    run_page(page_blocks(ROOT / "README.md"), cwd, demo_corpus, None)
+    run_page(page_blocks(ROOT / "README.md"), cwd, demo_corpus, None, docs_cache)
     return cwd
 
 
@@ -245,9 +253,9 @@ def test_the_readme_runs(readme_folder):
 
 
 @pytest.mark.parametrize("page", _pages())
-def test_every_example_of_the_page_runs(page, demo_corpus, tmp_path, request):
+def test_every_example_of_the_page_runs(page, demo_corpus, docs_cache, tmp_path, request):
     tour = request.getfixturevalue("readme_folder") / TOUR if TOUR in page.text else None
-    run_page(page, tmp_path / page.path.stem, demo_corpus, tour)
+    run_page(page, tmp_path / page.path.stem, demo_corpus, tour, docs_cache)
 
 
 def test_the_docs_have_runnable_examples():
