@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,7 +218,9 @@ def run_page(page: Page, cwd: Path, corpus: Path, tour: Path | None, cache: Path
         for n, block in enumerate(page.blocks):
             run_block(block, cwd, n, cache)
     finally:
-        left = processes_in(cwd)
+        deadline = time.monotonic() + 15  # a process being shut down may take a moment to go
+        while (left := processes_in(cwd)) and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert not left, f"{page.name}: processes left running in its folder:\n" + "\n".join(left)
 
 
@@ -285,3 +288,13 @@ def test_illustrations_and_other_languages_are_not_run():
     finally:
         path.unlink()
     assert page.blocks == []
+
+
+def test_a_process_left_in_a_page_folder_is_found(tmp_path):
+    proc = subprocess.Popen(["sleep", "60"], cwd=tmp_path)
+    try:
+        assert any(line.startswith(f"{proc.pid}:") for line in processes_in(tmp_path))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert processes_in(tmp_path) == []
