@@ -23,6 +23,7 @@ import contextlib
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ from .layout import COVERAGE_FILE, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_REC
 from .plan import make_plan
 from .pools import PoolIndex, index_pools, record_fault, thread_mapper
 from .recipe import Recipe, recipe_to_dict
+from .report import count
 from .resume import DAMAGED, DONE, ResumeState, slim_record, stats_problem
 from .sink import OutputSink, read_back
 from .storage import read_json_many
@@ -93,7 +95,7 @@ class RunSummary:
             self._work_line(),
             "  splits: " + ", ".join(f"{k} {v}" for k, v in self.splits.items()),
             f"  rejected source files: {self.rejects} ({REJECTS_FILE})",
-            (f"  ran on {self.nodes} Ray node(s); " if self.shards_written else "  ")
+            (f"  ran on {count(self.nodes, 'Ray node')}; " if self.shards_written else "  ")
             + f"output: {self.out}",
         ]
         if self.coverage_passed is not None:
@@ -129,8 +131,46 @@ JOIN_ENV = {
 def _join_hint(address: str) -> str:
     return (f"check that the cluster is up (`ray status` on its head node) and that {address!r} is its "
             "head node's address (HOST:PORT, port 6379 by default); for a cluster with token authentication "
-            "set RAY_AUTH_MODE=token and give this machine the cluster's token (~/.ray/auth_token, or "
-            "RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH). Nothing was written to --out")
+            "set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the cluster's token (or RAY_AUTH_TOKEN_PATH to a "
+            "file holding it). Nothing was written to --out")
+
+
+# What Ray's GCS client logs when the cluster refuses the driver's token (or its lack of one).
+_AUTH_REFUSED = ("InvalidAuthToken", "Unauthenticated", "UNAUTHENTICATED")
+
+
+def _auth_refused(address: str) -> ClusterError:
+    """The one message for a cluster that refused this driver's authentication."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        why = "it requires token authentication and this driver sent no token (RAY_AUTH_MODE is not 'token')"
+    else:
+        source = ("RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else
+                  f"RAY_AUTH_TOKEN_PATH={os.environ['RAY_AUTH_TOKEN_PATH']}" if os.environ.get("RAY_AUTH_TOKEN_PATH")
+                  else "~/.ray/auth_token, as neither RAY_AUTH_TOKEN nor RAY_AUTH_TOKEN_PATH is set")
+        why = f"it refused this driver's token (from {source})"
+    return ClusterError(
+        f"cannot join the Ray cluster at {address!r}: {why}; set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the "
+        "cluster's token (or RAY_AUTH_TOKEN_PATH to a file holding it; `ray get-auth-token` on the head node "
+        "prints it). Nothing was written to --out"
+    )
+
+
+@contextmanager
+def _stderr_held(held: list[str]) -> Iterator[None]:
+    """Hold what is written to file descriptor 2 during the block (Ray's C++ client logs
+    there, past Python) in ``held``; the caller prints it or replaces it with one message."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            held.append(sink.read().decode("utf-8", "replace"))
 
 
 def _host_port(address: str) -> tuple[str, int] | None:
@@ -188,14 +228,31 @@ def ray_session(address: str | None = None, workers: int | None = None) -> Itera
             kwargs["_node_ip_address"] = "127.0.0.1"
         else:
             kwargs["address"] = address
-        try:
-            ray.init(**kwargs)
-        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-            if address is not None:
+        if address is None:
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+                raise ShardsmithError(f"cannot start a local Ray instance: {exc}") from None
+        else:
+            # Joining: Ray's client logs a refused token on file descriptor 2 and then names
+            # the address it resolved, not the one given. Its log is held back and replaced
+            # by one message naming the given address (printed as is when the join works).
+            held: list[str] = []
+            try:
+                with _stderr_held(held):
+                    ray.init(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - any failure to join is one clear error
+                log = held[0] if held else ""
+                if any(mark in log or mark in str(exc) for mark in _AUTH_REFUSED) or \
+                        type(exc).__name__ == "AuthenticationError":
+                    raise _auth_refused(address) from None
                 first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                if first.startswith("Failed to connect to Ray cluster at"):
+                    first = "Ray could not connect to it"  # Ray names its resolved address there
                 raise ClusterError(f"cannot join the Ray cluster at {address!r}: {first}; "
                                    f"{_join_hint(address)}") from None
-            raise ShardsmithError(f"cannot start a local Ray instance: {exc}") from None
+            if held and held[0]:
+                sys.stderr.write(held[0])
         started = True
     try:
         yield ray
@@ -366,7 +423,7 @@ def _resume_state(sink: OutputSink, limit: int, say: Callable[[str], None], cove
         cheap = sink.resume_state(sink.listing(fold=lambda spec, record: coverage.add_shard(record, spec.split)))
         finished = cheap.named(DONE)
         if finished:
-            say(f"trusting {len(finished)} finished shard(s) by their commit records (recipe hash, rows, size; "
+            say(f"trusting {count(len(finished), 'finished shard')} by their commit records (recipe hash, rows, size; "
                 "not read back: --verify hashes them)")
         return cheap
     state = _verified_state(sink, limit, say)
@@ -390,7 +447,7 @@ def _verified_state(sink: OutputSink, limit: int, say: Callable[[str], None]) ->
         t0 = time.perf_counter()
         state = sink.resume_state(listing, {rel: read_back(sink.store, rel) for rel in finished})
         if finished:
-            say(f"verified {len(finished)} finished shard(s) ({total / 2**20:,.1f} MiB, sha256) in the driver in "
+            say(f"verified {count(len(finished), 'finished shard')} ({total / 2**20:,.1f} MiB, sha256) in the driver in "
                 f"{time.perf_counter() - t0:.1f} s")
         return state
     t0 = time.perf_counter()
@@ -403,8 +460,8 @@ def _verified_state(sink: OutputSink, limit: int, say: Callable[[str], None]) ->
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
-    say(f"verified {len(finished)} finished shard(s) ({total / 2**20:,.0f} MiB, sha256) on "
-        f"{limit} worker(s) in {time.perf_counter() - t0:.1f} s")
+    say(f"verified {count(len(finished), 'finished shard')} ({total / 2**20:,.0f} MiB, sha256) on "
+        f"{count(limit, 'worker')} in {time.perf_counter() - t0:.1f} s")
     return sink.resume_state(listing, digests)
 
 
@@ -426,7 +483,7 @@ def _on_fault(fault: PoolIndexFault, recipe: Recipe, index: PoolIndex, sink: Out
         return
     withdrawn = sink.withdraw_shards_using(fault.pool, fault.item)
     record_fault(recipe, index, fault.pool, fault.item, f"{fault.reason} (found when a worker decoded it)")
-    say(f"withdrew {len(withdrawn)} finished shard(s) that used {fault.path}"
+    say(f"withdrew {count(len(withdrawn), 'finished shard')} that used {fault.path}"
         + (": " + ", ".join(withdrawn[:5]) + (" ..." if len(withdrawn) > 5 else "") if withdrawn else "")
         + f"; the file is now a reject of pool {fault.pool!r}: fix or remove it, then re-run with --overwrite "
           "(the pools differ from the ones this output was started with)")
@@ -572,7 +629,7 @@ def run(
                 say(f"migrated the run record of an older shardsmith output from {LEGACY_RUN_RECORD_FILE} to "
                     f"{RUN_RECORD_FILE}")
             if start.removed_temporary:
-                say(f"removed {start.removed_temporary} temporary file(s) left by an interrupted run")
+                say(f"removed {count(start.removed_temporary, 'temporary file')} left by an interrupted run")
             try:
                 index, forecast = indexing.result()
                 say(f"indexed pools in {indexing.seconds:.1f} s (while Ray started):\n{index.summary()}")
@@ -592,7 +649,7 @@ def run(
             coverage = new_coverage(sink.store, recipe)
             state = _resume_state(sink, limit, say, coverage, verify)
             if state.stale:
-                say(f"leaving {len(state.stale)} shard(s) of another plan alone (not in this run's record): "
+                say(f"leaving {count(len(state.stale), 'shard')} of another plan alone (not in this run's record): "
                     + ", ".join(list(state.stale)[:5]) + (" ..." if len(state.stale) > 5 else ""))
             known: dict[str, dict[str, Any]] = {}
             for spec in plan.shards:
@@ -607,7 +664,7 @@ def run(
             todo = [spec for spec, _ in reopened]
             summary.shards_skipped = len(plan.shards) - len(todo)
             if summary.shards_skipped:
-                say(f"resuming: {summary.shards_skipped} shard(s) already done, {len(todo)} to write")
+                say(f"resuming: {count(summary.shards_skipped, 'shard')} already done, {len(todo)} to write")
 
             task = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(_shard_task)
             recipe_data = recipe_to_dict(recipe)

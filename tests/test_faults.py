@@ -17,6 +17,7 @@ import pytest
 
 from engine.errors import ShardError
 from engine.recipe import load_recipe, recipe_hash
+from engine.report import count
 from engine.run_record import read_run_record, shard_files
 from engine.runtime import run
 from engine.shards import read_shard
@@ -127,7 +128,7 @@ def test_a_large_output_is_verified_by_the_workers_not_the_driver(ray_local, rec
     messages: list[str] = []
     summary = run(load_recipe(recipe_path), out, workers=2, progress=False, log=messages.append, verify=True)
     n = len(shard_files(out))
-    assert any(f"verified {n} finished shard(s)" in m and "on 2 worker(s)" in m for m in messages)
+    assert any(f"verified {count(n, 'finished shard')}" in m and "on 2 workers" in m for m in messages)
     assert any(victim.stem in m and "sha256" in m for m in messages)
     assert (summary.shards_written, summary.shards_skipped) == (1, n - 1)
     assert digests(out) == digests(reference)
@@ -157,12 +158,12 @@ def test_a_plain_rerun_trusts_commit_records_and_reads_no_shard_back(ray_local, 
     summary = run(load_recipe(recipe_path), out, progress=False, log=messages.append)
     assert calls == []
     assert (summary.shards_written, summary.shards_skipped) == (0, n)
-    assert any(f"trusting {n} finished shard(s) by their commit records" in m for m in messages)
+    assert any(f"trusting {count(n, 'finished shard')} by their commit records" in m for m in messages)
 
     messages.clear()
     summary = run(load_recipe(recipe_path), out, workers=1, progress=False, log=messages.append, verify=True)
     assert len(set(calls)) == n  # every finished shard read back once
-    assert any(f"verified {n} finished shard(s)" in m and "in the driver" in m for m in messages)
+    assert any(f"verified {count(n, 'finished shard')}" in m and "in the driver" in m for m in messages)
     assert any(victim.stem in m and "sha256" in m for m in messages)
     assert (summary.shards_written, summary.shards_skipped) == (1, n - 1)
     assert digests(out) == digests(reference)

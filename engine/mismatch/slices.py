@@ -294,7 +294,13 @@ def held_out_items(out: str | Path | Store) -> tuple[set[tuple[str, str]], list[
     if not store.exists(POOL_INDEX_FILE):
         return set(), [f"{store.display(POOL_INDEX_FILE)} not found: seen vs held-out cannot be sliced"]
     with store.open_input(POOL_INDEX_FILE) as f:
-        t = pq.read_table(f, columns=["pool", "item", "holdout"])
+        # One synchronous read on this thread. pq.read_table over a Python file object
+        # scans in Arrow's thread pool, which may drop its last reference to a buffer read
+        # through the file (a Python object) only after the interpreter has begun to exit:
+        # that thread then takes the GIL, is ended by Python, and the C++ runtime aborts
+        # the process (exit code 134, "terminate called without an active exception"),
+        # most often when the command fails right after this read (no prediction joins).
+        t = pq.ParquetFile(f).read(columns=["pool", "item", "holdout"], use_threads=False)
     held = {(p, it) for p, it, h in zip(*(t.column(c).to_pylist() for c in ("pool", "item", "holdout"))) if h}
     if not held:
         return held, ["no pool holds held-out items, so seen vs held-out cannot be sliced"]
