@@ -173,7 +173,7 @@ def _room_part(part: str):
 
 def _shoebox(room, order: int):
     """pyroomacoustics' own image sources in the same shoebox to the same reflection order
-    as shardsmith's response reaches (no air absorption, one band, as shardsmith)."""
+    as shardsmith's response reaches (one band, no air absorption)."""
     import pyroomacoustics as pra
 
     def build(x):
@@ -271,30 +271,33 @@ def build_stages(ir_folder: Path) -> list[Stage]:
     r, frames = room
     kept: dict[str, np.ndarray] = {}
 
-    def build(x):
-        kept["h"] = rooms.image_source_rir(r, SR, frames)
+    def build(x, air: bool = False):
+        kept["h"] = rooms.image_source_rir(r, SR, frames, air_absorption=air)
 
     def convolve(x):
         return ops.convolve_aligned(x, kept["h"])
 
-    build(None)
+    build(None, air=True)  # convolve with the response that has air absorption
     has_pra = A is not None and _importable("pyroomacoustics")
-    pra = (lambda part: (lambda: _room_part(part))) if has_pra else (lambda part: None)
     order = rooms.highest_order(r, frames, SR)
-    parts = ("room: build the response (per item)", "room: convolve (per sample)")
+    names = ("room: build the response (per item)", "room: build, air absorption (per item)",
+             "room: convolve (per sample)")
     out += [
-        Stage(parts[0], build, "RoomSimulator: randomize_parameters", pra("build"),
-              f"RT60 {ROOM_RT60_S:g} s (Sabine) in {' x '.join(f'{v:g}' for v in ROOM_SIZE_M)} m: shardsmith "
-              f"{frames / SR:.2f} s of response, image sources to order {order}; RoomSimulator as it ships: "
-              "image sources to order 1, then 10,000 rays, air absorption"),
-        Stage(parts[1], convolve, "RoomSimulator: apply", pra("convolve")),
-        Stage("room: build + convolve", parts, "RoomSimulator" if has_pra else "", note="the sum of the two rows above"),
+        Stage(names[0], build, f"pyroomacoustics ShoeBox, order {order}" if has_pra else "",
+              (lambda: _shoebox(r, order)) if has_pra else None,
+              f"RT60 {ROOM_RT60_S:g} s (Sabine) in {' x '.join(f'{v:g}' for v in ROOM_SIZE_M)} m, microphone "
+              f"{ROOM_MIC_DISTANCE_M:g} m from the source: {frames / SR:.2f} s of response, image sources to "
+              f"order {order}. Not audiomentations: pyroomacoustics' image sources alone in the same shoebox to "
+              "the same order (one band, no air absorption); RoomSimulator cannot (see the script)"),
+        Stage(names[1], lambda x: build(x, air=True), "RoomSimulator: randomize_parameters" if has_pra else "",
+              (lambda: _room_part("build")) if has_pra else None,
+              "RoomSimulator as it ships: image sources to order 1, then 10,000 rays, with air absorption"),
+        Stage(names[2], convolve, "RoomSimulator: apply" if has_pra else "",
+              (lambda: _room_part("convolve")) if has_pra else None),
+        Stage("room: build (air) + convolve", names[1:], "RoomSimulator" if has_pra else "",
+              note="the sum of the two rows above: shardsmith builds a room once per pool item (a worker "
+                   "keeps it), RoomSimulator on every call"),
     ]
-    if has_pra:
-        out.append(Stage(parts[0], (parts[0],), f"pyroomacoustics ShoeBox, order {order}",
-                         lambda: _shoebox(r, order),
-                         "not audiomentations: pyroomacoustics' image sources alone in the same shoebox, to "
-                         "shardsmith's order, one band, no air absorption (RoomSimulator cannot: see the script)"))
     return out
 
 
