@@ -236,7 +236,8 @@ def build_stages(ir_folder: Path) -> list[Stage]:
         Stage(f"clip hard {DRIVE_DB:g} dB", lambda x: clip(x, "hard", DRIVE_DB),
               "ClippingDistortion (20 %)", peer(lambda A: _am(A.ClippingDistortion(
                   min_percentile_threshold=20, max_percentile_threshold=20, p=1.0))),
-              "audiomentations sets the threshold by a percentile of |x|, shardsmith by the peak"),
+              "audiomentations clips at the 10th and 90th percentiles of the samples, shardsmith at a "
+              "threshold set by the peak"),
         Stage(f"clip tanh {DRIVE_DB:g} dB", lambda x: clip(x, "tanh", DRIVE_DB),
               "TanhDistortion (0.5)", peer(lambda A: _am(A.TanhDistortion(min_distortion=0.5, max_distortion=0.5,
                                                                           p=1.0)))),
