@@ -112,10 +112,11 @@ def impulse_response(sr: int = SR) -> np.ndarray:
 class Stage:
     name: str  # what is done, with the parameters
     # None: not in this checkout; a tuple of row names: the sum of those rows' figures
-    ours: Callable[[np.ndarray], object] | tuple[str, str] | None
+    ours: Callable[[np.ndarray], object] | tuple[str, ...] | None
     peer_name: str = ""  # audiomentations' transform ("" = no equivalent)
     peer: Callable[[], Callable[[np.ndarray], object]] | None = None  # builds the peer call
     note: str = ""
+    per_audio: bool = True  # False: the cost does not grow with the audio (a room's build)
 
 
 def _am(transform) -> Callable[[np.ndarray], object]:
@@ -289,10 +290,12 @@ def build_stages(ir_folder: Path) -> list[Stage]:
               f"RT60 {ROOM_RT60_S:g} s (Sabine) in {' x '.join(f'{v:g}' for v in ROOM_SIZE_M)} m, microphone "
               f"{ROOM_MIC_DISTANCE_M:g} m from the source: {frames / SR:.2f} s of response, image sources to "
               f"order {order}. Not audiomentations: pyroomacoustics' image sources alone in the same shoebox to "
-              "the same order (one band, no air absorption); RoomSimulator cannot (see the script)"),
+              "the same order (one band, no air absorption); RoomSimulator cannot (see the script)",
+              per_audio=False),
         Stage(names[1], lambda x: build(x, air=True), "RoomSimulator: randomize_parameters" if has_pra else "",
               (lambda: _room_part("build")) if has_pra else None,
-              "RoomSimulator as it ships: image sources to order 1, then 10,000 rays, with air absorption"),
+              "RoomSimulator as it ships: image sources to order 1, then 10,000 rays, with air absorption",
+              per_audio=False),
         Stage(names[2], convolve, "RoomSimulator: apply" if has_pra else "",
               (lambda: _room_part("convolve")) if has_pra else None),
         Stage("room: build (air) + convolve", names[1:], "RoomSimulator" if has_pra else "",
@@ -365,8 +368,8 @@ class Table:
               f"{ratio:>7s}{mark}", flush=True)
 
     def footer(self) -> None:
-        print("  (ms of CPU per 10 s of 16 kHz audio, best of the repeats; ratio: audiomentations' ms / "
-              "shardsmith's, above 1 = shardsmith faster)")
+        print("  (ms of CPU per 10 s of 16 kHz audio (a room's build: per room, whatever the length), best of "
+              "the repeats; ratio: audiomentations' ms / shardsmith's, above 1 = shardsmith faster)")
         for i, n in enumerate(self.notes, 1):
             print(f"  [{i}] {n}")
 
@@ -378,15 +381,16 @@ def measure(rows: list[Stage], x: np.ndarray, repeats: int, *, table: Table | No
     scale = SECONDS * SR / len(x)
     out: list[dict] = []
     for s in rows:
+        k = scale if s.per_audio else 1.0
         if isinstance(s.ours, tuple):  # the sum of two rows measured above
             parts = [next(r for r in out if r["stage"] == name) for name in s.ours]
             ours = sum(p["ours_ms"] for p in parts)
             theirs = sum(p["peer_ms"] for p in parts) if all(p["peer_ms"] for p in parts) else None
         else:
-            ours = cpu_ms(s.ours, x, repeats) * scale if s.ours is not None else None
+            ours = cpu_ms(s.ours, x, repeats) * k if s.ours is not None else None
             theirs = None
         if s.peer is not None:
-            theirs = cpu_ms(s.peer(), x, repeats) * scale
+            theirs = cpu_ms(s.peer(), x, repeats) * k
         out.append({"stage": s.name, "ours_ms": ours, "peer": s.peer_name, "peer_ms": theirs, "note": s.note})
         if table is not None:
             table.row(out[-1])
