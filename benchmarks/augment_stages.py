@@ -15,9 +15,13 @@ column alone. Speed perturbation has no transform of its own there: its row uses
 ``Resample`` to 16 kHz / speed, played at 16 kHz, as ``benchmarks/peers.py`` does.
 
 Simulated rooms: shardsmith builds a room's impulse response once per pool item (a
-worker keeps it) and convolves it per sample, so both costs are printed, and their sum
-against ``RoomSimulator``, which builds a room (pyroomacoustics) on every call. The rows
-run when ``engine.audio.rooms`` is there and say "not available" otherwise.
+worker keeps it) and convolves it per sample, so both costs are printed (a build per
+room, whatever the clip's length), and their sum against ``RoomSimulator``, which builds
+a room on every call (as it ships: image sources to order 1, then ray tracing, with air
+absorption; so shardsmith's row has air absorption on). The image-source computation
+alone is set against pyroomacoustics' ``ShoeBox`` to the same order (RoomSimulator's own
+image-source-only mode builds a general polyhedron and does not finish at that order).
+The rows run when ``engine.audio.rooms`` is there and say "not available" otherwise.
 
 audiomentations is the optional ``bench`` extra, never a runtime dependency; without it
 (or without one of its backends) those cells are "-" and the script says how to install
