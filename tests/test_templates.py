@@ -112,24 +112,24 @@ def test_rows_are_sliced_by_the_codec_the_telephone_band_and_the_speech_perturba
         params = json.loads(row["params"])
         cats = mix.slice_categories(params, row["sources"])
         ran = [s["codec"] for s in params.get("channel", []) if s["type"] == "codec"]
-        assert cats["channel codec"] == (ran or ["(none)"])
+        assert cats["codec"] == (ran or ["(none)"])
         band = [s for s in params.get("channel", []) if s["type"] == "telephone"]
-        assert cats["telephone band"] == (["narrowband" if band[0]["narrowband"] else "band-pass"] if band
+        assert cats["phone band"] == (["narrowband" if band[0]["narrowband"] else "band-pass"] if band
                                           else ["(none)"])
-        assert cats["speech perturbation"] and "(none)" not in cats["speech perturbation"]
+        assert cats["speech"] and "(none)" not in cats["speech"]
     # every row whose line codec is the first one seen is wrong: its error rate is 1
-    first = mix.slice_categories(json.loads(rows[0]["params"]), [])["channel codec"][0]
+    first = mix.slice_categories(json.loads(rows[0]["params"]), [])["codec"][0]
     preds = tmp_path / "p.csv"
     with open(preds, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["sample_id", "correct"])
         for row in rows:
-            codecs = mix.slice_categories(json.loads(row["params"]), [])["channel codec"]
+            codecs = mix.slice_categories(json.loads(row["params"]), [])["codec"]
             w.writerow([row["sample_id"], "false" if first in codecs else "true"])
     report = slice_errors(out, preds)
-    by_codec = {c["category"]: c for c in report.dimensions["channel codec"]}
+    by_codec = {c["category"]: c for c in report.dimensions["codec"]}
     assert by_codec[first]["error_rate"] == 1.0
-    assert "speech perturbation" in report.dimensions
+    assert "speech" in report.dimensions
 
 
 def test_channel_categories_name_what_ran():
@@ -140,13 +140,13 @@ def test_channel_categories_name_what_ran():
                     {"layer": 4, "type": "codec", "codec": "mp3", "mp3": {"bitrate_kbps": 16.0}}],
         "speech_perturb": {"speed": 0.95, "pitch_semitones": 1.5},
     }
-    assert channel_categories(params) == {"channel codec": ["mulaw", "mp3"], "telephone band": ["narrowband"],
-                                          "speech perturbation": ["speed", "pitch"]}
+    assert channel_categories(params) == {"codec": ["mulaw", "mp3"], "phone band": ["narrowband"],
+                                          "speech": ["speed changed", "pitch shifted"]}
     params["channel"][1]["narrowband"] = False
-    assert channel_categories(params)["telephone band"] == ["band-pass"]
+    assert channel_categories(params)["phone band"] == ["band-pass"]
     # the block fired nothing: unperturbed; no block, no channel: (none), which slices hide
-    assert channel_categories({"speech_perturb": {}})["speech perturbation"] == ["unperturbed"]
-    assert channel_categories({"noise": []}) == {"channel codec": ["(none)"], "telephone band": ["(none)"],
-                                                 "speech perturbation": ["(none)"]}
+    assert channel_categories({"speech_perturb": {}})["speech"] == ["unperturbed"]
+    assert channel_categories({"noise": []}) == {"codec": ["(none)"], "phone band": ["(none)"],
+                                                 "speech": ["(none)"]}
     # params of another version of the synthesizer do not break slicing
-    assert channel_categories({"channel": "odd", "speech_perturb": None})["channel codec"] == ["(none)"]
+    assert channel_categories({"channel": "odd", "speech_perturb": None})["codec"] == ["(none)"]

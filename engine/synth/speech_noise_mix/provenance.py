@@ -63,7 +63,8 @@ def snr_band(snr_db: float) -> str:
 
 
 # The speech perturbations a row is sliced by, as ``params["speech_perturb"]`` names them.
-SPEECH_PERTURBATIONS = {"speed": "speed", "tempo": "tempo", "pitch_semitones": "pitch", "gain_db": "gain"}
+SPEECH_PERTURBATIONS = {"speed": "speed changed", "tempo": "tempo changed", "pitch_semitones": "pitch shifted",
+                        "gain_db": "gain changed"}
 
 
 def _stages(params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -72,14 +73,15 @@ def _stages(params: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def channel_categories(params: dict[str, Any]) -> dict[str, list[str]]:
-    """The channel and speech perturbation a row went through: each codec that ran
-    (``mulaw``, ``opus``, ...; ``(none)``), the telephone band (``narrowband`` when it went
-    through 8 kHz, ``band-pass`` when it kept its rate, ``(none)``), and each speech
-    perturbation that fired (``speed``, ``tempo``, ``pitch``, ``gain``; ``unperturbed``
-    when the recipe's ``speech_perturb`` fired none, ``(none)`` without the block).
-    ``(none)`` alone is a dimension the recipe does not use: ``mismatch slices`` hides it.
+    """The channel and speech perturbation a row went through: ``codec``, each codec that
+    ran (``mulaw``, ``opus``, ...); ``phone band``, the telephone band (``narrowband`` when
+    it went through 8 kHz, ``band-pass`` when it kept its rate); ``speech``, each speech
+    perturbation that fired (``speed changed``, ``tempo changed``, ``pitch shifted``,
+    ``gain changed``; ``unperturbed`` when the recipe's ``speech_perturb`` fired none).
+    ``(none)`` where nothing ran: alone, it is a dimension the recipe does not use, which
+    ``mismatch slices`` hides.
 
-    Example: ``channel_categories({"channel": [{"layer": 3, "type": "codec", "codec": "gsm"}]})["channel codec"] == ["gsm"]``
+    Example: ``channel_categories({"channel": [{"layer": 3, "type": "codec", "codec": "gsm"}]})["codec"] == ["gsm"]``
     """
     stages = _stages(params)
     codecs = first_seen(str(s.get("codec")) for s in stages if s.get("type") == "codec" and s.get("codec"))
@@ -90,8 +92,7 @@ def channel_categories(params: dict[str, Any]) -> dict[str, list[str]]:
         fired = [name for key, name in SPEECH_PERTURBATIONS.items() if key in perturb] or ["unperturbed"]
     else:
         fired = ["(none)"]
-    return {"channel codec": codecs or ["(none)"], "telephone band": bands or ["(none)"],
-            "speech perturbation": fired}
+    return {"codec": codecs or ["(none)"], "phone band": bands or ["(none)"], "speech": fired}
 
 
 def slice_categories(params: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, list[str]]:
