@@ -150,3 +150,9 @@ def test_channel_categories_name_what_ran():
                                                  "speech": ["(none)"]}
     # params of another version of the synthesizer do not break slicing
     assert channel_categories({"channel": "odd", "speech_perturb": None})["codec"] == ["(none)"]
+
+
+def test_the_channel_docs_audio_md_shows_is_the_call_centre_templates_own():
+    doc = (RECIPES.parent / "docs" / "audio.md").read_text()
+    block = doc.split("# illustration only: synth.channel of recipes/call_centre.yaml\n", 1)[1].split("```", 1)[0]
+    assert block.startswith("  channel:\n") and block in (RECIPES / "call_centre.yaml").read_text()
