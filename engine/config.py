@@ -13,12 +13,14 @@ Example::
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
                       model_serializer, model_validator)
 from pydantic_core import PydanticCustomError
 
+from .audio import rooms
 from .image.pipeline import TransformSpecError, normalize_transforms  # albumentations itself loads lazily
 
 if TYPE_CHECKING:
@@ -121,7 +123,13 @@ AUDIO_ONLY_FORMATS = ("kaldi", "lhotse")  # their items are stretches of recordi
 # Pool fields added after the first release enter the recipe hash only when they differ
 # from these defaults, so an output written before them still resumes.
 POOL_FIELDS_HASHED_WHEN_SET = {"format": "files", "media_column": None, "key_column": None, "label_columns": None,
-                               "media_dir": None, "max_peak_dbfs": 20.0, "min_rms_dbfs": -70.0, "min_side_px": 16}
+                               "media_dir": None, "max_peak_dbfs": 20.0, "min_rms_dbfs": -70.0, "min_side_px": 16,
+                               # rir_generator: method image_source and its settings
+                               "method": "noise", **{k: None for k in (
+                                   "room_x_m_range", "room_y_m_range", "room_z_m_range", "absorption_range",
+                                   "wall_absorption_range", "rt60_formula", "min_wall_distance_m",
+                                   "min_source_mic_distance_m", "source_z_m_range", "mic_z_m_range", "max_order",
+                                   "max_length_s", "speed_of_sound_m_s", "air_absorption")}}
 
 
 # The most channels a source file may have (engine.audio.io.MAX_CHANNELS; a test keeps
@@ -265,17 +273,60 @@ class NoiseGeneratorPool(StrictModel):
         return v
 
 
+WALLS = ("x0", "x1", "y0", "y1", "floor", "ceiling")  # engine.audio.rooms.SURFACES, named for people
+# The image-source settings a pool with `method: image_source` gets when the recipe leaves
+# them out (filled in when the recipe is read, so they are in its hash).
+IMAGE_SOURCE_DEFAULTS: dict[str, Any] = {
+    "room_x_m_range": (4.0, 10.0), "room_y_m_range": (3.0, 8.0), "room_z_m_range": (2.5, 3.5),
+    "rt60_formula": "image_source", "min_wall_distance_m": 0.5, "min_source_mic_distance_m": 0.5,
+    "max_length_s": 2.0, "speed_of_sound_m_s": 343.0, "air_absorption": False,
+}
+IMAGE_SOURCE_FIELDS = (*IMAGE_SOURCE_DEFAULTS, "absorption_range", "wall_absorption_range",
+                       "source_z_m_range", "mic_z_m_range", "max_order")
+# Worst case images in one response (the smallest room, the longest response): about
+# 2 million images take a second of CPU, so above this the worst room would take ten and
+# the recipe is refused with what to change.
+MAX_IMAGES = 20_000_000
+
+
 class RirGeneratorPool(StrictModel):
-    """Synthetic room impulse responses, no files: ``count`` virtual items (ids
-    ``gen:rir/0003``), each exponentially decaying noise after a direct path, with an RT60
-    and a direct-to-reverberant ratio drawn once per item from the ranges."""
+    """Impulse responses made on the fly, no files: ``count`` virtual items (ids
+    ``gen:rir/0003``). ``method: noise`` (the default): exponentially decaying noise after
+    a direct path, with an RT60 and a direct-to-reverberant ratio drawn once per item
+    from the ranges. ``method: image_source``: a shoebox room per item (size, absorption
+    or a target RT60, source and microphone positions drawn from the ranges) simulated by
+    the image-source method (engine/audio/rooms.py); its RT60 and DRR are measured."""
 
     kind: Literal["rir_generator"]
+    method: Literal["noise", "image_source"] = "noise"
     count: int = Field(100, ge=1, le=100_000)
     rt60_s_range: tuple[float, float] = (0.2, 0.8)
     drr_db_range: tuple[float, float] = (0.0, 12.0)
     sample_rate: int = Field(16000, ge=4000, le=192000)
     holdout: float = Field(0.0, ge=0.0, le=0.9)
+    # method: image_source only (None with method: noise, so its recipe hash is unchanged)
+    room_x_m_range: tuple[float, float] | None = None
+    room_y_m_range: tuple[float, float] | None = None
+    room_z_m_range: tuple[float, float] | None = None
+    absorption_range: tuple[float, float] | None = None  # every surface; else rt60_s_range is a target
+    wall_absorption_range: dict[Literal["x0", "x1", "y0", "y1", "floor", "ceiling"], tuple[float, float]] | None = None
+    rt60_formula: Literal["image_source", "eyring", "sabine"] | None = None
+    min_wall_distance_m: float | None = Field(None, ge=0.05, le=10.0)
+    min_source_mic_distance_m: float | None = Field(None, ge=0.01, le=100.0)
+    source_z_m_range: tuple[float, float] | None = None
+    mic_z_m_range: tuple[float, float] | None = None
+    max_order: int | None = Field(None, ge=0, le=10_000)
+    max_length_s: float | None = Field(None, ge=0.01, le=10.0)
+    speed_of_sound_m_s: float | None = Field(None, ge=300.0, le=400.0)
+    air_absorption: bool | None = None  # high frequencies fade with the distance travelled
+
+    @model_validator(mode="before")
+    @classmethod
+    def _image_source_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("method") == "image_source":
+            data = {**{k: v for k, v in IMAGE_SOURCE_DEFAULTS.items() if data.get(k) is None}, **{
+                k: v for k, v in data.items() if v is not None or k not in IMAGE_SOURCE_DEFAULTS}}
+        return data
 
     @field_validator("rt60_s_range", mode="before")
     @classmethod
@@ -286,6 +337,134 @@ class RirGeneratorPool(StrictModel):
     @classmethod
     def _drr(cls, v: Any) -> tuple[float, float]:
         return range_pair(v, lo=-20.0, hi=40.0, what="direct-to-reverberant ratio in dB")
+
+    @field_validator("room_x_m_range", "room_y_m_range", mode="before")
+    @classmethod
+    def _side(cls, v: Any) -> tuple[float, float] | None:
+        return None if v is None else range_pair(v, lo=1.0, hi=100.0, what="room side in metres")
+
+    @field_validator("room_z_m_range", mode="before")
+    @classmethod
+    def _height(cls, v: Any) -> tuple[float, float] | None:
+        return None if v is None else range_pair(v, lo=1.0, hi=30.0, what="room height in metres")
+
+    @field_validator("source_z_m_range", "mic_z_m_range", mode="before")
+    @classmethod
+    def _z(cls, v: Any) -> tuple[float, float] | None:
+        return None if v is None else range_pair(v, lo=0.0, hi=30.0, what="height above the floor in metres")
+
+    @field_validator("absorption_range", mode="before")
+    @classmethod
+    def _absorption(cls, v: Any) -> tuple[float, float] | None:
+        return None if v is None else _absorption_pair(v)
+
+    @field_validator("wall_absorption_range", mode="before")
+    @classmethod
+    def _walls(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        if not isinstance(v, dict):
+            raise ValueError(f"expected a mapping of every surface ({', '.join(WALLS)}) to [low, high], got {show(v)}")
+        missing = [w for w in WALLS if w not in v]
+        unknown = [w for w in v if w not in WALLS]
+        if missing or unknown:
+            raise ValueError(f"expected the six surfaces {', '.join(WALLS)}; "
+                             + (f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(map(str, unknown))}"))
+        out = {}
+        for w in WALLS:
+            try:
+                out[w] = _absorption_pair(v[w])
+            except ValueError as exc:
+                raise ValueError(f"{w}: {exc}") from None
+        return out
+
+    @model_validator(mode="after")
+    def _method_fields(self) -> "RirGeneratorPool":
+        if self.method == "noise":
+            stray = [k for k in IMAGE_SOURCE_FIELDS if getattr(self, k) is not None]
+            if stray:
+                raise ValueError(f"{', '.join(stray)} {'goes' if len(stray) == 1 else 'go'} with method: image_source "
+                                 "(this pool's method is noise: decaying noise from rt60_s_range and drr_db_range)")
+            return self
+        return _check_rooms(self)
+
+
+def _absorption_pair(v: Any) -> tuple[float, float]:
+    lo, hi = range_pair(v, lo=0.0, hi=1.0, what="absorption coefficient, 0 < a <= 1")
+    if lo <= 0.0:
+        raise ValueError(f"expected absorption coefficients in (0, 1], got {show(list(v))}: "
+                         "0 is a perfectly reflecting wall, whose room never decays")
+    return (lo, hi)
+
+
+def _check_rooms(p: RirGeneratorPool) -> RirGeneratorPool:
+    """Can every room the ranges allow be built? Each message names the field to change."""
+    # By value, not by which fields the recipe wrote: a recipe is validated again from its
+    # own dump (the run record, the workers), where every default is written out.
+    defaults = RirGeneratorPool.model_fields
+    if p.drr_db_range != defaults["drr_db_range"].default:
+        raise ValueError("drr_db_range goes with method: noise; a simulated room's DRR follows from its geometry "
+                         "(it is measured and recorded)")
+    if p.absorption_range is not None and p.wall_absorption_range is not None:
+        raise ValueError("give absorption_range (every surface) or wall_absorption_range (per surface), not both")
+    given = p.absorption_range is not None or p.wall_absorption_range is not None
+    if given and p.rt60_s_range != defaults["rt60_s_range"].default:
+        raise ValueError("give rt60_s_range (a target RT60: the absorption follows by "
+                         f"{p.rt60_formula}) or an absorption, not both")
+    w = float(p.min_wall_distance_m)
+    (x_lo, x_hi), (y_lo, y_hi), (z_lo, z_hi) = p.room_x_m_range, p.room_y_m_range, p.room_z_m_range
+    for name, lo in (("room_x_m_range", x_lo), ("room_y_m_range", y_lo), ("room_z_m_range", z_lo)):
+        if lo <= 2 * w:
+            raise ValueError(f"{name} starts at {lo:g} m, too small for min_wall_distance_m {w:g} "
+                             f"(the source and the microphone keep {w:g} m from both walls): "
+                             f"raise the range above {2 * w:g} m or lower min_wall_distance_m")
+    # heights allowed in the lowest room
+    spans = {}
+    for name, rng in (("source_z_m_range", p.source_z_m_range), ("mic_z_m_range", p.mic_z_m_range)):
+        if rng is None:
+            spans[name] = (w, z_lo - w)
+        elif rng[0] < w or rng[1] > z_lo - w:
+            raise ValueError(f"{name} {show(list(rng))} is outside the lowest room: room_z_m_range starts at "
+                             f"{z_lo:g} m and min_wall_distance_m {w:g} leaves heights {w:g} .. {z_lo - w:g} m")
+        else:
+            spans[name] = rng
+    (s_lo, s_hi), (m_lo, m_hi) = spans["source_z_m_range"], spans["mic_z_m_range"]
+    dz = max(abs(s_hi - m_lo), abs(m_hi - s_lo))
+    far = ((x_lo - 2 * w) ** 2 + (y_lo - 2 * w) ** 2 + dz**2) ** 0.5
+    if p.min_source_mic_distance_m > far:
+        raise ValueError(f"min_source_mic_distance_m {p.min_source_mic_distance_m:g} cannot be kept in the smallest "
+                         f"room ({x_lo:g} x {y_lo:g} x {z_lo:g} m; at most {far:.3g} m apart with min_wall_distance_m "
+                         f"{w:g}): lower it or raise the room ranges")
+    c = float(p.speed_of_sound_m_s)
+    k = 24.0 * math.log(10.0) / c
+    big = k * x_hi * y_hi * z_hi / (2 * (x_hi * y_hi + x_hi * z_hi + y_hi * z_hi))  # V/S of the largest room
+    if not given:
+        if p.rt60_formula == "sabine" and p.rt60_s_range[0] < big:
+            raise ValueError(f"rt60_s_range starts at {p.rt60_s_range[0]:g} s, shorter than Sabine allows in the "
+                             f"largest room ({x_hi:g} x {y_hi:g} x {z_hi:g} m needs an absorption above 1 below "
+                             f"{big:.3g} s): raise the range, shrink room_*_m_range or use rt60_formula: eyring")
+        worst = [((x_lo, y_lo, z_lo), p.rt60_s_range[1])]  # every room's response lasts its target
+    else:
+        # A response lasts its RT60 predicted by rt60_formula: the least absorbing surfaces
+        # at each corner of the size ranges.
+        lows = ((p.absorption_range[0],) * 6 if p.absorption_range else
+                tuple(p.wall_absorption_range[w][0] for w in WALLS))
+        worst = [((x, y, z), rooms.predicted_rt60((x, y, z), lows, p.rt60_formula, c))
+                 for x in (x_lo, x_hi) for y in (y_lo, y_hi) for z in (z_lo, z_hi)]
+    images, reach, size = max(
+        (4.0 / 3.0 * math.pi * r**3 / (sz[0] * sz[1] * sz[2]), r, sz)
+        for sz, rt60 in worst
+        for r in [c * min(float(p.max_length_s), rooms.TAIL_RT60S * rt60 + math.hypot(*sz) / c)])
+    if p.max_order is not None:
+        n = p.max_order
+        images = min(images, (2 * n + 3) * (2 * n + 2) * (2 * n + 1) / 3.0 + 1)  # images of order <= n
+    if images > MAX_IMAGES:
+        raise ValueError(f"the longest response ({reach / c:.2g} s) in a {size[0]:g} x {size[1]:g} x {size[2]:g} m "
+                         f"room needs about {images:.2g} images, over {MAX_IMAGES:.0e} (about ten seconds of CPU "
+                         "per room): lower max_length_s, set max_order, lower the top of rt60_s_range (or raise "
+                         "the absorption), or raise the lower ends of room_x_m_range / room_y_m_range / "
+                         "room_z_m_range")
+    return p
 
 
 Pool = Annotated[

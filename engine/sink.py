@@ -474,7 +474,8 @@ def _rows_by_item(table: pa.Table) -> dict[tuple[str, str], dict[str, Any]]:
 
 def pool_index_table(index: PoolIndex) -> pa.Table:
     """Every usable item of every pool, one row each (what the shards are drawn from),
-    with the content fingerprint of the file it lives in."""
+    with the content fingerprint of the file it lives in (and, with image pools, each
+    item's ``width`` and ``height`` in pixels)."""
     rows: dict[str, list] = {k: [] for k in ("pool", "item", "duration_s", "sample_rate", "channels", "holdout",
                                              "fingerprint")}
     # Pools in name order: the same pools listed in another order in the recipe give the
@@ -488,6 +489,12 @@ def pool_index_table(index: PoolIndex) -> pa.Table:
         rows["channels"] += pool.channels.tolist()
         rows["holdout"] += pool.holdout.tolist()
         rows["fingerprint"] += pool.fingerprints or [""] * n
+    # Image pools: each item's size, so coverage counts pixels where audio counts seconds
+    # (only when there is an image pool: an audio run's index keeps its columns).
+    if any(pool.width is not None for pool in index.pools.values()):
+        for col in ("width", "height"):
+            rows[col] = [v for _, pool in sorted(index.pools.items())
+                         for v in (getattr(pool, col).tolist() if getattr(pool, col) is not None else [0] * len(pool))]
     return pa.table(rows)
 
 

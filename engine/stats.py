@@ -10,8 +10,9 @@ images. Everything here is **mergeable in any order with identical results** and
   wrapping modulo the item's duration when the item was looped); uses of held-out items;
 - per sampled parameter (every numeric leaf of the row's params, see
   :func:`flatten_params`): a histogram of :data:`PARAM_BINS` bins over the parameter's
-  requested range (``X_range`` in the recipe's synth config for a value named ``X``),
-  or, without a known range, min/max and a bottom-k sample of the values;
+  requested range (``X_range`` in the recipe's synth config for a value named ``X``,
+  else the synthesizer's ``param_range`` hook, e.g. an albumentations transform's
+  ``rotate: [-5, 5]``), or, without a known range, min/max and a bottom-k sample;
 - the embedding's count, sum and sum of outer products as exact integers (each value
   quantized to 2**-16 and clipped to +-4096, summed in int64 chunks then Python ints:
   no float reduction order, no BLAS), and a bottom-k sample of embeddings keyed by a
@@ -190,10 +191,15 @@ class StatsContext:
     synth_config: dict[str, Any] = field(default_factory=dict)
     keep_below: int = 2**64
     unsampled_params: frozenset[str] = frozenset()  # the synthesizer's params that are not drawn values
+    # The synthesizer's own ranges of params the X <-> X_range convention cannot find
+    # (its ``param_range`` hook: e.g. an albumentations transform's ``rotate: [-5, 5]``).
+    range_hook: Callable[[dict[str, Any], str], tuple[float, float] | None] | None = None
 
     @classmethod
     def for_shard(cls, recipe: Any, index: Any, spec: Any,
-                  unsampled_params: frozenset[str] = frozenset()) -> "StatsContext":
+                  unsampled_params: frozenset[str] = frozenset(),
+                  param_range: Callable[[dict[str, Any], str], tuple[float, float] | None] | None = None,
+                  ) -> "StatsContext":
         """Context for one planned shard of a recipe over an indexed set of pools."""
         tables: dict[str, dict[str, int]] = {}
 
@@ -217,6 +223,7 @@ class StatsContext:
             synth_config=recipe.synth.model_dump(mode="json"),
             keep_below=keep_threshold(total),
             unsampled_params=unsampled_params,
+            range_hook=param_range,
         )
 
 
@@ -330,12 +337,15 @@ class ShardStats:
 
     @classmethod
     def for_shard(cls, recipe: Any, index: Any, spec: Any,
-                  unsampled_params: frozenset[str] = frozenset()) -> "ShardStats":
-        """Stats for one planned shard, knowing item durations, holdout and ranges.
+                  unsampled_params: frozenset[str] = frozenset(),
+                  param_range: Callable[[dict[str, Any], str], tuple[float, float] | None] | None = None,
+                  ) -> "ShardStats":
+        """Stats for one planned shard, knowing item durations, holdout and ranges
+        (``unsampled_params`` and ``param_range``: the synthesizer's hooks of those names).
 
-        Example: ``ShardStats.for_shard(recipe, index, plan.shards[0], synth.unsampled_params)``
+        Example: ``ShardStats.for_shard(recipe, index, plan.shards[0], synth.unsampled_params, synth.param_range)``
         """
-        return cls(StatsContext.for_shard(recipe, index, spec, unsampled_params))
+        return cls(StatsContext.for_shard(recipe, index, spec, unsampled_params, param_range))
 
     def add(
         self,
@@ -378,7 +388,10 @@ class ShardStats:
 
     def _range(self, name: str) -> tuple[float, float] | None:
         if name not in self._ranges:
-            self._ranges[name] = param_range(self.ctx.synth_config, name)
+            rng = param_range(self.ctx.synth_config, name)
+            if rng is None and self.ctx.range_hook is not None:
+                rng = _as_range(self.ctx.range_hook(self.ctx.synth_config, name))
+            self._ranges[name] = rng
         return self._ranges[name]
 
     def _add_param(self, name: str, value: float, key: int) -> None:

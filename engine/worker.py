@@ -92,7 +92,8 @@ def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Pat
         {"recipe_hash": rhash, "engine_version": __version__, "recipe_name": recipe.name,
          "split": spec.split, "shard": spec.name},
     )
-    stats = ShardStats.for_shard(recipe, index, spec, unsampled_params=synth.unsampled_params)
+    stats = ShardStats.for_shard(recipe, index, spec, unsampled_params=synth.unsampled_params,
+                                 param_range=synth.param_range)
     redraws = 0
     fingerprint.expect(index.sources)  # every file read below must be the one the index validated
     try:

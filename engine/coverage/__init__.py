@@ -22,6 +22,9 @@ Definitions (stable; the JSON keys are in brackets):
 - reuse factor [``reuse_factor``] = seconds used / unique seconds used (pools without
   durations: uses / items used); fraction used [``fraction_used``] = unique seconds used /
   seconds available (items used / items available without durations);
+- image pools also: pixels available [``pixels_available``] (width x height summed),
+  pixels used [``pixels_used``] (each use counts its item's pixels) and unique pixels used
+  [``unique_pixels_used``] (each used item once), from the sizes in the pool index;
 - Vendi score: exp(entropy of the eigenvalues of K/n), K_ij = exp(-r_ij**2 / (2 h**2)),
   r_ij the RMS distance over standardized embedding dims (merged mean and std), h =
   :data:`VENDI_BANDWIDTH` = 1.0, over the bottom-k sample (k = 1024); participation ratio

@@ -1,5 +1,5 @@
 """The report's figures, computed from tallies: per pool (items used, effective sources,
-largest share, unique seconds, reuse, fraction used), per parameter (histogram, share of
+largest share, unique seconds or, for image pools, pixels, reuse, fraction used), per parameter (histogram, share of
 the range covered), diversity of the embedding sample, and the rounding that makes the
 report byte-stable.
 
@@ -45,6 +45,8 @@ def pool_figures(cat: PoolCatalog, st: PoolTally) -> dict[str, Any]:
         uses=st.total_uses,
         unknown_item_uses=st.unknown_uses,
     )
+    if cat.pixels is not None:  # an image pool: pixels where an audio pool has seconds
+        figs.update(pixel_figures(cat, st, np.ones(len(cat.items), bool)))
     if cat.n_held_out and cat.exact:
         groups = {}
         for gname, mask in (("seen", ~cat.holdout), ("held_out", cat.holdout)):
@@ -53,6 +55,8 @@ def pool_figures(cat: PoolCatalog, st: PoolTally) -> dict[str, Any]:
             avail = math.fsum(cat.duration_s[mask].tolist())
             g.update(items_available=n_g, seconds_available=avail,
                      fraction_used=fraction_used(cat, g, n_g, avail))
+            if cat.pixels is not None:
+                g.update(pixel_figures(cat, st, mask))
             groups[gname] = g
         figs["groups"] = groups
     return figs
@@ -100,6 +104,26 @@ def usage_figures(cat: PoolCatalog, st: PoolTally, mask: np.ndarray, total_uses:
     }
 
 
+def pixel_figures(cat: PoolCatalog, st: PoolTally, mask: np.ndarray) -> dict[str, Any]:
+    """An image pool's pixels: available (of the items in ``mask``), used (each use counts
+    the item's pixels) and unique pixels used (each used item once); the image
+    counterparts of the seconds figures. Estimates scaled by the tracked share when the
+    pool is tracked on a hash sample (``exact`` false).
+
+    Example: ``pixel_figures(cat, tally, np.ones(len(cat.items), bool))["unique_pixels_used"]``
+    """
+    px = cat.pixels if cat.pixels is not None else np.zeros(len(cat.items))
+    used = (st.uses > 0) & mask
+    scale = 1.0 if cat.exact else 1.0 / cat.rate
+    whole = bool(mask.all())
+    available = cat.pixels_available if whole and cat.pixels_available is not None else float(px[mask].sum()) * scale
+    return {
+        "pixels_available": available,
+        "pixels_used": float((st.uses[used] * px[used]).sum()) * scale,
+        "unique_pixels_used": float(px[used].sum()) * scale,
+    }
+
+
 def fraction_used(cat: PoolCatalog, figs: dict[str, Any], n_items: int, seconds: float) -> float:
     """Unique seconds used / seconds available (items used / items without durations)."""
     if cat.timed:
@@ -129,7 +153,7 @@ def param_figures(st: ParamTally) -> dict[str, Any]:
             counts, edges = np.array([st.bins.sum()]), np.array([lo, hi])
         out.update(
             outside_range=st.below + st.above,
-            range_covered=float((counts > 0).sum()) / len(counts),
+            range_covered=_covered(counts, edges, lo, hi),
             histogram={"edges": edges.tolist(), "counts": counts.astype(int).tolist(), "from_sample": False},
         )
     else:
@@ -145,6 +169,20 @@ def param_figures(st: ParamTally) -> dict[str, Any]:
             histogram={"edges": edges.tolist(), "counts": counts.astype(int).tolist(), "from_sample": True},
         )
     return out
+
+
+def _covered(counts: np.ndarray, edges: np.ndarray, lo: float, hi: float) -> float:
+    """Share of the bins over a requested range that hold a value; for a whole-number
+    parameter over a short whole-number range (``radius: [2, 4]``: 3 values in 20 bins)
+    the share of the bins a whole number can fall in, so drawing every value is 100%."""
+    occupied = counts > 0
+    if float(lo).is_integer() and float(hi).is_integer() and hi - lo + 1 < len(counts):
+        ints = np.arange(lo, hi + 1)
+        reachable = np.zeros(len(counts), bool)
+        reachable[np.clip(np.searchsorted(edges, ints, side="right") - 1, 0, len(counts) - 1)] = True
+        if not (occupied & ~reachable).any():  # every value seen is a whole number
+            return float((occupied & reachable).sum()) / float(reachable.sum())
+    return float(occupied.sum()) / len(counts)
 
 
 # --------------------------------------------------------------------------- embedding

@@ -87,8 +87,12 @@ def guard_refusal(forecast: dict[str, Any], recipe: Any) -> str:
         rel = ">" if GUARDS[name][1] == "max" else "<"
         lines.append(f"  pool '{pool}': {name.replace('max_', '').replace('min_', '').replace('_', ' ')} "
                      f"{value:.4g} {rel} {name} {limit:g} ({detail})")
-        ways.append(f"perturbation: if the recipe perturbs the pieces of '{pool}' (speed, gain, reverb) so that "
-                    f"reused seconds differ, say how far to trust that with guards.pools.{pool}.{name}")
+        if f.get("timed", True):
+            ways.append(f"perturbation: if the recipe perturbs the pieces of '{pool}' (speed, gain, reverb) so that "
+                        f"reused seconds differ, say how far to trust that with guards.pools.{pool}.{name}")
+        else:  # an image pool: what changes a reused item is the transform pipeline
+            ways.append(f"augmentation: if synth.transforms change each use of an item of '{pool}' enough that "
+                        f"reused items differ, say how far to trust that with guards.pools.{pool}.{name}")
     fewer = forecast.get("max_samples_passing")
     if fewer:
         ways.append(f"fewer samples: at most about {fewer} in total instead of {samples} "

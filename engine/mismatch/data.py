@@ -28,7 +28,8 @@ from ..features import embedding_names
 from ..report import count
 from ..rng import keyed_rng
 from .embeddings import DEFAULT_MAX_N, MIN_N, EmbeddingSet, load_embeddings
-from .metrics import domain_classifier_auc, expected_coverage, feature_drift, frechet_distance, mmd2_permutation_test, prdc
+from .metrics import (domain_classifier_auc, expected_coverage, feature_drift, frechet_distance, mmd2_permutation_test,
+                      pooled_scale, prdc)
 
 MMD_MAX_N = 1000  # per side for the kernel matrix (2000 x 2000 floats) and its permutations
 
@@ -121,17 +122,22 @@ def compare_embeddings(
     auc, auc_se, scores, is_dev = domain_classifier_auc(Zt, Zd, folds=folds, seed=seed)
     nm = min(n, MMD_MAX_N)
     mmd2, p_value, bandwidth = mmd2_permutation_test(Zt[:nm], Zd[:nm], n_permutations=n_permutations, seed=seed)
-    fd = frechet_distance(Zt, Zd)
+    # Fréchet in units of the pair's pooled sd (not dev's): a feature near-constant in
+    # dev but not in train would otherwise dominate it (see frechet_pooled). The
+    # dev-vs-dev reference is measured in the same units.
+    scale = pooled_scale(train.X[ti], dev.X[di])
+    Ft, Fd = (train.X[ti] - mu) / scale, (dev.X[di] - mu) / scale
+    fd = frechet_distance(Ft, Fd)
     if len(dev) >= 2 * n:
         null_n = n
-        fd_null = frechet_distance(Zd, (dev.X[dev_perm[n : 2 * n]] - mu) / sd)
+        fd_null = frechet_distance(Fd, (dev.X[dev_perm[n : 2 * n]] - mu) / scale)
         fd_same_n = fd
     else:
         null_n = len(dev) // 2
-        a = (dev.X[dev_perm[:null_n]] - mu) / sd
-        b = (dev.X[dev_perm[null_n : 2 * null_n]] - mu) / sd
+        a = (dev.X[dev_perm[:null_n]] - mu) / scale
+        b = (dev.X[dev_perm[null_n : 2 * null_n]] - mu) / scale
         fd_null = frechet_distance(a, b) if null_n >= 2 else float("nan")
-        fd_same_n = frechet_distance(Zt[:null_n], a) if null_n >= 2 else float("nan")
+        fd_same_n = frechet_distance(Ft[:null_n], a) if null_n >= 2 else float("nan")
     pr = prdc(Zd, Zt, k=k)
     metrics: dict[str, Any] = {
         "domain_auc": auc,
@@ -302,8 +308,11 @@ class DataComparison:
                 )
             for v in pc.verdict:
                 lines.append(f"  - {v}")
-            lines.append("  features that drift most (standardized mean difference, train - dev):")
-            for d in pc.drift[:8]:
+            shown = pc.drift[:8]
+            features = len(pc.plot.get("smd_all") or pc.drift)
+            lines.append(f"  the {len(shown)} of {features} features that drift most "
+                         "(standardized mean difference, train - dev):")
+            for d in shown:
                 lines.append(
                     f"    {d['feature']:<28} {d['smd']:+7.2f}   train {d['train_mean']:9.3f}   dev {d['dev_mean']:9.3f}"
                 )
@@ -315,7 +324,7 @@ class DataComparison:
                     f"most unlike train: {it['most_unlike_train']} {it['z_vs_train']:+.1f} sd)"
                 )
             if u["count"] > 10:
-                lines.append(f"    ... and {u['count'] - 10} more (--json lists them all)")
+                lines.append(f"    (first 10 of {u['count']}; --json lists them all)")
             if u.get("features"):
                 lines.append(
                     "    what sets them apart: "
@@ -408,5 +417,6 @@ def compare_data(
     if dev_set.rejects:
         notes.append(f"{count(len(dev_set.rejects), 'dev file')} could not be read and were left out (see --json)")
     settings = {"seed": seed, "max_n": max_n, "k": k, "permutations": n_permutations, "folds": folds,
-                "mmd_max_n": MMD_MAX_N, "standardized_by": "dev mean and sd"}
+                "mmd_max_n": MMD_MAX_N, "standardized_by": "dev mean and sd",
+                "frechet_standardized_by": "pooled sd of train and dev (per pair)"}
     return DataComparison(dev_set, pairs, closest, settings, notes)

@@ -125,6 +125,37 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     return max(value, 0.0)
 
 
+def pooled_scale(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per feature, the pooled sd of two samples, ``sqrt((var_x + var_y) / 2)`` (the unit
+    of :func:`feature_drift`), floored at 1e-3 of the median feature's (and at 1e-12), so a
+    feature constant on both sides divides by a small number, never by zero.
+
+    Example: ``pooled_scale(np.array([[0.0], [2.0]]), np.array([[0.0], [2.0]])).tolist() == [1.4142135623730951]``
+    """
+    vx = x.var(axis=0, ddof=1) if len(x) > 1 else np.zeros(x.shape[1])
+    vy = y.var(axis=0, ddof=1) if len(y) > 1 else np.zeros(y.shape[1])
+    sd = np.sqrt((vx + vy) / 2.0)
+    floor = max(1e-3 * float(np.median(sd)) if sd.size else 0.0, 1e-12)
+    return np.maximum(sd, floor)
+
+
+def frechet_pooled(x: np.ndarray, y: np.ndarray) -> float:
+    """:func:`frechet_distance` of two samples with every feature in units of the pair's
+    pooled sd (:func:`pooled_scale`), the unit of the per-feature drift.
+
+    In those units a feature adds at most ``smd**2 + 2`` (its squared standardized mean
+    difference, and a variance term bounded by ``var_x + var_y = 2``), so a feature that is
+    near-constant on one side cannot blow the distance up: measured in the other side's
+    sd instead, dev with ``sd ~ 0`` on a feature where train varies gave 1,682,167 against a
+    dev-vs-dev 57.75 while no feature drifted by more than 0.63 sd.
+
+    Example: ``frechet_pooled(train_X, dev_X) <= sum(d["smd"] ** 2 for d in feature_drift(train_X, dev_X, names)) + 2 * dim``
+    """
+    scale = pooled_scale(x, y)
+    mu = (x.mean(axis=0) + y.mean(axis=0)) / 2.0
+    return frechet_distance((x - mu) / scale, (y - mu) / scale)
+
+
 def _kth_neighbour_radius(x: np.ndarray, k: int) -> np.ndarray:
     from sklearn.neighbors import NearestNeighbors  # lazily, like the classifier's imports
 

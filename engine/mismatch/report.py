@@ -13,8 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from ..report import esc, figure_html, new_figure, page, section, table_html
+from ..report import esc, figure_html, humanize, new_figure, page, section, shown_of, table_html
 from .data import METRIC_KEYS, DataComparison
+
+UNCOVERED_SHOWN = 50  # uncovered dev items listed per training set (the note says how many there are)
+DRIFT_SHOWN = 15  # features in each drift bar chart
 
 
 def data_report_html(result: DataComparison, title: str = "shardsmith mismatch: data") -> str:
@@ -26,7 +29,7 @@ def data_report_html(result: DataComparison, title: str = "shardsmith mismatch: 
     names = list(result.pairs)
     rows = []
     for key in METRIC_KEYS + ("frechet_null", "coverage_null"):
-        r: dict[str, Any] = {"metric": key}
+        r: dict[str, Any] = {"metric": humanize(key)}
         for n in names:
             r[n] = result.pairs[n].metrics[key]
         if len(names) > 1 and key in result.closest:
@@ -36,7 +39,7 @@ def data_report_html(result: DataComparison, title: str = "shardsmith mismatch: 
     verdicts = "".join(
         f"<p><b>{esc(pc.name)}</b>: " + "; ".join(esc(v) for v in pc.verdict) + "</p>" for pc in result.pairs.values()
     )
-    sections = [section("Summary", table_html(rows, cols), verdicts,
+    sections = [section("Summary", table_html(rows, cols, headers={n: n for n in names}), verdicts,
                         "".join(f'<p class="note">{esc(n)}</p>' for n in result.notes))]
 
     # Domain-classifier out-of-fold scores: overlapping histograms = alike.
@@ -75,14 +78,15 @@ def data_report_html(result: DataComparison, title: str = "shardsmith mismatch: 
     # Per-feature drift.
     parts = []
     for n in names:
-        drift = result.pairs[n].plot["smd_all"][:15][::-1]
+        every = result.pairs[n].plot["smd_all"]
+        drift = every[:DRIFT_SHOWN][::-1]
         fig, ax = new_figure(width=7.0, height=0.28 * len(drift) + 1.0)
         vals = [d["smd"] for d in drift]
         ax.barh([d["feature"] for d in drift], vals, color=["#b00020" if v > 0 else "#1f5fa8" for v in vals])
         ax.axvline(0, color="#444", lw=0.8)
         ax.set_xlabel("standardized mean difference (train - dev), sd")
         ax.tick_params(axis="y", labelsize=7)
-        ax.set_title(f"{n}: the features that drift most", fontsize=9)
+        ax.set_title(f"{n}: the {len(drift)} of {len(every)} features that drift most", fontsize=9)
         parts.append(figure_html(fig, f"feature drift of {n}"))
     sections.append(section("Feature drift", *parts))
 
@@ -91,7 +95,10 @@ def data_report_html(result: DataComparison, title: str = "shardsmith mismatch: 
         u = result.pairs[n].uncovered
         parts.append(f"<p><b>{esc(n)}</b>: {u['count']} of {result.pairs[n].n} dev items ({u['fraction']:.0%}) "
                      "have no training item inside their k-NN ball on the dev manifold.</p>")
-        parts.append(table_html(u["items"][:50], ["id", "distance_over_radius", "most_unlike_train", "z_vs_train"]))
+        shown = u["items"][:UNCOVERED_SHOWN]
+        parts.append(table_html(shown, ["id", "distance_over_radius", "most_unlike_train", "z_vs_train"],
+                                note=shown_of(len(shown), len(u["items"]), "uncovered dev items, farthest first",
+                                              "--json lists them all")))
     sections.append(section("Dev regions no training item covers", *parts))
 
     guard_rows = [
@@ -101,4 +108,5 @@ def data_report_html(result: DataComparison, title: str = "shardsmith mismatch: 
         for n, pc in result.pairs.items()
     ]
     sections.append(section("Coverage guards", table_html(guard_rows)))
+    # (the metric names in the summary: engine.report.humanize; Fréchet in pooled-sd units, see docs/mismatch.md)
     return page(title, sections, subtitle=f"dev: {result.dev.path}")

@@ -7,7 +7,8 @@ a synthesizer says what its rows look like (media column, embedding size, labels
 as class-level hooks that need no pool data, how the rest of shardsmith reads its params:
 which pieces of which pools a params object takes (the coverage forecast), which
 categories a row falls in (``mismatch slices``), which params are not sampled values
-(coverage histograms), and how a row is exported as a file. The base knows no concrete
+and which range each sampled value was drawn from (coverage histograms), and how a row
+is exported as a file. The base knows no concrete
 synthesizer; :mod:`engine.synth.registry` finds and builds them.
 
 Example::
@@ -215,6 +216,18 @@ class Synthesizer:
         sources, predicted without media (the coverage forecast). Default: every item
         the params name, used whole."""
         return [(pool, item, duration(pool, item)) for _, pool, item in walk_refs(params)]
+
+    @classmethod
+    def param_range(cls, config: dict[str, Any], name: str) -> tuple[float, float] | None:
+        """The range the recipe asked for of the sampled param ``name`` (a path as
+        :func:`~engine.stats.flatten_params` names it, e.g. ``applied.Affine.rotate``), from
+        the synth config as JSON; coverage histograms the param over it. Consulted only
+        when the ``X`` <-> ``X_range`` convention finds nothing (``noise[0].snr_db`` ->
+        ``noise[0].snr_db_range`` needs no hook). Default: None (no range known).
+
+        Example: ``ImageAugmentSynth.param_range({"transforms": [{"__class_fullname__": "Affine", "rotate": [-5, 5]}]}, "applied.Affine.rotate") == (-5.0, 5.0)``
+        """
+        return None
 
     @classmethod
     def slice_categories(cls, params: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, list[str]]:

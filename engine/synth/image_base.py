@@ -31,6 +31,58 @@ RESERVED_COLUMNS = frozenset(
 )
 
 
+# Keys albumentations records in its applied params that are not drawn values: fill
+# values, interpolation and border flags, sizes, its own noise seeds, kernels built from
+# a drawn sigma (GaussianBlur), matrices built from drawn angles.
+TRANSFORM_INTERNALS = frozenset({
+    "fill", "fill_mask", "fill_value", "mask_fill_value", "interpolation", "mask_interpolation", "border_mode",
+    "output_shape", "random_seed", "kernel", "matrix", "bbox_matrix", "shape", "rows", "cols",
+})
+_APPLIED = re.compile(r"^applied\.([^.\[\]#]+)(?:#\d+)?\.([^.\[\]]+)(?:\[\d+\])?(?:\.([^.\[\]]+))?$")
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    if (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        lo, hi = float(value[0]), float(value[1])
+        return (lo, hi) if lo <= hi else None
+    return None
+
+
+def _specs_named(specs: Any, name: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for spec in specs if isinstance(specs, list) else []:
+        if isinstance(spec, dict):
+            if spec.get("__class_fullname__") == name:
+                out.append(spec)
+            out += _specs_named(spec.get("transforms"), name)
+    return out
+
+
+def requested_range(specs: list[dict[str, Any]], name: str) -> tuple[float, float] | None:
+    """The ``[low, high]`` the recipe's transforms give for an applied parameter named
+    ``applied.<Transform>.<key>[.<axis>]``: the transform's ``<key>``, ``<key>_range`` or
+    ``<key>_limit`` (an ``{x: .., y: ..}`` mapping by axis); None when there is no pair.
+
+    Example: ``requested_range([{"__class_fullname__": "Affine", "scale": [0.9, 1.1]}], "applied.Affine.scale.x") == (0.9, 1.1)``
+    """
+    m = _APPLIED.match(name)
+    if m is None:
+        return None
+    transform, key, axis = m.groups()
+    found: set[tuple[float, float]] = set()
+    for spec in _specs_named(specs, transform):
+        for arg in (key, f"{key}_range", f"{key}_limit"):
+            value = spec.get(arg)
+            if isinstance(value, dict) and axis is not None:
+                value = value.get(axis)
+            rng = _pair(value)
+            if rng is not None:
+                found.add(rng)
+                break
+    return found.pop() if len(found) == 1 else None
+
+
 def image_source(pool: str, item: str) -> dict[str, Any]:
     """An image item as a provenance source (no timeline: start, duration and gain are 0)."""
     return {"pool": pool, "item": item, "start_s": 0.0, "duration_s": 0.0, "gain_db": 0.0}
@@ -40,7 +92,10 @@ class ImageSynthBase(Synthesizer):
     """What the image synthesizers share: pool lookups, labels, the pipeline, OpenCV threads."""
 
     media_column = "image"
-    unsampled_params = frozenset({"seed"})  # the pipeline's seed: replay needs it, coverage does not
+    # The pipeline's seed (replay needs it, coverage does not), and what albumentations
+    # records beside the values it drew: fill values, interpolation and border flags,
+    # output sizes, its own noise seeds and the blur kernels built from a drawn sigma.
+    unsampled_params = frozenset({"seed", *TRANSFORM_INTERNALS})
     _pipeline_targets = False  # masks + boxes through the pipeline (image_composite)
 
     def __init__(self, recipe, index):
@@ -152,6 +207,19 @@ class ImageSynthBase(Synthesizer):
         self._compose = None
 
     # ------------------------------------------------------------------ reading params
+
+    @classmethod
+    def param_range(cls, config: dict[str, Any], name: str) -> tuple[float, float] | None:
+        """An applied transform parameter's range as the recipe gave it: for
+        ``applied.<Transform>.<key>[.<axis>]`` the transform's ``<key>``, ``<key>_range`` or
+        ``<key>_limit`` when that is a ``[low, high]`` pair (``rotate: [-5, 5]``,
+        ``quality_range: [35, 80]``; ``scale: [0.9, 1.1]`` for ``scale.x`` and ``scale.y``,
+        or ``scale: {x: [..], y: [..]}``). None when the recipe gave no pair (a default,
+        a scalar limit) or names the transform twice with different ranges.
+
+        Example: ``ImageSynthBase.param_range({"transforms": [{"__class_fullname__": "ImageCompression", "quality_range": [35, 80]}]}, "applied.ImageCompression.quality") == (35.0, 80.0)``
+        """
+        return requested_range(config.get("transforms") or [], name)
 
     @classmethod
     def slice_categories(cls, params: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, list[str]]:

@@ -135,6 +135,22 @@ class ImageCompositeSynth(ImageSynthBase):
     def label_fields(self) -> list[pa.Field]:
         return [pa.field(name, typ) for _, name, typ in self._labels]
 
+    @classmethod
+    def param_range(cls, config: dict[str, Any], name: str) -> tuple[float, float] | None:
+        """An object's drawn value against the config's range of it (``objects[2].scale``
+        -> ``scale_range``, ``rotation_deg`` -> ``rotation_deg_range``, ``feather_px`` ->
+        ``feather_px_range``; an unfeathered object's 0 falls below it), else the applied
+        transform parameters' ranges (:meth:`ImageSynthBase.param_range`).
+
+        Example: ``ImageCompositeSynth.param_range({"scale_range": [0.2, 0.5]}, "objects[0].scale") == (0.2, 0.5)``
+        """
+        if name.startswith("objects["):
+            value = config.get(f"{name.rsplit('.', 1)[-1]}_range")
+            if isinstance(value, (list, tuple)) and len(value) == 2:
+                return (float(value[0]), float(value[1]))
+            return None
+        return super().param_range(config, name)
+
     # ------------------------------------------------------------------ sampling
 
     def sample_params(self, rng: np.random.Generator, *, holdout_split: bool) -> dict[str, Any]:

@@ -222,6 +222,33 @@ class SpeechNoiseMixSynth(Synthesizer):
 
     # ------------------------------------------------------------------ sampling
 
+    def param_range(self, config: dict[str, Any], name: str) -> tuple[float, float] | None:
+        """Ranges that live in the reverb pool's config rather than the synth block: a
+        generated response's ``reverb.rt60_s`` / ``reverb.drr_db`` (method noise) and a
+        simulated room's draws (``reverb.room.room_x_m`` from ``room_x_m_range``, the
+        target RT60 from ``rt60_s_range``, absorption, source and mic heights)."""
+        if not name.startswith("reverb.") or self.config.reverb is None:
+            return None
+        pool = self.recipe.pools[self.config.reverb.pool]
+        if getattr(pool, "kind", None) != "rir_generator":
+            return None
+        key = name.removeprefix("reverb.")
+        if pool.method == "noise":
+            field = {"rt60_s": "rt60_s_range", "drr_db": "drr_db_range"}.get(key)
+        else:
+            key = key.removeprefix("room.")
+            field = {"room_x_m": "room_x_m_range", "room_y_m": "room_y_m_range", "room_z_m": "room_z_m_range",
+                     "rt60_target_s": "rt60_s_range", "source_z_m": "source_z_m_range",
+                     "mic_z_m": "mic_z_m_range"}.get(key)
+            if key.startswith("absorption_"):
+                walls = pool.wall_absorption_range
+                if walls is not None:
+                    found = walls.get(key.removeprefix("absorption_"))
+                    return None if found is None else (float(found[0]), float(found[1]))
+                field = "absorption_range"
+        found = getattr(pool, field, None) if field else None
+        return None if found is None else (float(found[0]), float(found[1]))
+
     def _candidates(self, pool: str, holdout_split: bool) -> np.ndarray:
         key = (pool, holdout_split)
         c = self._eligible.get(key)
@@ -344,6 +371,9 @@ class SpeechNoiseMixSynth(Synthesizer):
                 except BadSourceError:  # apply() meets it again and the sample is redrawn
                     rt60_s = drr_db = None
                 params["reverb"] = {"pool": cfg.reverb.pool, "item": item, "rt60_s": rt60_s, "drr_db": drr_db}
+                room = generators.room_labels(self.recipe.pools[cfg.reverb.pool], item)
+                if room:  # a simulated room: what was drawn for it, histogrammed by coverage
+                    params["reverb"]["room"] = room
         if cfg.level_dbfs_range is not None:
             params["level_dbfs"] = float(rng.uniform(*cfg.level_dbfs_range))
         if cfg.channel:
@@ -477,10 +507,10 @@ class SpeechNoiseMixSynth(Synthesizer):
             return hit
         sr_in = int(pool.sample_rate[i])
         x = self._frames(pool_name, i, 0, int(pool.frames[i]))
-        if pool.kind == "rir_generator":
-            labels = pool.label_row(i)
+        labels = pool.label_row(i) if pool.kind == "rir_generator" else {}
+        if "drr_db" in labels:  # decaying noise, made from its RT60 and DRR
             rt60, drr = float(labels["rt60_s"]), float(labels["drr_db"])
-        else:
+        else:  # a measured response, or a simulated room: both estimated from the response
             if not np.abs(x).max() > 0:
                 raise BadSourceError(pool.paths[i], "impulse response is all zeros")
             rt60, drr = ops.rt60_estimate(x, sr_in), ops.drr_estimate_db(x, sr_in)
