@@ -21,6 +21,7 @@ from engine.replayer import Replayer
 from engine.stats import flatten_params
 from engine.synth import synthesizer_class
 from engine.synth.speech_noise_mix.provenance import channel_categories
+from engine.synth_checks import CHECKS, check_context
 
 from .conftest import all_rows, write_recipe
 from .test_replay import write_without_ray
@@ -74,11 +75,32 @@ def template_out(request, demo_corpus, tmp_path_factory) -> tuple[str, Path]:
     """The template on the demo corpus with a few samples per split."""
     name = request.param
     d = tmp_path_factory.mktemp(Path(name).stem)
-    text = (RECIPES / name).read_text().replace("../demo_data/", f"{demo_corpus}/")
-    data = yaml.safe_load(text)
+    data = _on_the_corpus(name, demo_corpus)
     data["splits"] = {split: {**cfg, "samples": 3 if split == "train" else 2} for split, cfg in data["splits"].items()}
     data["output"]["samples_per_shard"] = 4
     return name, write_without_ray(write_recipe(d / name, data), d / "out")
+
+
+def _on_the_corpus(name: str, corpus: Path) -> dict:
+    """The template with its pools on this session's demo corpus (it names ../demo_data)."""
+    return yaml.safe_load((RECIPES / name).read_text().replace("../demo_data/", f"{corpus}/"))
+
+
+@pytest.fixture(scope="module", params=TEMPLATES)
+def template_context(request, demo_corpus, tmp_path_factory):
+    """The synthesizer contract suite's context over a template (6 samples, 2 per split)."""
+    recipe = parse_recipe(_on_the_corpus(request.param, demo_corpus), base_dir=RECIPES)
+    return check_context(recipe, tmp_path_factory.mktemp("contract"), samples=6)
+
+
+# Replay is checked below on a small output of each template: the contract's own replay
+# check writes the template's whole first shard (200 rows), half a minute each.
+CONTRACT = [c for c in CHECKS if c.__name__ != "check_replay_reproduces_the_row"]
+
+
+@pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_the_templates_keep_the_synthesizer_contract(check, template_context):
+    check(template_context)
 
 
 def test_every_row_of_a_template_replays_to_its_bytes(template_out):
