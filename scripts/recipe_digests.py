@@ -3,7 +3,8 @@
 A restructuring that must not change any output is checked by running this before and
 after it, in one environment, and comparing the two listings (``diff before.txt after.txt``).
 
-The demo recipes run as they are (a smaller sample count keeps it quick). The templates
+The demo recipes, and the templates written for the demo corpus (``ON_THE_DEMO_CORPUS``),
+run as they are (a smaller sample count keeps it quick). The other templates
 for real corpora name folders that do not exist here, so each is copied into a scratch
 folder whose layout matches what the template expects, built from the demo corpus:
 the paths the template names resolve, and nothing else of the recipe changes.
@@ -124,6 +125,9 @@ def _layout_common_voice(demo: Path, work: Path) -> Path:
     return rec
 
 
+# Templates that name the demo corpus (../demo_data) themselves: run as the demo recipes are.
+ON_THE_DEMO_CORPUS = ("call_centre.yaml", "in_car_hands_free.yaml")
+
 TEMPLATES = {
     "in_car_template.yaml": (_layout_in_car_template, ["--set", "splits.train_dev.samples=20",
                                                        "--set", "splits.train_dev_unseen.samples=20",
@@ -158,7 +162,8 @@ def main(argv=None) -> int:
         if args.only and recipe.name not in args.only:
             continue
         extra: list[str] = ["--allow-narrow"]
-        if recipe.name not in TEMPLATES and not recipe.name.startswith("demo_"):
+        on_demo = recipe.name.startswith("demo_") or recipe.name in ON_THE_DEMO_CORPUS
+        if recipe.name not in TEMPLATES and not on_demo:
             print(f"{recipe.name} SKIPPED: a template with no demo layout in this script", flush=True)
             continue
         if recipe.name in TEMPLATES:
@@ -168,7 +173,7 @@ def main(argv=None) -> int:
             path = rec_dir / recipe.name
             shutil.copy(recipe, path)
         else:
-            # demo recipes name ../demo_data: a copy beside a link to the corpus
+            # demo recipes (and ON_THE_DEMO_CORPUS) name ../demo_data: a copy beside a link to the corpus
             rec_dir = work / recipe.stem / "recipes"
             rec_dir.mkdir(parents=True, exist_ok=True)
             link = rec_dir.parent / "demo_data"

@@ -618,7 +618,7 @@ def test_absurdly_loud_float_speech_is_mixed_or_rejected_never_a_crash(demo_corp
         assert outcomes == ["mixed"] * 4  # 1e36 squared is 1e72: far inside float64
 
 
-@pytest.mark.parametrize("name", ["demo_in_car.yaml", "in_car_template.yaml"])
+@pytest.mark.parametrize("name", ["demo_in_car.yaml", "in_car_template.yaml", "in_car_hands_free.yaml"])
 def test_the_shipped_in_car_recipes_are_valid(name):
     from engine.recipe import load_recipe
 

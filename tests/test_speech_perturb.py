@@ -220,6 +220,28 @@ def test_without_the_block_the_recipe_hash_is_the_one_it_had(demo_corpus):
     assert recipe_hash(with_block) != recipe_hash(plain)
 
 
+@pytest.mark.parametrize("block", [{"speed_range": [0.9, 1.1]}, {"tempo_range": [0.9, 1.1], "tempo_p": 0.5},
+                                   {"pitch_semitones_range": [-2, 2], "gain_db_range": [-3, 3], "gain_p": 0.2}])
+def test_a_block_with_some_stages_parses_again_from_its_dump(demo_corpus, block):
+    """run.json and the workers get the recipe's dump: a stage left out must not dump a
+    probability that the block then refuses (`tempo_p is set but tempo_range is not`)."""
+    from engine.recipe import recipe_to_dict
+
+    recipe = parse_recipe(_data(demo_corpus, block), base_dir=demo_corpus)
+    again = parse_recipe(recipe_to_dict(recipe), base_dir=demo_corpus)
+    assert again.synth.speech_perturb == recipe.synth.speech_perturb
+    assert recipe_hash(again) == recipe_hash(recipe)
+
+
+def test_a_block_with_every_stage_dumps_every_probability():
+    """The dump of a full block is what it was before stages without a range dropped
+    their probability (its recipe hash is kept)."""
+    dumped = speech_perturb.SpeechPerturb(**EVERY_STAGE, tempo_p=0.5).model_dump(mode="json")
+    assert list(dumped) == ["speed_range", "speed_p", "tempo_range", "tempo_p", "pitch_semitones_range",
+                            "pitch_p", "gain_db_range", "gain_p"]
+    assert dumped["tempo_p"] == 0.5 and dumped["gain_p"] == 1.0
+
+
 # --------------------------------------------------------------------------- draws
 
 

@@ -62,9 +62,43 @@ def snr_band(snr_db: float) -> str:
     return f"[{lo:g}, {lo + SNR_BAND_DB:g}) dB"
 
 
+# The speech perturbations a row is sliced by, as ``params["speech_perturb"]`` names them.
+SPEECH_PERTURBATIONS = {"speed": "speed changed", "tempo": "tempo changed", "pitch_semitones": "pitch shifted",
+                        "gain_db": "gain changed"}
+
+
+def _stages(params: dict[str, Any]) -> list[dict[str, Any]]:
+    stages = params.get("channel")
+    return [s for s in stages if isinstance(s, dict)] if isinstance(stages, list) else []
+
+
+def channel_categories(params: dict[str, Any]) -> dict[str, list[str]]:
+    """The channel and speech perturbation a row went through: ``codec``, each codec that
+    ran (``mulaw``, ``opus``, ...); ``phone band``, the telephone band (``narrowband`` when
+    it went through 8 kHz, ``band-pass`` when it kept its rate); ``speech``, each speech
+    perturbation that fired (``speed changed``, ``tempo changed``, ``pitch shifted``,
+    ``gain changed``; ``unperturbed`` when the recipe's ``speech_perturb`` fired none).
+    ``(none)`` where nothing ran: alone, it is a dimension the recipe does not use, which
+    ``mismatch slices`` hides.
+
+    Example: ``channel_categories({"channel": [{"layer": 3, "type": "codec", "codec": "gsm"}]})["codec"] == ["gsm"]``
+    """
+    stages = _stages(params)
+    codecs = first_seen(str(s.get("codec")) for s in stages if s.get("type") == "codec" and s.get("codec"))
+    bands = first_seen("narrowband" if s.get("narrowband") else "band-pass"
+                       for s in stages if s.get("type") == "telephone")
+    perturb = params.get("speech_perturb")
+    if isinstance(perturb, dict):
+        fired = [name for key, name in SPEECH_PERTURBATIONS.items() if key in perturb] or ["unperturbed"]
+    else:
+        fired = ["(none)"]
+    return {"codec": codecs or ["(none)"], "phone band": bands or ["(none)"], "speech": fired}
+
+
 def slice_categories(params: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Slice by the noise actually mixed in: its pools and items, the SNR band (of the
-    total SNR, or of all layers together), events, and reverb."""
+    total SNR, or of all layers together), events, and reverb; and by the channel and the
+    speech perturbation (:func:`channel_categories`)."""
     cats: dict[str, list[str]] = {}
     layers = params.get("noise")
     if not isinstance(layers, list):
@@ -85,6 +119,7 @@ def slice_categories(params: dict[str, Any], sources: list[dict[str, Any]]) -> d
     reverb = params.get("reverb")
     cats["reverb"] = ["reverb" if reverb else "dry"]
     cats["reverb item"] = [str(reverb.get("item")) if isinstance(reverb, dict) else "dry"]
+    cats.update(channel_categories(params))
     return cats
 
 

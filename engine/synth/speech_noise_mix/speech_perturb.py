@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from ...config import StrictModel, range_pair
 
@@ -84,6 +84,18 @@ class SpeechPerturb(StrictModel):
                 if p_field in data and data.get(range_field) is None:
                     raise ValueError(f"{p_field} is set but {range_field} is not: give {range_field} "
                                      f"([low, high]) for the stage to happen, or drop {p_field}")
+        return data
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler: Any) -> Any:
+        # A stage without its range dumps no probability either: the dump (run.json, the
+        # recipe hash, a worker's copy) must parse again, and `_p_needs_its_range` refuses
+        # a `*_p` whose range is unset. A block with every range keeps its dump and hash.
+        data = handler(self)
+        if isinstance(data, dict):
+            for _, range_field, p_field in STAGES:
+                if data.get(range_field) is None:
+                    data.pop(p_field, None)
         return data
 
     @model_validator(mode="after")
