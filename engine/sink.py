@@ -310,7 +310,9 @@ class OutputSink:
         Each record that passes the cheap checks (:func:`~engine.resume.record_problem`) is
         given whole to ``fold`` (the coverage merge), then kept slim
         (:func:`~engine.resume.slim_record`, with ``stats.pools`` when ``pools``). A stats
-        path in ``known`` (records this run committed) is not read again. The sizes and
+        path in ``known`` (records this run committed; a :meth:`commits` of this plan is
+        used as the listing's records, the records read are added to it) is not read
+        again. The sizes and
         records are compact columns by plan position (:class:`~engine.resume.PlannedSizes`,
         :class:`~engine.resume.Commits`), and the records are read a batch at a time: the
         driver's memory does not grow with the number of shards by more than a few dozen
@@ -319,7 +321,7 @@ class OutputSink:
         sizes = PlannedSizes.collect(where, _file_sizes(self.store))  # one listing, not a request per shard
         rhash = recipe_hash(self.recipe)
         if isinstance(known, Commits) and known.where.shards is self.plan.shards:
-            records = known.copy()
+            records = known  # the records read are added to it: they vouch as the run's own do
         else:
             records = Commits(self.plan.shards, self.fmt, rhash, where)
             for rel, record in (known or {}).items():
