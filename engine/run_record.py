@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import codecs
 import json
 from array import array
 from pathlib import Path
@@ -40,23 +41,131 @@ def is_run_record(data: Any) -> bool:
     return isinstance(data, dict) and isinstance(data.get("recipe_hash"), str) and isinstance(data.get("splits"), dict)
 
 
-def find_run_record(out: str | Path | Store) -> tuple[str, dict[str, Any]] | None:
+def find_run_record(out: str | Path | Store, *, lean: bool = False) -> tuple[str, dict[str, Any]] | None:
     """``(file name, record)`` of an output's run record: ``run.json``, else an older
     output's ``manifest.json``; None when there is neither. A record that is unreadable or
     not shardsmith's is a :class:`ShardError` (nothing may be written beside it).
+
+    With ``lean``, the lists that grow with the shards (each split's ``shards``,
+    ``planned_files``) are checked as JSON but left out of the record (empty tuples): a
+    run record of 10^5 shards is read in a few MB, for what does not need them (the
+    recipe hash a resume checks).
 
     Example: ``find_run_record("out/demo")[0] in ("run.json", "manifest.json")``
     """
     store = as_store(out)
     for rel in (RUN_RECORD_FILE, LEGACY_RUN_RECORD_FILE):
         if store.exists(rel):
-            return rel, _parse(store, rel)
+            return rel, _parse(store, rel, lean=lean)
     return None
 
 
-def _parse(store: Store, rel: str) -> dict[str, Any]:
+# Where a run record's long lists are (None: any key).
+_LONG_LISTS = (("planned_files",), ("splits", None, "shards"))
+_DECODER = json.JSONDecoder()
+_WHITESPACE = " \t\n\r"
+
+
+class _JsonStream:
+    """JSON text read a chunk at a time: each value decoded on its own (json's decoder)."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, f: Any):
+        self._f = f
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self.buf, self.pos, self._eof = "", 0, False
+
+    def more(self) -> bool:
+        if self._eof:
+            return False
+        chunk = self._f.read(self.CHUNK)
+        if self.pos > self.CHUNK:  # drop what was read already
+            self.buf, self.pos = self.buf[self.pos:], 0
+        if not chunk:
+            self._eof = True
+            tail = self._decoder.decode(b"", final=True)
+            self.buf += tail
+            return bool(tail)
+        self.buf += self._decoder.decode(chunk)
+        return True
+
+    def peek(self) -> str:
+        """The next character that is not whitespace ("" at the end)."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in _WHITESPACE:
+                self.pos += 1
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self.more():
+                return ""
+
+    def take(self, allowed: str) -> str:
+        c = self.peek()
+        if not c or c not in allowed:
+            raise ValueError(f"expected one of {allowed!r} at character {self.pos}, found {c or 'the end'!r}")
+        self.pos += 1
+        return c
+
+    def value(self) -> Any:
+        self.peek()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError:
+                if self.more():
+                    continue
+                raise
+            if end == len(self.buf) and self.more():  # a number may go on in the next chunk
+                continue
+            self.pos = end
+            return value
+
+
+def _lean_value(s: _JsonStream, path: tuple[str, ...]) -> Any:
+    def fits(pattern: tuple[str | None, ...], prefix: bool) -> bool:
+        return (len(path) < len(pattern) if prefix else len(path) == len(pattern)) and \
+            all(p is None or p == k for p, k in zip(pattern, path))
+
+    c = s.peek()
+    if c == "[" and any(fits(p, prefix=False) for p in _LONG_LISTS):
+        s.take("[")
+        if s.peek() == "]":
+            s.take("]")
+            return ()
+        while True:
+            s.value()  # checked, not kept
+            if s.take(",]") == "]":
+                return ()
+    if c == "{" and any(fits(p, prefix=True) for p in _LONG_LISTS):
+        s.take("{")
+        out: dict[str, Any] = {}
+        if s.peek() == "}":
+            s.take("}")
+            return out
+        while True:
+            if s.peek() != '"':
+                raise ValueError(f"expected a key at character {s.pos}")
+            key = s.value()
+            s.take(":")
+            out[key] = _lean_value(s, (*path, key))
+            if s.take(",}") == "}":
+                return out
+    return s.value()
+
+
+def _read_lean(store: Store, rel: str) -> Any:
+    with store.open_input(rel) as f:
+        s = _JsonStream(f)
+        data = _lean_value(s, ())
+        if s.peek():
+            raise ValueError(f"extra data at character {s.pos}")
+    return data
+
+
+def _parse(store: Store, rel: str, *, lean: bool = False) -> dict[str, Any]:
     try:
-        data = json.loads(store.read_bytes(rel).decode("utf-8"))
+        data = _read_lean(store, rel) if lean else json.loads(store.read_bytes(rel).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ShardError(
             f"{store.display(rel)}: run record is unreadable ({exc}); move it away or use another --out"

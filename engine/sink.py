@@ -200,7 +200,7 @@ class OutputSink:
     def _claim(self, *, overwrite: bool, created: bool) -> WriteStart:
         store = self.store
         rhash = recipe_hash(self.recipe)
-        found = find_run_record(store)
+        found = find_run_record(store, lean=True)  # its recipe is checked; its long lists are not needed
         if found is not None:
             rel, old = found
             if old.get("recipe_hash") != rhash and not overwrite:
@@ -210,7 +210,8 @@ class OutputSink:
                     "or --overwrite to delete the files that run's record lists and start again"
                 )
             if overwrite:
-                remove_listed(store, old, record_file=rel)
+                whole = find_run_record(store)  # read whole: every file it lists is removed
+                remove_listed(store, whole[1] if whole else old, record_file=rel)
                 found = None
         elif not store.is_empty():
             raise ShardError(

@@ -172,3 +172,54 @@ def test_any_record_streams_to_the_bytes_of_json_dumps(value, files, split):
 def test_a_token_inside_the_recipe_falls_back_to_one_dump():
     record = {"recipe": {"name": "\x00shardsmith-list-0\x00"}, "planned_files": ["a"], "splits": {}}
     assert "".join(run_record_text(record)) == json.dumps(record, indent=1, sort_keys=True) + "\n"
+
+
+def test_a_lean_read_of_the_run_record_keeps_all_but_the_long_lists(tmp_path):
+    from engine.run_record import find_run_record
+
+    recipe = _recipe()
+    plan = make_plan(recipe)
+    rhash = recipe_hash(recipe)
+    where = PlanFiles(plan.shards, "arrow")
+    sizes, commits = PlannedSizes(where), Commits(plan.shards, "arrow", rhash, where)
+    for spec in plan.shards:
+        shard, stats = shard_paths(spec, "arrow")
+        sizes.add(shard, 1000)
+        sizes.add(stats, 300)
+        commits[stats] = _record(spec, recipe_hash=rhash, bytes=1000)
+    record = build_run_record(recipe, plan, resume_state(plan.shards, "arrow", rhash, Listing(sizes, commits)), 0)
+    write_run_record(tmp_path, record)
+    rel, whole = find_run_record(tmp_path)
+    _, lean = find_run_record(tmp_path, lean=True)
+    assert whole == record and len(whole["splits"]["train"]["shards"]) == 3
+    assert lean["planned_files"] == () and all(s["shards"] == () for s in lean["splits"].values())
+    assert lean | {"planned_files": whole["planned_files"],
+                   "splits": whole["splits"]} == whole
+    # read a few bytes at a time: values cut anywhere between two reads
+    import engine.run_record as rr
+    old = rr._JsonStream.CHUNK
+    try:
+        rr._JsonStream.CHUNK = 7
+        assert find_run_record(tmp_path, lean=True)[1] == lean
+    finally:
+        rr._JsonStream.CHUNK = old
+
+
+def test_a_lean_read_refuses_what_a_whole_read_refuses(tmp_path):
+    import pytest
+
+    from engine.errors import ShardError
+    from engine.run_record import find_run_record
+
+    text = json.dumps({"recipe_hash": "x", "splits": {"train": {"shards": [{"file": "a"}]}},
+                       "planned_files": ["a", "b"]}, indent=1)
+    for bad in (text[:-3], text + "x", text.replace('"b"', '"b",', 1), text.replace('"file"', 'file'),
+                "[1, 2]", "", "{\"recipe_hash\": 1}"):
+        (tmp_path / "run.json").write_text(bad)
+        with pytest.raises(ShardError) as whole:
+            find_run_record(tmp_path)
+        with pytest.raises(ShardError) as lean:
+            find_run_record(tmp_path, lean=True)
+        assert str(whole.value).split(" (")[0] == str(lean.value).split(" (")[0]
+    (tmp_path / "run.json").write_text(text)
+    assert find_run_record(tmp_path, lean=True)[1]["splits"] == {"train": {"shards": ()}}
