@@ -586,7 +586,8 @@ def resume_state(shards: Sequence[ShardSpec], fmt: str, rhash: str, listing: Lis
     Example: ``resume_state(plan.shards, "arrow", rhash, sink.listing()).named("done")``
     """
     sizes = listing.sizes
-    where = sizes.where if isinstance(sizes, PlannedSizes) and sizes.where.shards is shards else PlanFiles(shards, fmt)
+    same = isinstance(sizes, PlannedSizes) and sizes.where.shards is shards and sizes.where.fmt == fmt
+    where = sizes.where if same else PlanFiles(shards, fmt)
     states = ShardStates(where, listing.records)
     for pos, spec in enumerate(shards):
         states.set(pos, shard_state(spec, fmt, rhash, listing))
