@@ -1,7 +1,8 @@
 """How planning scales: time and driver memory to plan 10^5 .. 10^7 samples.
 
-The driver holds only the plan (one small ShardSpec per shard) and, while running, one
-stats record per finished shard; it never holds samples. This prints, for each size, the
+The driver holds only the plan (a few numbers per split: each shard's ShardSpec is made
+when it is asked for) and, while running, a compact commit record per finished shard
+(about 60 bytes); it never holds samples. This prints, for each size, the
 planning time and the peak Python memory (tracemalloc), and the ratio to the smallest.
 
     python benchmarks/plan_scale.py

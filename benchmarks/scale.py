@@ -10,16 +10,17 @@ process, so its peak memory (``ru_maxrss``) is its own.
   every shard trusted by its commit record, nothing to write).
 - ``direct`` counts (default 10^5): no Ray. The driver's steps are the ones ``engine.run``
   takes (plan, claim with the run record, pool index, each finished shard's record
-  merged into the coverage as it arrives, run record rebuilt, coverage.json), then a
-  resume (one listing and every commit record, no shard read back) and
+  merged into the coverage as it arrives, run record rebuilt, coverage.json); then, each
+  in its own process as they are in use, a re-run (claim, one listing and every commit
+  record, no shard read back, the run record and coverage.json again) and
   ``shardsmith coverage OUT`` (``load_coverage_stats``: every stats file read again).
   The workers' files are made directly: one real shard by ``make_shard``, then for every
   other shard a copy of its bytes and a commit record with that shard's name and sample
   range (their time is not driver time and is printed apart).
 
 Driver time per shard: the driver's CPU seconds (user + system of this process; Ray's
-workers are other processes) for ``ray``, its wall seconds for ``direct`` (the driver's
-steps only), divided by the shard count.
+workers are other processes; for ``direct``, of the driver's steps only), divided by the
+shard count: CPU time, not wall time, so that a loaded machine does not blur the figures.
 
     python benchmarks/scale.py                       # 10^3 and 10^4 via Ray, 10^5 direct
     python benchmarks/scale.py --ray 1000 --direct 10000 100000
@@ -112,49 +113,61 @@ def one_ray(n: int, corpus: Path, out: Path) -> dict:
             "rerun_s": rerun, "peak_mb": peak_mb()}
 
 
+class Steps:
+    """Wall and CPU seconds of named steps of this process (time between ``mark`` calls)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.start()
+
+    def start(self) -> None:
+        self._t, self._c = time.perf_counter(), time.process_time()
+
+    def mark(self, name: str) -> None:
+        t, c = time.perf_counter(), time.process_time()
+        self.wall[name] = self.wall.get(name, 0.0) + t - self._t
+        self.cpu[name] = self.cpu.get(name, 0.0) + c - self._c
+        self._t, self._c = t, c
+
+
 def one_direct(n: int, corpus: Path, out: Path) -> dict:
-    from engine.coverage import finish_coverage, load_coverage_stats, new_coverage
+    """The driver's steps of a run, the workers' files made directly (see the module docstring)."""
+    from engine.coverage import finish_coverage, new_coverage
     from engine.layout import shard_paths
     from engine.plan import make_plan
     from engine.pools import index_pools
-    from engine.resume import DONE, slim_record
+    from engine.resume import slim_record
     from engine.sink import OutputSink
     from engine.storage import write_json
     from engine.worker import make_shard
 
     recipe = recipe_of(corpus, n)
-    steps: dict[str, float] = {}
-
-    def step(name: str, t0: float) -> float:
-        now = time.perf_counter()
-        steps[name] = steps.get(name, 0.0) + now - t0
-        return now
-
-    t = time.perf_counter()
+    steps = Steps()
     plan = make_plan(recipe)
-    t = step("plan", t)
+    steps.mark("plan")
     sink = OutputSink(out, recipe, plan)
     sink.take_lease()
     sink.on_write_start(overwrite=False)  # claims OUT: the run record with every planned file
-    t = step("claim + run record", t)
+    steps.mark("claim + run record")
     index = index_pools(recipe)
     sink.record_pools(index)
     coverage = new_coverage(sink.store, recipe)
-    t = step("pools", t)
+    known = sink.commits()  # as engine.run holds the slim records of the shards that finish
+    steps.mark("pools")
 
     # The workers' files are made directly (their time is not driver time); the driver
     # merges each record as its shard "finishes", as engine.run does with a task's result.
     make_s = 0.0
-    known: dict[str, dict] = {}
     t_make = time.perf_counter()
     first = plan.shards[0]
     template = make_shard(recipe, index, first, out)
     shard_bytes = (out / shard_paths(first, "arrow")[0]).read_bytes()
-    t = time.perf_counter()
-    make_s += t - t_make
-    for spec in plan.shards:
+    make_s += time.perf_counter() - t_make
+    steps.start()
+    for i, spec in enumerate(plan.shards):
         shard_rel, stats_rel = shard_paths(spec, "arrow")
-        if spec is first:
+        if i == 0:
             record = template
         else:
             t_make = time.perf_counter()
@@ -162,45 +175,67 @@ def one_direct(n: int, corpus: Path, out: Path) -> dict:
             record = dict(template, shard=spec.name, file=shard_rel.rsplit("/", 1)[-1],
                           start=spec.start, stop=spec.stop)
             write_json(sink.store, stats_rel, record, compact=True)
-            t = time.perf_counter()
-            make_s += t - t_make
+            make_s += time.perf_counter() - t_make
+            steps.start()
         coverage.add_shard(record, spec.split)
         known[stats_rel] = slim_record(record)
-        t = step("merge records as shards finish", t)
-    t = time.perf_counter()
+        steps.mark("merge records as shards finish")
     run_record = sink.on_write_complete(index.rejects, known)
     assert run_record["status"] == "complete", run_record["status"]
-    t = step("run record rebuilt", t)
+    steps.mark("run record rebuilt")
     report = finish_coverage(coverage, recipe, run_record)
     sink.write_coverage(report)
-    t = step("coverage.json", t)
-    run_s = sum(steps.values())
+    steps.mark("coverage.json")
+    return {"mode": "direct", "shards": n, "steps": steps.cpu, "driver_s": sum(steps.wall.values()),
+            "driver_cpu_s": sum(steps.cpu.values()), "make_files_s": make_s, "peak_mb": peak_mb()}
 
-    # A resume as engine.run makes it: one listing and every commit record (each merged
-    # into the coverage of the resumed run as it is read); no shard is read back.
-    t = time.perf_counter()
-    again = OutputSink(out, recipe, make_plan(recipe))
-    seeded = new_coverage(again.store, recipe)
-    state = again.resume_state(again.listing(fold=lambda spec, record: seeded.add_shard(record, spec.split)))
-    resume_s = time.perf_counter() - t
-    assert len(state.named(DONE)) == n
-    assert finish_coverage(seeded, recipe, run_record) == report
+
+def one_resume(n: int, corpus: Path, out: Path) -> dict:
+    """A re-run's driver steps over the output ``one_direct`` left: claim (the run record
+    rewritten), one listing and every commit record (each merged into the coverage of the
+    resumed run as it is read; no shard read back), the run record and coverage.json again."""
+    from engine.coverage import finish_coverage, new_coverage
+    from engine.plan import make_plan
+    from engine.resume import DONE
+    from engine.sink import OutputSink
+
+    recipe = recipe_of(corpus, n)
+    written = json.loads((out / "coverage.json").read_text())
+    t, c = time.perf_counter(), time.process_time()
+    sink = OutputSink(out, recipe, make_plan(recipe))
+    start = sink.on_write_start(overwrite=False)
+    assert not start.fresh
+    seeded = new_coverage(sink.store, recipe)
+    state = sink.resume_state(sink.listing(fold=lambda spec, record: seeded.add_shard(record, spec.split)))
+    assert state.count(DONE) == n
+    known = sink.commits(state)
     del state
+    run_record = sink.on_write_complete([], known)
+    report = finish_coverage(seeded, recipe, run_record)
+    sink.write_coverage(report)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    assert json.loads(json.dumps(report)) == written
+    return {"mode": "resume", "shards": n, "wall_s": wall, "cpu_s": cpu, "peak_mb": peak_mb()}
 
-    t = time.perf_counter()
-    analyzed, _ = load_coverage_stats(out)  # `shardsmith coverage OUT`
-    analyze_s = time.perf_counter() - t
-    assert json.dumps(analyzed, sort_keys=True) == json.dumps(report, sort_keys=True)
-    return {"mode": "direct", "shards": n, "steps": steps, "driver_s": run_s, "make_files_s": make_s,
-            "resume_s": resume_s, "coverage_cli_s": analyze_s, "peak_mb": peak_mb()}
+
+def one_coverage(n: int, corpus: Path, out: Path) -> dict:
+    """``shardsmith coverage OUT`` (``load_coverage_stats``: every stats file read again)."""
+    from engine.coverage import load_coverage_stats
+
+    written = json.loads((out / "coverage.json").read_text())
+    t, c = time.perf_counter(), time.process_time()
+    analyzed, _ = load_coverage_stats(out)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    assert json.loads(json.dumps(analyzed)) == written
+    return {"mode": "coverage", "shards": n, "wall_s": wall, "cpu_s": cpu, "peak_mb": peak_mb()}
 
 
 # --------------------------------------------------------------------------- driver of the benchmark
 
 
-def measure(mode: str, n: int, corpus: Path, work: Path) -> dict:
-    out = work / f"{mode}-{n}"
-    if out.exists():
+def measure(mode: str, n: int, corpus: Path, work: Path, *, fresh: bool = True) -> dict:
+    out = work / f"{'ray' if mode == 'ray' else 'direct'}-{n}"
+    if fresh and out.exists():
         shutil.rmtree(out)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     done = subprocess.run([sys.executable, __file__, "--one", mode, str(n), str(corpus), str(out)],
@@ -219,7 +254,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.one:
         mode, n, corpus, out = args.one
-        fn = one_ray if mode == "ray" else one_direct
+        fn = {"ray": one_ray, "direct": one_direct, "resume": one_resume, "coverage": one_coverage}[mode]
         print(json.dumps(fn(int(n), Path(corpus), Path(out))))
         return
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="scale-bench-"))
@@ -235,15 +270,21 @@ def main() -> None:
                 print(f"{n:>7} {r['wall_s']:>8.1f} {r['shard_phase_s']:>14.1f} {r['driver_cpu_s']:>13.1f} "
                       f"{1000 * r['driver_cpu_s'] / n:>16.2f} {r['rerun_s']:>9.1f} {r['peak_mb']:>15.0f}", flush=True)
         if args.direct:
-            print("workers' files made directly (no Ray): the driver's steps of a run, a resume, "
-                  "`shardsmith coverage`:")
-            print(f"{'shards':>7} {'driver s':>9} {'driver ms/shard':>16} {'resume s':>9} {'coverage CLI s':>15} "
-                  f"{'driver peak MB':>15} {'(files made s)':>15}")
+            print("workers' files made directly (no Ray): the driver's steps of a run, then a re-run (resume) "
+                  "and `shardsmith coverage`, each in its own process:")
+            print(f"{'shards':>7} {'driver CPU s':>13} {'ms/shard':>9} {'peak MB':>8} | {'resume CPU s':>13} "
+                  f"{'ms/shard':>9} {'peak MB':>8} | {'coverage CPU s':>15} {'ms/shard':>9} {'peak MB':>8} "
+                  f"| {'(files made s)':>14}")
             for n in args.direct:
                 r = measure("direct", n, corpus, work)
-                print(f"{n:>7} {r['driver_s']:>9.1f} {1000 * r['driver_s'] / n:>16.3f} {r['resume_s']:>9.1f} "
-                      f"{r['coverage_cli_s']:>15.1f} {r['peak_mb']:>15.0f} {r['make_files_s']:>15.0f}", flush=True)
-                print("         steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["steps"].items()), flush=True)
+                again = measure("resume", n, corpus, work, fresh=False)
+                cov = measure("coverage", n, corpus, work, fresh=False)
+                print(f"{n:>7} {r['driver_cpu_s']:>13.1f} {1000 * r['driver_cpu_s'] / n:>9.3f} {r['peak_mb']:>8.0f} | "
+                      f"{again['cpu_s']:>13.1f} {1000 * again['cpu_s'] / n:>9.3f} {again['peak_mb']:>8.0f} | "
+                      f"{cov['cpu_s']:>15.1f} {1000 * cov['cpu_s'] / n:>9.3f} {cov['peak_mb']:>8.0f} | "
+                      f"{r['make_files_s']:>14.0f}", flush=True)
+                print("         driver CPU s by step: " + ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items()),
+                      flush=True)
     finally:
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)

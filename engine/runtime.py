@@ -651,11 +651,7 @@ def run(
             if state.stale:
                 say(f"leaving {count(len(state.stale), 'shard')} of another plan alone (not in this run's record): "
                     + ", ".join(list(state.stale)[:5]) + (" ..." if len(state.stale) > 5 else ""))
-            known: dict[str, dict[str, Any]] = {}
-            for spec in plan.shards:
-                shard = state.shards[spec.name]
-                if shard.state == DONE and shard.record is not None:
-                    known[shard_paths(spec, sink.fmt)[1]] = shard.record  # slim already (sink.listing)
+            known = sink.commits(state)  # slim already (sink.listing); compact columns, not a dict per shard
             reopened = sink.reopen(state)
             del state  # its records are in ``known`` (slim) and ``coverage``
             for spec, shard in reopened:

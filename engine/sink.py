@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -60,8 +62,21 @@ from .layout import (
 from .plan import Plan, ShardSpec, make_plan
 from .pools import PoolIndex, merge_rejects
 from .recipe import Recipe, recipe_hash
-from .resume import DAMAGED, DONE, Listing, ResumeState, ShardState, record_problem, resume_state, slim_record
-from .run_record import build_run_record, find_run_record, is_run_record, run_record_files
+from .resume import (
+    DAMAGED,
+    DONE,
+    Commits,
+    Listing,
+    PlanFiles,
+    PlannedSizes,
+    ResumeState,
+    ShardState,
+    ShardStates,
+    record_problem,
+    resume_state,
+    slim_record,
+)
+from .run_record import build_run_record, find_run_record, is_run_record, run_record_files, write_run_record
 from .shards import ShardWriter
 from .storage import Store, as_store, read_json, read_json_many, write_json
 
@@ -78,6 +93,41 @@ class WriteStart:
     migrated: bool
     removed_temporary: int
     took_over: str = ""  # whose lease this run took over (its holder had ended), if any
+
+
+# Stats records read per batch of a listing: enough to keep the reading threads busy,
+# few enough that the batch's records are a few MB.
+LISTING_BATCH = 4096
+
+
+def _file_sizes(store: Store) -> Iterator[tuple[str, int]]:
+    """``(path, size)`` of every file of OUT, one at a time on a file system (a dict of
+    10^5 paths would be tens of MB); an object store's listing comes as one response."""
+    if not store.is_local:
+        yield from store.sizes().items()
+        return
+    root = store.local_path()
+    if not root.is_dir():
+        return
+    stack = [""]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = os.scandir(root / folder if folder else root)
+        except OSError:
+            continue  # vanished meanwhile
+        with entries:
+            for entry in entries:
+                rel = f"{folder}/{entry.name}" if folder else entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):  # as Path.rglob: no walk into linked folders
+                        stack.append(rel)
+                        continue
+                    st = entry.stat()
+                except OSError:
+                    continue  # vanished meanwhile (a temporary file renamed)
+                if stat.S_ISREG(st.st_mode):
+                    yield rel, st.st_size
 
 
 class OutputSink:
@@ -150,7 +200,7 @@ class OutputSink:
     def _claim(self, *, overwrite: bool, created: bool) -> WriteStart:
         store = self.store
         rhash = recipe_hash(self.recipe)
-        found = find_run_record(store)
+        found = find_run_record(store, lean=True)  # its recipe is checked; its long lists are not needed
         if found is not None:
             rel, old = found
             if old.get("recipe_hash") != rhash and not overwrite:
@@ -160,7 +210,8 @@ class OutputSink:
                     "or --overwrite to delete the files that run's record lists and start again"
                 )
             if overwrite:
-                remove_listed(store, old, record_file=rel)
+                whole = find_run_record(store)  # read whole: every file it lists is removed
+                remove_listed(store, whole[1] if whole else old, record_file=rel)
                 found = None
         elif not store.is_empty():
             raise ShardError(
@@ -168,7 +219,7 @@ class OutputSink:
                 "output; choose an empty or new location for --out"
             )
         # Claim OUT before any shard exists, so a killed run is resumable.
-        self._write_run_record(build_run_record(self.recipe, self.plan, self.resume_state(self.listing())))
+        self._write_run_record(build_run_record(self.recipe, self.plan, self.resume_state(self.listing()), lazy=True))
         migrated = self._drop_legacy_record()
         return WriteStart(fresh=found is None, created=created, migrated=migrated,
                           removed_temporary=self.clean_temporary(), took_over=self.lease.took_over if self.lease else "")
@@ -260,24 +311,41 @@ class OutputSink:
         Each record that passes the cheap checks (:func:`~engine.resume.record_problem`) is
         given whole to ``fold`` (the coverage merge), then kept slim
         (:func:`~engine.resume.slim_record`, with ``stats.pools`` when ``pools``). A stats
-        path in ``known`` (records this run committed) is not read again."""
-        sizes = self.store.sizes()  # one listing, not a request per shard
+        path in ``known`` (records this run committed; a :meth:`commits` of this plan is
+        used as the listing's records, the records read are added to it) is not read
+        again. The sizes and
+        records are compact columns by plan position (:class:`~engine.resume.PlannedSizes`,
+        :class:`~engine.resume.Commits`), and the records are read a batch at a time: the
+        driver's memory does not grow with the number of shards by more than a few dozen
+        bytes a shard."""
+        where = PlanFiles(self.plan.shards, self.fmt)
+        sizes = PlannedSizes.collect(where, _file_sizes(self.store))  # one listing, not a request per shard
         rhash = recipe_hash(self.recipe)
-        records: dict[str, dict[str, Any] | None] = {}
-        to_read: list[tuple[ShardSpec, str, str]] = []
-        for spec in self.plan.shards:
-            shard_rel, stats_rel = shard_paths(spec, self.fmt)
-            if shard_rel in sizes and stats_rel in sizes:
-                if known is not None and stats_rel in known:
-                    records[stats_rel] = known[stats_rel]
-                else:
-                    to_read.append((spec, shard_rel, stats_rel))
-        for (spec, shard_rel, stats_rel), record in zip(to_read, read_json_many(self.store, [r for *_, r in to_read])):
-            if record is not None and not record_problem(record, spec, rhash, sizes[shard_rel]):
-                if fold is not None:
-                    fold(spec, record)
-                record = slim_record(record, pools=pools)
-            records[stats_rel] = record
+        if isinstance(known, Commits) and known.where.shards is self.plan.shards:
+            records = known  # the records read are added to it: they vouch as the run's own do
+        else:
+            records = Commits(self.plan.shards, self.fmt, rhash, where)
+            for rel, record in (known or {}).items():
+                records[rel] = record
+        batch: list[tuple[ShardSpec, int, str]] = []
+
+        def read(batch: list[tuple[ShardSpec, int, str]]) -> None:
+            for (spec, size, stats_rel), record in zip(batch, read_json_many(self.store, [r for *_, r in batch])):
+                if record is not None and not record_problem(record, spec, rhash, size):
+                    if fold is not None:
+                        fold(spec, record)
+                    record = slim_record(record, pools=pools)
+                records[stats_rel] = record
+
+        for pos, spec in enumerate(self.plan.shards):
+            size = sizes.shard_size(pos)
+            if size is None or not sizes.has_stats(pos) or records.has(pos):
+                continue
+            batch.append((spec, size, shard_paths(spec, self.fmt)[1]))
+            if len(batch) == LISTING_BATCH:
+                read(batch)
+                batch = []
+        read(batch)
         return Listing(sizes, records)
 
     def resume_state(self, listing: Listing, digests: Mapping[str, tuple[str, str]] | None = None) -> ResumeState:
@@ -293,14 +361,35 @@ class OutputSink:
         record of each damaged one is deleted first: it vouches for the shard no longer, so
         a run that stops before the rewrite never lists the damaged shard."""
         todo = []
-        for spec in self.plan.shards:
-            shard = state.shards[spec.name]
+        states = state.shards
+        for pos, spec in enumerate(self.plan.shards):
+            shard = states.at(pos) if isinstance(states, ShardStates) else states[spec.name]
             if shard.state == DONE:
                 continue
             if shard.state == DAMAGED:
                 self.store.delete(shard_paths(spec, self.fmt)[1])
             todo.append((spec, shard))
         return todo
+
+    def commits(self, state: ResumeState | None = None) -> Commits:
+        """The slim commit records (:func:`~engine.resume.slim_record`) of the shards done in
+        ``state``, keyed by stats path, as compact columns: what a run adds each shard's
+        record to as it finishes and gives to :meth:`on_write_complete` as ``known``.
+
+        Example: ``known = sink.commits(state); known[stats_rel] = slim_record(record)``
+        """
+        known = Commits(self.plan.shards, self.fmt, recipe_hash(self.recipe))
+        states = state.shards if state is not None else None
+        if isinstance(states, ShardStates):
+            for pos in range(len(states)):
+                if states.state_at(pos) == DONE:
+                    known.put(pos, states.record_at(pos))
+        elif states is not None:
+            for spec in self.plan.shards:
+                shard = states[spec.name]
+                if shard.state == DONE and shard.record is not None:
+                    known[shard_paths(spec, self.fmt)[1]] = shard.record
+        return known
 
     def withdraw_shards_using(self, pool: str, item: str) -> list[str]:
         """Delete every finished shard (file and stats record) with a row drawn from
@@ -386,11 +475,12 @@ class OutputSink:
         # under another temporary name).
         self.clean_temporary()
         state = self.resume_state(self.listing(known=known))
-        decode_rejects = [r for s in state.shards.values() if s.record is not None
-                          for r in s.record.get("rejects", [])]
+        shards = state.shards
+        decode_rejects = shards.rejects() if isinstance(shards, ShardStates) else \
+            [r for s in shards.values() if s.record is not None for r in s.record.get("rejects", [])]
         rejects = merge_rejects(index_rejects, decode_rejects)
         self.write_rejects(rejects)
-        record = build_run_record(self.recipe, self.plan, state, rejected_files=len(rejects))
+        record = build_run_record(self.recipe, self.plan, state, rejected_files=len(rejects), lazy=True)
         self._write_run_record(record)
         self.release()
         return record
@@ -418,7 +508,7 @@ class OutputSink:
         write_json(self.store, COVERAGE_FILE, report)
 
     def _write_run_record(self, record: dict[str, Any]) -> None:
-        write_json(self.store, RUN_RECORD_FILE, record)
+        write_run_record(self.store, record)  # streamed: the same bytes as write_json
 
 
 def write_probe(out: str | Path | Store, verdict: dict[str, Any]) -> str:
