@@ -20,6 +20,7 @@ import glob
 import functools
 import math
 import os
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,9 @@ class PoolItems:
 class PoolIndex:
     pools: dict[str, PoolItems]
     rejects: list[dict[str, Any]]
+    # New for every indexing (so for every run): what a worker keeps between shards, such
+    # as whole decodes of noise files, is kept for one run only, as the index was checked.
+    token: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False, repr=False)
 
     @functools.cached_property
     def sources(self) -> dict[str, Fingerprint]:

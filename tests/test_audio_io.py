@@ -336,7 +336,7 @@ def test_a_lossless_file_read_in_segments_gives_the_same_samples_from_its_whole_
             a = audio_io.read_mono(path, s, frames, cache=plain)
             b = audio_io.read_mono(path, s, frames, cache=hot)
             assert a.dtype == b.dtype == np.float32 and a.tobytes() == b.tobytes()
-        assert (path in hot._decoded) == (len(starts) * frames > 48_000)  # the reads passed its length
+        assert bool(hot._lossless.decoded) == (len(starts) * frames > 48_000)  # the reads passed its length
     plain.close()
 
 
@@ -345,16 +345,32 @@ def test_a_segment_read_file_is_decoded_whole_once_its_reads_add_up_to_its_lengt
     with HandleCache() as cache:
         for _ in range(3):
             audio_io.read_mono(path, 100, 5000, cache=cache)  # 15,000 frames read: not yet
-        assert path not in cache._decoded
+        assert not cache._lossless.decoded
         audio_io.read_mono(path, 100, 5000, cache=cache)  # 20,000 > 16,000
-        assert path in cache._decoded
-        os.remove(path)  # later reads are slices of the decode
-        assert audio_io.read_mono(path, 0, 3, cache=cache).shape == (3,)
+        assert [k[0] for k in cache._lossless.decoded] == [path]
     whole_reads = _write(tmp_path / "speech.flac", _noise(1.0), format="FLAC")
     with HandleCache() as cache:
         for _ in range(5):
             audio_io.read_mono(whole_reads, 0, 16000, cache=cache)  # whole reads never count
-        assert whole_reads not in cache._decoded
+        assert not cache._lossless.decoded
+
+
+def test_a_worker_keeps_a_whole_decode_across_its_shards_caches_until_the_file_changes(tmp_path):
+    path = _write(tmp_path / "noise.flac", _noise(1.0), format="FLAC")
+    store = audio_io.DecodeStore()  # one per worker (speech_noise_mix keeps it at module level)
+    with HandleCache(lossless=store) as first_shard:
+        for _ in range(4):
+            audio_io.read_mono(path, 0, 5000, cache=first_shard)
+    assert len(store.decoded) == 1
+    with HandleCache(lossless=store) as next_shard:  # decoded once: the next shard slices it
+        assert audio_io.read_mono(path, 10, 4, cache=next_shard).tobytes() == audio_io.read_mono(path, 10, 4).tobytes()
+        assert store.seen[next(iter(store.decoded))] == 20_000  # nothing counted or decoded again
+    x = _noise(1.0, seed=5)
+    _write(path, x, format="FLAC")  # rewritten: another size or mtime, another entry
+    os.utime(path, ns=(1, 1))
+    with HandleCache(lossless=store) as later:
+        got = audio_io.read_mono(path, 10, 4, cache=later)
+    assert got.tobytes() == audio_io.read_mono(path, 10, 4).tobytes()  # the new content, read with a seek
 
 
 def test_a_nan_deep_in_a_float_file_read_in_segments_is_still_a_reject(tmp_path):
@@ -365,4 +381,4 @@ def test_a_nan_deep_in_a_float_file_read_in_segments_is_still_a_reject(tmp_path)
         with pytest.raises(BadSourceError, match="NaN"):
             for _ in range(10):
                 audio_io.read_mono(path, 0, 5000, cache=cache)  # the segment is clean, the file is not
-        assert path not in cache._decoded
+        assert not cache._lossless.decoded

@@ -1137,6 +1137,33 @@ def _bytes_per_frame(subtype: str, channels: int) -> int:
     return width * channels
 
 
+class DecodeStore:
+    """Whole decodes of lossless files read in segments (see :class:`HandleCache`), keyed
+    by path, size and mtime, with the frames read so far from each. A worker keeps one
+    across the caches of its shards, so a long noise file is decoded once per worker; the
+    budgets are those of the cache that adds a decode.
+
+    Example: ``store = DecodeStore(); HandleCache(lossless=store)``
+    """
+
+    def __init__(self) -> None:
+        self.decoded: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.seen: dict[tuple, int] = {}
+        self.too_long: set[tuple] = set()
+
+    def forget(self, path: str) -> None:
+        """Drop what is held for ``path`` (after a decode error)."""
+        for table in (self.decoded, self.seen):
+            for ident in [k for k in table if k[0] == path]:
+                del table[ident]
+        self.too_long = {k for k in self.too_long if k[0] != path}
+
+    def clear(self) -> None:
+        self.decoded.clear()
+        self.seen.clear()
+        self.too_long.clear()
+
+
 class HandleCache:
     """A small LRU of open sources, one per worker, and the whole decodes of MP3, Opus and
     Vorbis files.
@@ -1167,6 +1194,7 @@ class HandleCache:
         decoded_bytes: int = 128 * 2**20,
         spill_bytes: int = 8 * 2**30,
         spill_dir: str | None = None,
+        lossless: "DecodeStore | None" = None,
     ):
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
@@ -1175,7 +1203,9 @@ class HandleCache:
         self._handles: OrderedDict[str, _Source] = OrderedDict()
         self._decoded: OrderedDict[str, np.ndarray] = OrderedDict()
         self._too_long: set[str] = set()
-        self._segment_frames: dict[str, int] = {}  # frames read in segments, per lossless file
+        # whole decodes of lossless files read in segments: this cache's own, or a store a
+        # worker keeps across its caches (one per shard) so that a noise file is decoded once
+        self._lossless = lossless if lossless is not None else DecodeStore()
 
     def source(self, path: str) -> _Source:
         """The open source of ``path``: a SoundFile, or a forward-only stream for MP3, Opus
@@ -1216,31 +1246,40 @@ class HandleCache:
         read-only, once the segments read from it (``frames`` now included) exceed its
         length; None before that or if it fits neither budget."""
         key = os.fspath(path)
-        pcm = self._decoded.get(key)
-        if pcm is not None:
-            self._decoded.move_to_end(key)
-            return pcm
-        if key in self._too_long:
+        try:
+            st = os.stat(key)
+        except OSError:
             return None
-        seen = self._segment_frames.get(key, 0) + int(frames)
-        self._segment_frames[key] = seen
+        ident = (key, st.st_size, st.st_mtime_ns)  # a rewritten file is another entry
+        store = self._lossless
+        pcm = store.decoded.get(ident)
+        if pcm is not None:
+            store.decoded.move_to_end(ident)
+            return pcm
+        if ident in store.too_long:
+            return None
+        seen = store.seen.get(ident, 0) + int(frames)
+        store.seen[ident] = seen
         if seen <= handle.frames:
             return None
         check = handle.subtype in _FLOAT_SUBTYPES
-        return self._keep(key, self._decode_whole(_file_blocks(handle, key, check), handle.channels, handle.frames))
+        pcm = self._decode_whole(_file_blocks(handle, key, check), handle.channels, handle.frames)
+        return self._keep(ident, pcm, store.decoded, store.too_long)
 
-    def _keep(self, key: str, pcm: np.ndarray | None) -> np.ndarray | None:
-        """Hold a whole decode (None: too long for either budget, remembered), evicting
-        the least recently used ones beyond the budgets."""
+    def _keep(self, key: Any, pcm: np.ndarray | None, held_by: OrderedDict | None = None,
+              too_long: set | None = None) -> np.ndarray | None:
+        """Hold a whole decode in ``held_by`` (default: this cache's; None: too long for
+        either budget, remembered), evicting the least recently used ones beyond the budgets."""
+        held_by = self._decoded if held_by is None else held_by
         if pcm is None:
-            self._too_long.add(key)
+            (self._too_long if too_long is None else too_long).add(key)
             return None
-        self._decoded[key] = pcm
+        held_by[key] = pcm
         for spilled in (False, True):
             budget = self.spill_bytes if spilled else self.decoded_bytes
-            held = [k for k, a in self._decoded.items() if isinstance(a, np.memmap) == spilled]
-            while sum(self._decoded[k].nbytes for k in held) > budget and len(held) > 1:
-                del self._decoded[held.pop(0)]  # an unlinked scratch file goes with its map
+            held = [k for k, a in held_by.items() if isinstance(a, np.memmap) == spilled]
+            while sum(held_by[k].nbytes for k in held) > budget and len(held) > 1:
+                del held_by[held.pop(0)]  # an unlinked scratch file goes with its map
         return pcm
 
     def _decode_whole(self, source: Iterator[np.ndarray], channels: int, frames: int | None) -> np.ndarray | None:
@@ -1284,7 +1323,7 @@ class HandleCache:
         """Close and forget the handle of ``path`` (after a decode error left it in a bad state)."""
         key = os.fspath(path)
         self._decoded.pop(key, None)
-        self._segment_frames.pop(key, None)
+        self._lossless.forget(key)
         handle = self._handles.pop(key, None)
         if handle is not None:
             handle.close()
@@ -1293,7 +1332,6 @@ class HandleCache:
         """Close every open handle and drop the decodes."""
         self._decoded.clear()
         self._too_long.clear()
-        self._segment_frames.clear()
         while self._handles:
             _, handle = self._handles.popitem()
             handle.close()

@@ -66,6 +66,10 @@ RIR_CACHE_ITEMS = 512
 # and impulse responses, keyed by what defines them, so a worker makes each one once.
 _GENERATED: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 _GENERATED_BYTES = [0]
+# Whole decodes of long lossless noise files, kept across the shards a worker makes (each
+# shard's synthesizer has its own HandleCache): a noise file is decoded once per worker.
+_LOSSLESS = audio_io.DecodeStore()
+_LOSSLESS_RUN = [""]  # the pool index (run) the held decodes belong to
 _RIRS: OrderedDict[tuple[Any, ...], tuple[np.ndarray, int, float | None, float | None]] = OrderedDict()
 
 
@@ -384,7 +388,10 @@ class SpeechNoiseMixSynth(Synthesizer):
 
     def _handles(self) -> audio_io.HandleCache:
         if self._cache is None:
-            self._cache = audio_io.HandleCache()
+            if _LOSSLESS_RUN[0] != self.index.token:  # another run: its files were checked anew
+                _LOSSLESS.clear()
+                _LOSSLESS_RUN[0] = self.index.token
+            self._cache = audio_io.HandleCache(lossless=_LOSSLESS)
         return self._cache
 
     def _pool_key(self, pool_name: str) -> str:
