@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..statistics import effective_numbers, pairwise_mean_square, participation_ratio, vendi_score
+from ..statistics import effective_numbers, pairwise_mean_square, participation_ratio, round_floats, vendi_score
 from ..stats import PARAM_BINS
 from .catalog import PoolCatalog
 from .tallies import ParamTally, PoolTally
@@ -24,7 +24,7 @@ from .tallies import ParamTally, PoolTally
 REPORT_BINS = 20
 VENDI_BANDWIDTH = 1.0
 NEAR_DUPLICATE_RMS = 0.1
-_SIG = 6  # significant digits of floats in the report (stable across BLAS builds)
+# Floats in the report: 6 significant digits (statistics.round_floats), stable across BLAS builds.
 
 
 # --------------------------------------------------------------------------- pools
@@ -203,27 +203,3 @@ def embedding_diversity(z: np.ndarray, corr: np.ndarray) -> dict[str, Any]:
         out["near_duplicate_pair_rate"] = pairs / (m * (m - 1) / 2)
         out["near_duplicate_sample_rate"] = float(close.any(axis=1).sum()) / m
     return out
-
-
-# --------------------------------------------------------------------------- rounding
-
-
-def round_floats(obj: Any, sig: int = _SIG) -> Any:
-    """Round every float to ``sig`` significant digits; NaN and inf become None.
-
-    Example: ``round_floats({"a": [1.23456789, float("nan")]}) == {"a": [1.23457, None]}``
-    """
-    if isinstance(obj, dict):
-        return {k: round_floats(v, sig) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [round_floats(v, sig) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        if not math.isfinite(v):
-            return None
-        return float(f"{v:.{sig}g}")
-    return obj
