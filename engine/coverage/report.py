@@ -43,28 +43,24 @@ def is_image_pool(figures: dict[str, Any]) -> bool:
 def describe_pools(pools: dict[str, dict[str, Any]]) -> list[str]:
     """The pool table: seconds for audio pools; uses and megapixels for image pools."""
     if pools and all(is_image_pool(f) for f in pools.values()):
-        head = (f"  {'pool':<14} {'items used':>15} {'eff.sources':>11} {'max share':>9} "
-                f"{'uses':>8} {'MP available':>12} {'MP used':>10} {'unique MP':>10} {'reuse':>8} {'used %':>7}")
-        lines = [head]
-        for name, f in pools.items():
-            used = f"{_num(f['items_used'], '.0f')}/{f['items_available']}"
-            lines.append(
-                f"  {name:<14} {used:>15} {_num(f['effective_sources'], '.1f'):>11} {_num(f['max_share'], '.3f'):>9} "
-                f"{_num(f.get('uses'), '.0f'):>8} {_num(f['pixels_available'] / 1e6, '.2f'):>12} "
-                f"{_num(f['pixels_used'] / 1e6, '.2f'):>10} {_num(f['unique_pixels_used'] / 1e6, '.2f'):>10} "
-                f"{_num(f['reuse_factor'], '.1f'):>8} "
-                f"{_num(100 * f['fraction_used'] if f['fraction_used'] is not None else None, '.0f'):>7}"
-            )
-        return lines
-    head = (f"  {'pool':<14} {'items used':>15} {'eff.sources':>11} {'max share':>9} "
-            f"{'s available':>11} {'s used':>10} {'unique s':>10} {'reuse':>8} {'used %':>7}")
-    lines = [head]
+        amounts_head = f"{'uses':>8} {'MP available':>12} {'MP used':>10} {'unique MP':>10}"
+
+        def amounts(f: dict[str, Any]) -> str:
+            return (f"{_num(f.get('uses'), '.0f'):>8} {_num(f['pixels_available'] / 1e6, '.2f'):>12} "
+                    f"{_num(f['pixels_used'] / 1e6, '.2f'):>10} {_num(f['unique_pixels_used'] / 1e6, '.2f'):>10}")
+    else:
+        amounts_head = f"{'s available':>11} {'s used':>10} {'unique s':>10}"
+
+        def amounts(f: dict[str, Any]) -> str:
+            return (f"{_num(f['seconds_available'], '.0f'):>11} {_num(f['seconds_used'], '.0f'):>10} "
+                    f"{_num(f['unique_seconds_used'], '.0f'):>10}")
+    lines = [f"  {'pool':<14} {'items used':>15} {'eff.sources':>11} {'max share':>9} "
+             f"{amounts_head} {'reuse':>8} {'used %':>7}"]
     for name, f in pools.items():
         used = f"{_num(f['items_used'], '.0f')}/{f['items_available']}"
         lines.append(
             f"  {name:<14} {used:>15} {_num(f['effective_sources'], '.1f'):>11} {_num(f['max_share'], '.3f'):>9} "
-            f"{_num(f['seconds_available'], '.0f'):>11} {_num(f['seconds_used'], '.0f'):>10} "
-            f"{_num(f['unique_seconds_used'], '.0f'):>10} {_num(f['reuse_factor'], '.1f'):>8} "
+            f"{amounts(f)} {_num(f['reuse_factor'], '.1f'):>8} "
             f"{_num(100 * f['fraction_used'] if f['fraction_used'] is not None else None, '.0f'):>7}"
         )
     return lines
