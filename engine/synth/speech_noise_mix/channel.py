@@ -129,10 +129,7 @@ class TelephoneStage(StrictModel):
     @field_validator("low_hz_range", "high_hz_range", mode="before")
     @classmethod
     def _edges(cls, v: Any) -> tuple[float, float]:
-        low, high = range_pair(v, lo=0.0, hi=96000.0, what="band edge in Hz")
-        if low <= 0:
-            raise ValueError(f"expected band edges above 0 Hz, got [{low:g}, {high:g}]")
-        return (low, high)
+        return _above_zero(v, 96000.0, "band edge in Hz", "band edges above 0 Hz")
 
     @model_validator(mode="after")
     def _band(self) -> "TelephoneStage":
@@ -170,21 +167,30 @@ class BitDepthStage(StrictModel):
         return int_range(v, lo=2, hi=24, what="bits of the quantizer")
 
 
-def _freq(v: Any) -> tuple[float, float]:
-    low, high = range_pair(v, lo=0.0, hi=96000.0, what="frequency in Hz")
+def _above_zero(v: Any, hi: float, what: str, expected: str) -> tuple[float, float]:
+    """A ``[low, high]`` range within ``(0, hi]``: ``range_pair``, and a low end above 0."""
+    low, high = range_pair(v, lo=0.0, hi=hi, what=what)
     if low <= 0:
-        raise ValueError(f"expected frequencies above 0 Hz, got [{low:g}, {high:g}]")
+        raise ValueError(f"expected {expected}, got [{low:g}, {high:g}]")
     return (low, high)
 
 
-def _q(v: Any) -> tuple[float, float]:
-    low, high = range_pair(v, lo=0.0, hi=100.0, what="quality factor Q")
-    if low <= 0:
-        raise ValueError(f"expected Q above 0, got [{low:g}, {high:g}]")
-    return (low, high)
+class _Biquad(StrictModel):
+    """The validators of what every biquad stage draws: ``freq_hz`` and ``q`` (each stage
+    declares the fields, with its own defaults)."""
+
+    @field_validator("freq_hz_range", mode="before", check_fields=False)
+    @classmethod
+    def _freq_range(cls, v: Any) -> tuple[float, float]:
+        return _above_zero(v, 96000.0, "frequency in Hz", "frequencies above 0 Hz")
+
+    @field_validator("q_range", mode="before", check_fields=False)
+    @classmethod
+    def _q_range(cls, v: Any) -> tuple[float, float]:
+        return _above_zero(v, 100.0, "quality factor Q", "Q above 0")
 
 
-class EqStage(StrictModel):
+class EqStage(_Biquad):
     """A peaking, low-shelf or high-shelf biquad (RBJ cookbook) with ``freq_hz``,
     ``gain_db`` and ``q`` drawn."""
 
@@ -194,39 +200,19 @@ class EqStage(StrictModel):
     gain_db_range: tuple[float, float] = (-12.0, 12.0)
     q_range: tuple[float, float] = (0.5, 2.0)
 
-    @field_validator("freq_hz_range", mode="before")
-    @classmethod
-    def _freq_range(cls, v: Any) -> tuple[float, float]:
-        return _freq(v)
-
-    @field_validator("q_range", mode="before")
-    @classmethod
-    def _q_range(cls, v: Any) -> tuple[float, float]:
-        return _q(v)
-
     @field_validator("gain_db_range", mode="before")
     @classmethod
     def _gain(cls, v: Any) -> tuple[float, float]:
         return range_pair(v, lo=-40.0, hi=40.0, what="filter gain in dB")
 
 
-class NotchStage(StrictModel):
+class NotchStage(_Biquad):
     """A band-stop (notch) biquad (RBJ cookbook) with ``freq_hz`` and ``q`` drawn."""
 
     type: Literal["notch"]
     p: float = Field(1.0, ge=0.0, le=1.0)
     freq_hz_range: tuple[float, float]
     q_range: tuple[float, float] = (2.0, 10.0)
-
-    @field_validator("freq_hz_range", mode="before")
-    @classmethod
-    def _freq_range(cls, v: Any) -> tuple[float, float]:
-        return _freq(v)
-
-    @field_validator("q_range", mode="before")
-    @classmethod
-    def _q_range(cls, v: Any) -> tuple[float, float]:
-        return _q(v)
 
 
 ChannelStage = Annotated[
