@@ -1150,6 +1150,13 @@ class DecodeStore:
         self.decoded: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self.seen: dict[tuple, int] = {}
         self.too_long: set[tuple] = set()
+        self.owner = ""  # whom the decodes are held for (a run's pool index token)
+
+    def hold_for(self, owner: str) -> None:
+        """Keep the decodes for ``owner`` only: another owner starts empty."""
+        if owner != self.owner:
+            self.clear()
+            self.owner = owner
 
     def forget(self, path: str) -> None:
         """Drop what is held for ``path`` (after a decode error)."""

@@ -69,7 +69,6 @@ _GENERATED_BYTES = [0]
 # Whole decodes of long lossless noise files, kept across the shards a worker makes (each
 # shard's synthesizer has its own HandleCache): a noise file is decoded once per worker.
 _LOSSLESS = audio_io.DecodeStore()
-_LOSSLESS_RUN = [""]  # the pool index (run) the held decodes belong to
 _RIRS: OrderedDict[tuple[Any, ...], tuple[np.ndarray, int, float | None, float | None]] = OrderedDict()
 
 
@@ -388,9 +387,7 @@ class SpeechNoiseMixSynth(Synthesizer):
 
     def _handles(self) -> audio_io.HandleCache:
         if self._cache is None:
-            if _LOSSLESS_RUN[0] != self.index.token:  # another run: its files were checked anew
-                _LOSSLESS.clear()
-                _LOSSLESS_RUN[0] = self.index.token
+            _LOSSLESS.hold_for(self.index.token)  # another run's decodes go: its files were checked anew
             self._cache = audio_io.HandleCache(lossless=_LOSSLESS)
         return self._cache
 
