@@ -355,6 +355,20 @@ def test_a_segment_read_file_is_decoded_whole_once_its_reads_add_up_to_its_lengt
         assert not cache._lossless.decoded
 
 
+def test_a_file_named_to_the_store_is_decoded_whole_at_its_first_segment_read(tmp_path):
+    path = _write(tmp_path / "noise.flac", _noise(1.0), format="FLAC")  # 16,000 frames
+    other = _write(tmp_path / "other.flac", _noise(1.0, seed=3), format="FLAC")
+    store = audio_io.DecodeStore()
+    store.decode_at_first_read([path])
+    with HandleCache(lossless=store) as cache:
+        got = audio_io.read_mono(path, 100, 500, cache=cache)  # 500 of 16,000 frames: decoded now
+        audio_io.read_mono(other, 100, 500, cache=cache)  # not named: seeks until its reads add up
+        assert [k[0] for k in store.decoded] == [path]
+    assert got.tobytes() == audio_io.read_mono(path, 100, 500).tobytes()  # the samples a seek gives
+    store.hold_for("another run")  # a run's list goes with its decodes
+    assert not store.eager and not store.decoded
+
+
 def test_a_worker_keeps_a_whole_decode_across_its_shards_caches_until_the_file_changes(tmp_path):
     path = _write(tmp_path / "noise.flac", _noise(1.0), format="FLAC")
     store = audio_io.DecodeStore()  # one per worker (speech_noise_mix keeps it at module level)

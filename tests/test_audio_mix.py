@@ -86,6 +86,24 @@ def full(demo_corpus):
     return synth_for(full_data(demo_corpus), demo_corpus)
 
 
+def test_a_noise_pool_one_shard_reads_over_is_decoded_at_first_read_and_a_longer_one_is_not(demo_corpus):
+    data = full_data(demo_corpus)
+    recipe, synth = synth_for(data, demo_corpus)
+    index = synth.index
+    speech_s = float(np.mean(index.pools["speech"].duration_s))
+    per_shard = recipe.output.samples_per_shard * speech_s  # noise seconds one layer reads per shard
+    for name in ("cabin", "weather"):  # the pools with layers; hum is generated, clatter is events
+        assert float(np.sum(index.pools[name].duration_s)) > per_shard  # 8 samples read less than them
+    assert synth._read_over_per_shard() == []
+    data["output"]["samples_per_shard"] = 120
+    data["splits"] = {"train": {"samples": 120}}
+    recipe, synth = synth_for(data, demo_corpus)
+    expected = synth.index.pools["cabin"].paths + synth.index.pools["weather"].paths
+    for name in ("cabin", "weather"):  # 120 samples of speech outlast both pools
+        assert float(np.sum(synth.index.pools[name].duration_s)) <= 120 * speech_s
+    assert expected and synth._read_over_per_shard() == expected  # never the generator's items
+
+
 # --------------------------------------------------------------------------- exact levels
 
 

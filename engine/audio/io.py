@@ -71,7 +71,7 @@ import zlib
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Union
+from typing import Any, Iterable, Iterator, Union
 
 import numpy as np
 import pyarrow.fs as pafs
@@ -1143,6 +1143,11 @@ class DecodeStore:
     across the caches of its shards, so a long noise file is decoded once per worker; the
     budgets are those of the cache that adds a decode.
 
+    A file named in :meth:`decode_at_first_read` is decoded whole on its first segment
+    read instead of once the reads add up to its length: for a pool that every shard is
+    bound to read over (a single hour of noise under thousands of samples), the seeks
+    before the decode would be spent for nothing.
+
     Example: ``store = DecodeStore(); HandleCache(lossless=store)``
     """
 
@@ -1150,7 +1155,12 @@ class DecodeStore:
         self.decoded: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self.seen: dict[tuple, int] = {}
         self.too_long: set[tuple] = set()
+        self.eager: set[str] = set()
         self.owner = ""  # whom the decodes are held for (a run's pool index token)
+
+    def decode_at_first_read(self, paths: Iterable[str]) -> None:
+        """Decode these files whole on their first segment read (within the cache's budgets)."""
+        self.eager.update(os.fspath(p) for p in paths)
 
     def hold_for(self, owner: str) -> None:
         """Keep the decodes for ``owner`` only: another owner starts empty."""
@@ -1169,6 +1179,7 @@ class DecodeStore:
         self.decoded.clear()
         self.seen.clear()
         self.too_long.clear()
+        self.eager.clear()
 
 
 class HandleCache:
@@ -1189,7 +1200,9 @@ class HandleCache:
     whole too once the segments read from it add up to its length: from then on its reads
     are slices of that decode, the same samples its seek-and-read gave (libsndfile seeks
     these formats sample-exact), and the whole decode cost no more than the reads already
-    made. Whole reads (a speech utterance) never count. The same budgets hold.
+    made (or on its first segment read, for the files its :class:`DecodeStore` was told
+    will be read over anyway). Whole reads (a speech utterance) never count. The same
+    budgets hold.
     Not thread-safe (one per worker process).
 
     Example: ``with HandleCache() as cache: read_segment(path, 0, 16000, cache=cache)``
@@ -1267,7 +1280,7 @@ class HandleCache:
             return None
         seen = store.seen.get(ident, 0) + int(frames)
         store.seen[ident] = seen
-        if seen <= handle.frames:
+        if seen <= handle.frames and key not in store.eager:
             return None
         check = handle.subtype in _FLOAT_SUBTYPES
         pcm = self._decode_whole(_file_blocks(handle, key, check), handle.channels, handle.frames)

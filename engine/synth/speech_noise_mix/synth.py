@@ -388,8 +388,28 @@ class SpeechNoiseMixSynth(Synthesizer):
     def _handles(self) -> audio_io.HandleCache:
         if self._cache is None:
             _LOSSLESS.hold_for(self.index.token)  # another run's decodes go: its files were checked anew
+            _LOSSLESS.decode_at_first_read(self._read_over_per_shard())
             self._cache = audio_io.HandleCache(lossless=_LOSSLESS)
         return self._cache
+
+    def _read_over_per_shard(self) -> list[str]:
+        """The files of the noise pools that one shard is expected to read more of than
+        they hold (``samples_per_shard`` times the speech pool's mean length per layer
+        drawing from the pool, against the pool's total length): decoded whole at their
+        first read rather than after a pool's length of seeks (the same samples)."""
+        speech = self.index.pools[self.config.speech]
+        if not len(speech):
+            return []
+        per_layer = self.recipe.output.samples_per_shard * float(np.mean(speech.duration_s))
+        layers: dict[str, int] = {}
+        for name in [layer.pool for layer in self.config.noise]:
+            layers[name] = layers.get(name, 0) + 1
+        paths: list[str] = []
+        for name, n in layers.items():
+            pool = self.index.pools[name]
+            if pool.kind not in generators.GENERATOR_KINDS and float(np.sum(pool.duration_s)) <= n * per_layer:
+                paths += pool.paths
+        return paths
 
     def _pool_key(self, pool_name: str) -> str:
         """What defines a pool's items (its validated config), for the per-worker caches."""
