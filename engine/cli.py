@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .version import __version__
 from .errors import InputError, ShardsmithError
+from .env import arrow_without_pandas
 
 
 def _check_path(path: str, arg: str, want: str, fix: str) -> None:
@@ -535,6 +536,7 @@ def run_cli() -> None:
     logging, temporary files), the streams are flushed, and the process ends with the
     command's exit code.
     """
+    arrow_without_pandas()  # this process is shardsmith's own
     code = main()
     atexit._run_exitfuncs()
     sys.stdout.flush()

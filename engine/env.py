@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import os
+import sys
 from typing import MutableMapping
 
 # albumentations checks PyPI for updates on import unless told not to; we never want
@@ -29,3 +30,39 @@ def apply_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
 
 
 apply_defaults()
+
+
+class _PandasHeldBack:
+    """A meta path finder that makes ``import pandas`` fail, for one call (see below)."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas":
+            raise ImportError("pandas held back from pyarrow's first look (engine.env)")
+        return None
+
+
+def arrow_without_pandas() -> bool:
+    """Spare this process the pandas import pyarrow makes on its first array.
+
+    pyarrow imports pandas (when installed) the first time it builds an array from Python
+    objects, only to ask whether they are pandas objects: about 50 MB of memory and 0.2 s
+    in the driver and in every worker, where shardsmith never hands it one. Called once,
+    in the processes shardsmith owns (the ``shardsmith`` command, its Ray workers), before
+    anything else builds an array: pyarrow asks once, is told pandas is missing, and does
+    not ask again; a call that needs pandas (``Table.to_pandas``) still imports it then.
+    Returns whether pyarrow was told (False: pandas was loaded already, or pyarrow
+    had looked).
+
+    Example: ``arrow_without_pandas()  # at the top of a process's main``
+    """
+    if "pandas" in sys.modules or "pyarrow.pandas_compat" in sys.modules:
+        return False
+    import pyarrow as pa  # lazily: engine.env is imported before anything else and needs no Arrow
+
+    finder = _PandasHeldBack()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([0])  # pyarrow's one look for pandas happens here
+    finally:
+        sys.meta_path.remove(finder)
+    return "pandas" not in sys.modules

@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Sequence
 from tqdm import tqdm
 
 from .coverage import CoverageStats, analyze_coverage, check_forecast, describe_forecast, finish_coverage, new_coverage
+from .env import arrow_without_pandas
 from .errors import ClusterError, PoolIndexFault, ShardError, ShardsmithError
 from .layout import COVERAGE_FILE, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_RECORD_FILE, shard_paths
 from .plan import make_plan
@@ -258,13 +259,41 @@ def ray_session(address: str | None = None, workers: int | None = None) -> Itera
         yield ray
     finally:
         if started:
+            if address is None:
+                _end_local_monitor()
             ray.shutdown()
+
+
+def _end_local_monitor() -> None:
+    """Kill the autoscaler monitor of the local instance this run started, before
+    ``ray.shutdown()``.
+
+    Ray stops its processes one after another and gives each up to a second to exit on
+    SIGTERM; the monitor takes all of that second (measured with Ray 2.60: 1.0 s of a
+    1.1 s shutdown), at the end of every local run. A private single-node instance has
+    nothing for it to scale or save. Ray's private API (the version is locked); if it
+    changes, this does nothing and the shutdown takes its second.
+    """
+    try:
+        from ray._private import ray_constants  # lazily, like Ray itself (see _ray)
+        from ray._private import worker as ray_worker  # lazily, like Ray itself
+
+        infos = list(ray_worker._global_node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []))
+    except Exception:  # noqa: BLE001 - a changed private API: leave it to ray.shutdown()
+        return
+    for info in infos:
+        process = getattr(info, "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+            with contextlib.suppress(Exception):
+                process.wait(timeout=1)
 
 
 def _probe_chunk(fn: Callable[[str], Any], chunk: list[str]) -> list[Any]:
     # A module-level function: Ray pickles it by reference, not with the driver's globals.
     from .pools import thread_mapper as local_threads
 
+    arrow_without_pandas()  # a Ray worker is shardsmith's own process
     return local_threads(fn, chunk)
 
 
@@ -369,6 +398,7 @@ def _warm_worker(synth_type: str) -> None:
     # A module-level function run once per worker slot while the driver indexes: the
     # worker's imports (the engine's worker code, the synthesizer's package) are then not
     # paid by its first shard.
+    arrow_without_pandas()  # a Ray worker is shardsmith's own process
     from . import worker  # noqa: F401
     from .synth.registry import synthesizer_class
 
@@ -377,6 +407,7 @@ def _warm_worker(synth_type: str) -> None:
 
 def _shard_task(recipe_data: dict, base_dir: str, index: PoolIndex, spec: Any, out: str) -> dict:
     # Runs in a Ray worker: re-validate the recipe there (cheap) rather than pickling models.
+    arrow_without_pandas()  # once per worker (a no-op after the first)
     from .recipe import parse_recipe
     from .worker import make_shard
 

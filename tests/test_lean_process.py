@@ -1,0 +1,81 @@
+"""What shardsmith's own processes carry and leave behind: no pandas pulled in by pyarrow,
+and a local Ray instance ended whole (its autoscaler monitor first) at the end of a run.
+
+Each case runs in a fresh interpreter: the test process has pandas and Ray loaded already.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _python(code: str, timeout: float = 120) -> dict:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_pyarrow_is_kept_from_importing_pandas_and_pandas_still_loads_when_asked():
+    got = _python("""
+        import json, sys
+        from engine.env import arrow_without_pandas
+        told = arrow_without_pandas()
+        import pyarrow as pa, pyarrow.parquet as pq, io
+        t = pa.table({"a": pa.array([1, 2]), "s": ["x", "y"]})
+        buf = io.BytesIO(); pq.write_table(t, buf)
+        after_arrays = "pandas" in sys.modules
+        frame = pq.read_table(io.BytesIO(buf.getvalue())).to_pandas()  # asks for pandas: loads it
+        print(json.dumps({"told": told, "after_arrays": after_arrays, "rows": len(frame),
+                          "loaded": "pandas" in sys.modules, "again": arrow_without_pandas()}))
+    """)
+    assert got == {"told": True, "after_arrays": False, "rows": 2, "loaded": True, "again": False}
+
+
+def test_without_the_call_pyarrow_imports_pandas_for_its_first_array():
+    # The reason for the call: if pyarrow stops doing this, arrow_without_pandas can go.
+    got = _python("""
+        import json, sys
+        import pyarrow as pa
+        pa.array([0])
+        print(json.dumps({"pandas": "pandas" in sys.modules}))
+    """)
+    assert got == {"pandas": True}
+
+
+def test_a_local_ray_session_kills_its_monitor_and_leaves_no_process(tmp_path):
+    got = _python("""
+        import json, os
+        import ray
+        from engine.runtime import ray_session
+        from ray._private import worker as ray_worker
+        seen, shutdown = {}, ray.shutdown
+        def spy(*args, **kwargs):  # what the monitor is when Ray's own shutdown begins
+            seen["monitor_at_shutdown"] = monitor.poll()
+            return shutdown(*args, **kwargs)
+        ray.shutdown = spy
+        with ray_session(workers=1):
+            infos = ray_worker._global_node.all_processes
+            pids = {kind: [i.process.pid for i in items] for kind, items in infos.items()}
+            monitor = infos["monitor"][0].process
+        print(json.dumps({"pids": pids, **seen}))
+    """)
+    # Killed before Ray's shutdown began, not left to its one-second SIGTERM grace there.
+    assert got["monitor_at_shutdown"] == -9
+    for kind, pids in got["pids"].items():
+        for pid in pids:
+            assert not os.path.exists(f"/proc/{pid}") or _zombie(pid), f"{kind} ({pid}) left running"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
