@@ -45,6 +45,17 @@ def test_vendi_score_is_one_for_copies_and_m_for_far_apart_items():
     assert vendi_score(pairwise_mean_square(far), 1.0) == pytest.approx(5.0)
 
 
+@pytest.mark.parametrize("m", [2, 7, 300])
+def test_vendi_score_built_in_its_input_has_the_same_bits_and_uses_the_input(m):
+    d = pairwise_mean_square(np.random.default_rng(m).normal(size=(m, 66)))
+    kept = d.copy()
+    expected = vendi_score(d, 1.0)
+    assert np.array_equal(d, kept)  # left alone by default
+    assert vendi_score(d, 1.0, overwrite=True) == expected  # exactly: coverage.json's figure
+    assert not np.array_equal(d, kept)  # the kernel was built in it
+    assert vendi_score(d.astype(np.float32), 1.0, overwrite=True) > 0  # not float64: a copy, as before
+
+
 def test_participation_ratio_counts_independent_dimensions():
     assert participation_ratio(np.eye(4)) == pytest.approx(4.0)
     assert participation_ratio(np.ones((4, 4))) == pytest.approx(1.0)
@@ -54,6 +65,14 @@ def test_participation_ratio_counts_independent_dimensions():
 def test_pairwise_mean_square_is_the_squared_distance_over_the_dims():
     z = np.random.default_rng(0).standard_normal((7, 3))
     assert np.allclose(pairwise_mean_square(z, chunk=2), squared_distances(z, z) / 3)
+
+
+def test_pairwise_mean_square_has_the_same_bits_whatever_the_chunk():
+    # The coverage report's Vendi score and near-duplicate rates come from these bits.
+    z = np.random.default_rng(3).standard_normal((61, 66))
+    whole = pairwise_mean_square(z, chunk=61)
+    for chunk in (1, 8, 64):
+        assert np.array_equal(pairwise_mean_square(z, chunk=chunk), whole)
 
 
 def test_wilson_interval_holds_the_rate_and_narrows_with_more_examples():
