@@ -216,6 +216,8 @@ def _tree(root: int) -> dict[int, int]:
 CLI_REPORTING_PEAK = """
 import atexit, os, sys
 from engine.cli import main
+from engine.env import arrow_without_pandas
+arrow_without_pandas()
 code = main(sys.argv[1:])
 atexit._run_exitfuncs()
 hwm = [line for line in open('/proc/self/status') if line.startswith('VmHWM:')][0].split()[1]
