@@ -128,7 +128,7 @@ def _print(got: dict) -> None:
     last = 0.0
     print(f"  {'time':>9s}  {'step':>8s}  {'driver RSS':>10s}  phase")
     for t, what, rss in got["marks"]:
-        print(f"  {t:7.2f} s  (+{t - last:5.2f})  {rss:7d} MB  {what}")
+        print(f"  {t:7.2f} s  (+{max(t - last, 0.0):5.2f})  {rss:7d} MB  {what}")
         last = t
     marks = {what: t for t, what, _ in got["marks"]}
     shards = [t for t, what, _ in got["marks"] if what.startswith("shard ")]
