@@ -191,9 +191,11 @@ def one_direct(n: int, corpus: Path, out: Path) -> dict:
 
 
 def one_resume(n: int, corpus: Path, out: Path) -> dict:
-    """A re-run's driver steps over the output ``one_direct`` left: claim (the run record
-    rewritten), one listing and every commit record (each merged into the coverage of the
-    resumed run as it is read; no shard read back), the run record and coverage.json again."""
+    """A re-run's driver steps over the output ``one_direct`` left, as ``engine.run`` takes
+    them: the claim (one listing and every commit record, read once: the run record
+    rewritten from them and each merged into the coverage of the resumed run as it is
+    read; no shard read back), the resume state from the claim's listing, the run record
+    and coverage.json again."""
     from engine.coverage import finish_coverage, new_coverage
     from engine.plan import make_plan
     from engine.resume import DONE
@@ -203,10 +205,10 @@ def one_resume(n: int, corpus: Path, out: Path) -> dict:
     written = json.loads((out / "coverage.json").read_text())
     t, c = time.perf_counter(), time.process_time()
     sink = OutputSink(out, recipe, make_plan(recipe))
-    start = sink.on_write_start(overwrite=False)
-    assert not start.fresh
-    seeded = new_coverage(sink.store, recipe)
-    state = sink.resume_state(sink.listing(fold=lambda spec, record: seeded.add_shard(record, spec.split)))
+    seeded = new_coverage(sink.store, recipe)  # the run makes it from the pool index it just made
+    start = sink.on_write_start(overwrite=False, fold=lambda spec, record: seeded.add_shard(record, spec.split))
+    assert not start.fresh and start.listing is not None
+    state = sink.resume_state(start.listing)
     assert state.count(DONE) == n
     known = sink.commits(state)
     del state

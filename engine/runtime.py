@@ -41,8 +41,8 @@ from .plan import make_plan
 from .pools import PoolIndex, index_pools, record_fault, thread_mapper
 from .recipe import Recipe, recipe_to_dict
 from .report import count
-from .resume import DAMAGED, DONE, ResumeState, slim_record, stats_problem
-from .sink import OutputSink, read_back
+from .resume import DAMAGED, DONE, Listing, ResumeState, slim_record, stats_problem
+from .sink import OutputSink, pool_index_bytes, read_back
 from .storage import read_json_many
 
 # Pools with more files (or bytes) than this to validate are probed as Ray tasks rather
@@ -444,14 +444,18 @@ def _as_finished(submit: Callable[[Any], Any], items: Sequence[Any], limit: int,
 
 
 def _resume_state(sink: OutputSink, limit: int, say: Callable[[str], None], coverage: CoverageStats,
-                  verify: bool = False) -> ResumeState:
-    """The cheap checks (stats, recipe, rows, size) of every planned shard from one listing;
-    with ``verify``, then the sha256 of each shard that passed them, read back here or by
-    the workers. Without it a finished shard is trusted by its commit record: no shard is
-    read. The stats of every finished shard are added to ``coverage``, from the records
-    read for the checks (with ``verify``, once the digests have judged the shards)."""
+                  verify: bool = False, listing: Listing | None = None) -> ResumeState:
+    """The cheap checks (stats, recipe, rows, size) of every planned shard from one listing
+    (``listing``: the claim's, whose records were folded into ``coverage`` already; else
+    one made here); with ``verify``, then the sha256 of each shard that passed them, read
+    back here or by the workers. Without it a finished shard is trusted by its commit
+    record: no shard is read. The stats of every finished shard are added to ``coverage``,
+    from the records read for the checks (with ``verify``, once the digests have judged
+    the shards)."""
     if not verify:
-        cheap = sink.resume_state(sink.listing(fold=lambda spec, record: coverage.add_shard(record, spec.split)))
+        if listing is None:
+            listing = sink.listing(fold=lambda spec, record: coverage.add_shard(record, spec.split))
+        cheap = sink.resume_state(listing)
         finished = cheap.named(DONE)
         if finished:
             say(f"trusting {count(len(finished), 'finished shard')} by their commit records (recipe hash, rows, size; "
@@ -652,7 +656,17 @@ def run(
         indexing.ray_ready(ray)
         warm_task = ray.remote(num_cpus=1)(_warm_worker)
         warm = [warm_task.remote(recipe.synth.type) for _ in range(workers or 1)]  # noqa: F841 - fire and forget
-        start = sink.on_write_start(overwrite=overwrite)
+        # A bad pool, a bad label or the guards refuse the run here, before OUT is claimed
+        # (the lease goes with the scope, and the folder when this run made it).
+        index, forecast = indexing.result()
+        # The coverage report is merged as shards finish, seeded with the stats of the
+        # finished ones from the commit records the claim reads anyway (each read once): the
+        # end of the run reads no stats file again. Its catalog comes from the pool index's
+        # bytes, written to OUT once the claim is made.
+        pool_index = pool_index_bytes(index)
+        coverage = new_coverage(None, recipe, pool_index)
+        fold = None if verify else (lambda spec, record: coverage.add_shard(record, spec.split))
+        start = sink.on_write_start(overwrite=overwrite, fold=fold)
         try:
             if start.took_over:
                 say(f"took over {start.took_over}")
@@ -661,24 +675,16 @@ def run(
                     f"{RUN_RECORD_FILE}")
             if start.removed_temporary:
                 say(f"removed {count(start.removed_temporary, 'temporary file')} left by an interrupted run")
-            try:
-                index, forecast = indexing.result()
-                say(f"indexed pools in {indexing.seconds:.1f} s (while Ray started):\n{index.summary()}")
-            except ShardsmithError:  # a bad pool, a bad label, the guards
-                sink.withdraw(start)  # a refused run leaves no claim on the folder (nor the folder it made)
-                raise
+            say(f"indexed pools in {indexing.seconds:.1f} s (while Ray started):\n{index.summary()}")
             say(describe_forecast(forecast))
             if not forecast["passed"]:
                 say("going ahead although the forecast fails the guards (--allow-narrow)")
-            sink.record_pools(index)
+            sink.record_pools(index, pool_index)
 
             limit = workers or max(1, int(ray.available_resources().get("CPU", 1)))
-            # The coverage report is merged as shards finish, seeded with the stats of the
-            # finished ones (from the records the resume check reads anyway): the end of the
-            # run reads no stats file again. ``known``: the commit records (slim) of the
-            # finished shards, so the run record at the end reads none again either.
-            coverage = new_coverage(sink.store, recipe)
-            state = _resume_state(sink, limit, say, coverage, verify)
+            # ``known``: the commit records (slim) of the finished shards, so the run record
+            # at the end reads none again either.
+            state = _resume_state(sink, limit, say, coverage, verify, start.listing)
             if state.stale:
                 say(f"leaving {count(len(state.stale), 'shard')} of another plan alone (not in this run's record): "
                     + ", ".join(list(state.stale)[:5]) + (" ..." if len(state.stale) > 5 else ""))

@@ -93,6 +93,9 @@ class WriteStart:
     migrated: bool
     removed_temporary: int
     took_over: str = ""  # whose lease this run took over (its holder had ended), if any
+    # The listing the claim made (its run record lists the shards already done): a run
+    # takes its resume state from it instead of reading every commit record again.
+    listing: Listing | None = None
 
 
 # Stats records read per batch of a listing: enough to keep the reading threads busy,
@@ -153,12 +156,16 @@ class OutputSink:
 
     # ------------------------------------------------------------------ start
 
-    def on_write_start(self, *, overwrite: bool) -> WriteStart:
-        """Check and claim OUT before any work (see the module docstring)."""
+    def on_write_start(self, *, overwrite: bool,
+                       fold: Callable[[ShardSpec, dict[str, Any]], None] | None = None) -> WriteStart:
+        """Check and claim OUT before any work (see the module docstring). The claim lists
+        OUT and reads the commit record of every finished shard once; ``fold`` is given
+        each record that passes the cheap checks, whole (the coverage merge; see
+        :meth:`listing`), and the listing is in the returned :class:`WriteStart`."""
         if self.lease is None:
             self.take_lease()
         try:
-            return self._claim(overwrite=overwrite, created=bool(self._made))
+            return self._claim(overwrite=overwrite, created=bool(self._made), fold=fold)
         except BaseException:
             self.give_up_lease()
             raise
@@ -197,7 +204,8 @@ class OutputSink:
                 break
         self._made = []
 
-    def _claim(self, *, overwrite: bool, created: bool) -> WriteStart:
+    def _claim(self, *, overwrite: bool, created: bool,
+               fold: Callable[[ShardSpec, dict[str, Any]], None] | None = None) -> WriteStart:
         store = self.store
         rhash = recipe_hash(self.recipe)
         found = find_run_record(store, lean=True)  # its recipe is checked; its long lists are not needed
@@ -219,10 +227,12 @@ class OutputSink:
                 "output; choose an empty or new location for --out"
             )
         # Claim OUT before any shard exists, so a killed run is resumable.
-        self._write_run_record(build_run_record(self.recipe, self.plan, self.resume_state(self.listing()), lazy=True))
+        listing = self.listing(fold=fold)
+        self._write_run_record(build_run_record(self.recipe, self.plan, self.resume_state(listing), lazy=True))
         migrated = self._drop_legacy_record()
         return WriteStart(fresh=found is None, created=created, migrated=migrated,
-                          removed_temporary=self.clean_temporary(), took_over=self.lease.took_over if self.lease else "")
+                          removed_temporary=self.clean_temporary(), took_over=self.lease.took_over if self.lease else "",
+                          listing=listing)
 
     def _drop_legacy_record(self) -> bool:
         """Remove an older output's ``manifest.json`` once ``run.json`` holds its record.
@@ -249,14 +259,13 @@ class OutputSink:
             with contextlib.suppress(OSError):
                 self.store.local_path().rmdir()
 
-    def record_pools(self, index: PoolIndex) -> None:
-        """Write ``pool_index.parquet`` (coverage needs what was available) and the rejects
-        found while indexing; refuse to resume when the pools changed."""
+    def record_pools(self, index: PoolIndex, data: bytes | None = None) -> None:
+        """Write ``pool_index.parquet`` (coverage needs what was available; ``data``: its
+        bytes from :func:`pool_index_bytes`, made already) and the rejects found while
+        indexing; refuse to resume when the pools changed."""
         table = pool_index_table(index)
         self._check_pools_unchanged(table)
-        buffer = pa.BufferOutputStream()
-        pq.write_table(table, buffer)
-        self.store.write_bytes(POOL_INDEX_FILE, buffer.getvalue().to_pybytes())
+        self.store.write_bytes(POOL_INDEX_FILE, pool_index_bytes(index, table) if data is None else data)
         if index.rejects:
             self.write_rejects(index.rejects)
 
@@ -588,4 +597,17 @@ def pool_index_table(index: PoolIndex) -> pa.Table:
     return pa.table(rows)
 
 
-__all__ = ["OutputSink", "WriteStart", "read_back", "remove_listed", "pool_index_table", "write_probe"]
+def pool_index_bytes(index: PoolIndex, table: pa.Table | None = None) -> bytes:
+    """``pool_index.parquet`` of ``index`` as bytes (``table``: its
+    :func:`pool_index_table`, made already): what :meth:`OutputSink.record_pools` writes,
+    and what a run's coverage merge takes its catalog from before the file is written.
+
+    Example: ``catalog_from_parquet(io.BytesIO(pool_index_bytes(index)))``
+    """
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pool_index_table(index) if table is None else table, buffer)
+    return buffer.getvalue().to_pybytes()
+
+
+__all__ = ["OutputSink", "WriteStart", "read_back", "remove_listed", "pool_index_table", "pool_index_bytes",
+           "write_probe"]

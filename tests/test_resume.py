@@ -228,6 +228,21 @@ def test_the_coverage_merged_as_shards_finish_is_the_report_over_the_stats_files
     files[0].unlink()
     files[3].unlink()
     (out / "coverage.json").unlink()
+    from engine.storage import Store
+
+    stats_reads: list[str] = []
+    read_bytes = Store.read_bytes
+
+    def counted(self, rel):
+        if rel.endswith(".stats.json"):
+            stats_reads.append(rel)
+        return read_bytes(self, rel)
+
+    monkeypatch.setattr(Store, "read_bytes", counted)
     summary = run(load_recipe(path), out, workers=2, progress=False)
     assert (summary.shards_written, summary.shards_skipped) == (2, len(files) - 2)
     assert (out / "coverage.json").read_bytes() == (tmp_path / "analyzed.json").read_bytes()
+    # Each finished shard's commit record was read once in the whole re-run (by the claim;
+    # the resume check and the coverage merge took it from there), the rewritten ones never.
+    assert sorted(stats_reads) == sorted({str(f.relative_to(out))[: -len(f.suffix)] + ".stats.json"
+                                          for i, f in enumerate(files) if i not in (0, 3)})

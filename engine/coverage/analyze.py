@@ -11,6 +11,8 @@ Example::
 
 from __future__ import annotations
 
+import io
+
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +84,20 @@ def start_coverage(out: str | Path | Store, recipe: Any = None) -> tuple[dict[st
     return manifest, recipe, new_coverage(store, recipe)
 
 
-def new_coverage(out: str | Path | Store, recipe: Any) -> CoverageStats:
-    """An empty :class:`CoverageStats` for ``recipe`` over the catalog of OUT's pool index.
+def new_coverage(out: str | Path | Store | None, recipe: Any, pool_index: bytes | None = None) -> CoverageStats:
+    """An empty :class:`CoverageStats` for ``recipe`` over the catalog of OUT's pool index
+    (or of ``pool_index``, that file's bytes before it is written).
 
     Example: ``cs = new_coverage("out/demo", recipe); cs.add_shard(record)``
     """
-    store = as_store(out)
-    if not store.exists(POOL_INDEX_FILE):
-        raise ShardError(f"{store.display(POOL_INDEX_FILE)}: pool index not found; it is written when a run starts")
-    with store.open_input(POOL_INDEX_FILE) as f:
-        catalog = catalog_from_parquet(f)
+    if pool_index is not None:
+        catalog = catalog_from_parquet(io.BytesIO(pool_index))
+    else:
+        store = as_store(out)
+        if not store.exists(POOL_INDEX_FILE):
+            raise ShardError(f"{store.display(POOL_INDEX_FILE)}: pool index not found; it is written when a run starts")
+        with store.open_input(POOL_INDEX_FILE) as f:
+            catalog = catalog_from_parquet(f)
     split_holdout = {name: cfg.holdout for name, cfg in recipe.splits.items()}
     return CoverageStats(catalog, split_holdout)
 
