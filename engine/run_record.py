@@ -22,7 +22,7 @@ import codecs
 import json
 from array import array
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pyarrow as pa
 
@@ -41,7 +41,8 @@ def is_run_record(data: Any) -> bool:
     return isinstance(data, dict) and isinstance(data.get("recipe_hash"), str) and isinstance(data.get("splits"), dict)
 
 
-def find_run_record(out: str | Path | Store, *, lean: bool = False) -> tuple[str, dict[str, Any]] | None:
+def find_run_record(out: str | Path | Store, *, lean: bool = False,
+                    entry: Callable[[tuple[str, ...], Any], None] | None = None) -> tuple[str, dict[str, Any]] | None:
     """``(file name, record)`` of an output's run record: ``run.json``, else an older
     output's ``manifest.json``; None when there is neither. A record that is unreadable or
     not shardsmith's is a :class:`ShardError` (nothing may be written beside it).
@@ -49,14 +50,16 @@ def find_run_record(out: str | Path | Store, *, lean: bool = False) -> tuple[str
     With ``lean``, the lists that grow with the shards (each split's ``shards``,
     ``planned_files``) are checked as JSON but left out of the record (empty tuples): a
     run record of 10^5 shards is read in a few MB, for what does not need them (the
-    recipe hash a resume checks).
+    recipe hash a resume checks). ``entry(path, value)`` is then given each of their
+    entries as it is read (``path``: ``("splits", "train", "shards")`` or
+    ``("planned_files",)``), to keep what it needs of them.
 
-    Example: ``find_run_record("out/demo")[0] in ("run.json", "manifest.json")``
+    Example: ``find_run_record("out/demo", lean=True, entry=lambda path, e: print(path[1], e["stats"]))``
     """
     store = as_store(out)
     for rel in (RUN_RECORD_FILE, LEGACY_RUN_RECORD_FILE):
         if store.exists(rel):
-            return rel, _parse(store, rel, lean=lean)
+            return rel, _parse(store, rel, lean=lean or entry is not None, entry=entry)
     return None
 
 
@@ -122,7 +125,8 @@ class _JsonStream:
             return value
 
 
-def _lean_value(s: _JsonStream, path: tuple[str, ...]) -> Any:
+def _lean_value(s: _JsonStream, path: tuple[str, ...], entry: Callable[[tuple[str, ...], Any], None] | None = None
+                ) -> Any:
     def fits(pattern: tuple[str | None, ...], prefix: bool) -> bool:
         return (len(path) < len(pattern) if prefix else len(path) == len(pattern)) and \
             all(p is None or p == k for p, k in zip(pattern, path))
@@ -134,7 +138,9 @@ def _lean_value(s: _JsonStream, path: tuple[str, ...]) -> Any:
             s.take("]")
             return ()
         while True:
-            s.value()  # checked, not kept
+            value = s.value()  # checked, not kept (``entry`` sees it)
+            if entry is not None:
+                entry(path, value)
             if s.take(",]") == "]":
                 return ()
     if c == "{" and any(fits(p, prefix=True) for p in _LONG_LISTS):
@@ -148,24 +154,25 @@ def _lean_value(s: _JsonStream, path: tuple[str, ...]) -> Any:
                 raise ValueError(f"expected a key at character {s.pos}")
             key = s.value()
             s.take(":")
-            out[key] = _lean_value(s, (*path, key))
+            out[key] = _lean_value(s, (*path, key), entry)
             if s.take(",}") == "}":
                 return out
     return s.value()
 
 
-def _read_lean(store: Store, rel: str) -> Any:
+def _read_lean(store: Store, rel: str, entry: Callable[[tuple[str, ...], Any], None] | None = None) -> Any:
     with store.open_input(rel) as f:
         s = _JsonStream(f)
-        data = _lean_value(s, ())
+        data = _lean_value(s, (), entry)
         if s.peek():
             raise ValueError(f"extra data at character {s.pos}")
     return data
 
 
-def _parse(store: Store, rel: str, *, lean: bool = False) -> dict[str, Any]:
+def _parse(store: Store, rel: str, *, lean: bool = False,
+           entry: Callable[[tuple[str, ...], Any], None] | None = None) -> dict[str, Any]:
     try:
-        data = _read_lean(store, rel) if lean else json.loads(store.read_bytes(rel).decode("utf-8"))
+        data = _read_lean(store, rel, entry) if lean else json.loads(store.read_bytes(rel).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ShardError(
             f"{store.display(rel)}: run record is unreadable ({exc}); move it away or use another --out"

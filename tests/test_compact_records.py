@@ -205,6 +205,33 @@ def test_a_lean_read_of_the_run_record_keeps_all_but_the_long_lists(tmp_path):
         rr._JsonStream.CHUNK = old
 
 
+def test_a_lean_read_gives_each_long_list_entry_to_the_caller_in_order(tmp_path):
+    from engine.run_record import find_run_record
+
+    record = {"recipe_hash": "x", "planned_files": ["a", "b"],
+              "splits": {"train": {"shards": [{"stats": "t0"}, {"stats": "t1"}], "rows": 2},
+                         "dev": {"shards": [{"stats": "d0"}]}}}
+    (tmp_path / "run.json").write_text(json.dumps(record, indent=1))
+    seen = []
+    _, lean = find_run_record(tmp_path, entry=lambda path, value: seen.append((path, value)))  # lean implied
+    assert lean["splits"]["train"] == {"shards": (), "rows": 2}
+    assert seen == [(("planned_files",), "a"), (("planned_files",), "b"),
+                    (("splits", "train", "shards"), {"stats": "t0"}), (("splits", "train", "shards"), {"stats": "t1"}),
+                    (("splits", "dev", "shards"), {"stats": "d0"})]
+
+
+def test_the_analyzer_refuses_a_run_record_shard_entry_without_a_stats_path(tmp_path):
+    import pytest
+
+    from engine.coverage import load_coverage_stats
+    from engine.errors import ShardError
+
+    record = {"recipe_hash": "x", "recipe": {}, "splits": {"train": {"shards": [{"file": "train/a.arrow"}]}}}
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ShardError, match="split 'train' in the run record names no stats file"):
+        load_coverage_stats(tmp_path)
+
+
 def test_a_lean_read_refuses_what_a_whole_read_refuses(tmp_path):
     import pytest
 

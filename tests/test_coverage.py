@@ -422,7 +422,7 @@ def test_narrow_run_is_refused_then_reports_the_true_reuse_with_allow_narrow(
 
 
 @pytest.mark.ray
-def test_the_same_recipe_over_many_long_noise_files_passes(ray_local, demo_corpus, tmp_path, capsys):
+def test_the_same_recipe_over_many_long_noise_files_passes(ray_local, demo_corpus, tmp_path, capsys, monkeypatch):
     data = narrow_recipe(demo_corpus, [str(demo_corpus / "noise" / "*" / "*.wav")])
     path = write_recipe(tmp_path / "wide.yaml", data)
     out = tmp_path / "out"
@@ -433,6 +433,20 @@ def test_the_same_recipe_over_many_long_noise_files_passes(ray_local, demo_corpu
     assert report["params"]["noise[0].snr_db"]["range_covered"] == 1.0
     assert report["embedding"]["vendi_score"] > 1
     assert "coverage guards: passed" in capsys.readouterr().out
+
+    # `shardsmith coverage OUT` streams the run record (keeping each shard's split and stats
+    # path only) rather than reading it whole: for 10^5 shards, not a dict per shard.
+    from engine.coverage import load_coverage_stats
+    from engine.storage import Store
+
+    read_bytes = Store.read_bytes
+
+    def no_whole_record(self, rel):
+        assert not rel.endswith("run.json"), "the analyzer read the run record whole"
+        return read_bytes(self, rel)
+
+    monkeypatch.setattr(Store, "read_bytes", no_whole_record)
+    assert load_coverage_stats(out)[0] == report
 
 
 def test_embedding_sums_stay_exact_on_the_int64_fast_path_and_beyond_it():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ShardError
 from ..layout import POOL_INDEX_FILE, PROBE_FILE
@@ -40,13 +40,24 @@ def load_coverage_stats(out: str | Path, recipe: Any = None) -> tuple[dict[str, 
     """The report and the merged :class:`CoverageStats` (for plots) of a run's output.
 
     The stats files are read ahead by threads (:func:`~engine.storage.read_json_many`: reading overlaps
-    the merge), and merged in the run record's order."""
+    the merge), and merged in the run record's order. Of the run record's shard entries
+    only each one's split and stats path are kept (the record is read as a stream): for
+    10^5 shards a few MB, not a dict per shard."""
     store = as_store(out)
-    manifest, recipe, cs = start_coverage(store, recipe)
-    entries = [shard for entry in manifest.get("splits", {}).values() for shard in entry.get("shards", [])]
-    splits = [split for split, entry in manifest.get("splits", {}).items() for _ in entry.get("shards", [])]
-    for split, shard, record in zip(splits, entries, read_json_many(store, [shard["stats"] for shard in entries])):
-        check_record(store, shard["stats"], record)
+    splits: list[str] = []
+    stats: list[str] = []
+
+    def keep(path: tuple[str, ...], shard: Any) -> None:
+        if len(path) == 3 and path[0] == "splits":  # ("splits", split, "shards")
+            if not isinstance(shard, dict) or not isinstance(shard.get("stats"), str):
+                raise ShardError(f"{store.display()}: a shard entry of split {path[1]!r} in the run record "
+                                 "names no stats file; re-run the recipe into this folder to rewrite the record")
+            splits.append(path[1])
+            stats.append(shard["stats"])
+
+    manifest, recipe, cs = start_coverage(store, recipe, entry=keep)
+    for split, rel, record in zip(splits, stats, read_json_many(store, stats)):
+        check_record(store, rel, record)
         cs.add_shard(record, split)  # type: ignore[arg-type]
     return finish_coverage(cs, recipe, manifest), cs
 
@@ -62,16 +73,20 @@ def check_record(store: Store, rel: str, record: dict[str, Any] | None) -> None:
                          "recipe into this folder to rewrite the shard")
 
 
-def start_coverage(out: str | Path | Store, recipe: Any = None) -> tuple[dict[str, Any], Any, CoverageStats]:
+def start_coverage(out: str | Path | Store, recipe: Any = None,
+                   entry: Callable[[tuple[str, ...], Any], None] | None = None
+                   ) -> tuple[dict[str, Any], Any, CoverageStats]:
     """``(run record, recipe, an empty CoverageStats)`` of an output: the catalog from its
     pool index. A run starts one this way and adds each shard's stats record as the shard
     finishes, so the report at its end reads no stats file again (:func:`finish_coverage`).
+    With ``entry``, the record is read lean and its long lists' entries go to ``entry``
+    (see :func:`~engine.run_record.find_run_record`).
 
     Example: ``record, recipe, cs = start_coverage("out/demo")``
     """
     store = as_store(out)
     out = store.display()
-    found = find_run_record(store)
+    found = find_run_record(store, entry=entry)
     if found is None:
         raise ShardError(f"{out}: no run record (run.json); is this a shardsmith output folder?")
     record_file, manifest = found
