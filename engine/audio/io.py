@@ -1138,10 +1138,12 @@ def _bytes_per_frame(subtype: str, channels: int) -> int:
 
 
 class DecodeStore:
-    """Whole decodes of lossless files read in segments (see :class:`HandleCache`), keyed
-    by path, size and mtime, with the frames read so far from each. A worker keeps one
-    across the caches of its shards, so a long noise file is decoded once per worker; the
-    budgets are those of the cache that adds a decode.
+    """Whole decodes held by key (see :class:`HandleCache`), least recently used first,
+    and the keys known to fit neither budget. A cache holds its MP3, Opus and Vorbis
+    decodes in one of its own, by path. The lossless files read in segments go in another,
+    keyed by path, size and mtime, with the frames read so far from each: a worker keeps
+    that one across the caches of its shards, so a long noise file is decoded once per
+    worker. The budgets are those of the cache that adds a decode.
 
     A file named in :meth:`decode_at_first_read` is decoded whole on its first segment
     read instead of once the reads add up to its length: for a pool that every shard is
@@ -1157,6 +1159,14 @@ class DecodeStore:
         self.too_long: set[tuple] = set()
         self.eager: set[str] = set()
         self.owner = ""  # whom the decodes are held for (a run's pool index token)
+
+    def held(self, key: Any) -> np.ndarray | None:
+        """The decode held under ``key`` (now the most recently used), or None: not decoded
+        yet, or known to fit neither budget (``key in self.too_long``)."""
+        pcm = self.decoded.get(key)
+        if pcm is not None:
+            self.decoded.move_to_end(key)
+        return pcm
 
     def decode_at_first_read(self, paths: Iterable[str]) -> None:
         """Decode these files whole on their first segment read (within the cache's budgets)."""
@@ -1221,8 +1231,9 @@ class HandleCache:
         self.capacity = capacity
         self.decoded_bytes, self.spill_bytes, self.spill_dir = int(decoded_bytes), int(spill_bytes), spill_dir
         self._handles: OrderedDict[str, _Source] = OrderedDict()
-        self._decoded: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._too_long: set[str] = set()
+        # whole decodes of MP3, Opus and Vorbis files (by path): this cache's own
+        self._compressed = DecodeStore()
+        self._decoded = self._compressed.decoded  # the same table, by its older name
         # whole decodes of lossless files read in segments: this cache's own, or a store a
         # worker keeps across its caches (one per shard) so that a noise file is decoded once
         self._lossless = lossless if lossless is not None else DecodeStore()
@@ -1252,14 +1263,11 @@ class HandleCache:
     def decoded(self, stream: _Stream) -> np.ndarray | None:
         """The whole decode of a stream, read-only (in memory or memory-mapped), or None if
         it fits neither budget."""
-        key = stream.path
-        pcm = self._decoded.get(key)
-        if pcm is not None:
-            self._decoded.move_to_end(key)
+        key, store = stream.path, self._compressed
+        pcm = store.held(key)
+        if pcm is not None or key in store.too_long:
             return pcm
-        if key in self._too_long:
-            return None
-        return self._keep(key, self._decode_whole(_stream_blocks(stream), stream.channels, stream.frames))
+        return self._keep(key, self._decode_whole(_stream_blocks(stream), stream.channels, stream.frames), store)
 
     def hot(self, handle: sf.SoundFile, path: str, frames: int) -> np.ndarray | None:
         """The whole decode of a lossless file read in segments, ``(frames, channels)``
@@ -1272,28 +1280,24 @@ class HandleCache:
             return None
         ident = (key, st.st_size, st.st_mtime_ns)  # a rewritten file is another entry
         store = self._lossless
-        pcm = store.decoded.get(ident)
-        if pcm is not None:
-            store.decoded.move_to_end(ident)
+        pcm = store.held(ident)
+        if pcm is not None or ident in store.too_long:
             return pcm
-        if ident in store.too_long:
-            return None
         seen = store.seen.get(ident, 0) + int(frames)
         store.seen[ident] = seen
         if seen <= handle.frames and key not in store.eager:
             return None
         check = handle.subtype in _FLOAT_SUBTYPES
         pcm = self._decode_whole(_file_blocks(handle, key, check), handle.channels, handle.frames)
-        return self._keep(ident, pcm, store.decoded, store.too_long)
+        return self._keep(ident, pcm, store)
 
-    def _keep(self, key: Any, pcm: np.ndarray | None, held_by: OrderedDict | None = None,
-              too_long: set | None = None) -> np.ndarray | None:
-        """Hold a whole decode in ``held_by`` (default: this cache's; None: too long for
-        either budget, remembered), evicting the least recently used ones beyond the budgets."""
-        held_by = self._decoded if held_by is None else held_by
+    def _keep(self, key: Any, pcm: np.ndarray | None, store: DecodeStore) -> np.ndarray | None:
+        """Hold a whole decode in ``store`` (None: too long for either budget, remembered),
+        evicting the least recently used ones beyond this cache's budgets."""
         if pcm is None:
-            (self._too_long if too_long is None else too_long).add(key)
+            store.too_long.add(key)
             return None
+        held_by = store.decoded
         held_by[key] = pcm
         for spilled in (False, True):
             budget = self.spill_bytes if spilled else self.decoded_bytes
@@ -1342,7 +1346,7 @@ class HandleCache:
     def discard(self, path: str) -> None:
         """Close and forget the handle of ``path`` (after a decode error left it in a bad state)."""
         key = os.fspath(path)
-        self._decoded.pop(key, None)
+        self._compressed.decoded.pop(key, None)
         self._lossless.forget(key)
         handle = self._handles.pop(key, None)
         if handle is not None:
@@ -1350,8 +1354,7 @@ class HandleCache:
 
     def close(self) -> None:
         """Close every open handle and drop the decodes."""
-        self._decoded.clear()
-        self._too_long.clear()
+        self._compressed.clear()
         while self._handles:
             _, handle = self._handles.popitem()
             handle.close()
