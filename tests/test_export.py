@@ -26,6 +26,7 @@ from engine.statistics import round_floats
 from engine.synth.base import SIDECAR_DIGITS
 
 from .conftest import all_rows, small_recipe, write_recipe
+from .test_image_run import composite_recipe
 from .test_replay import write_without_ray
 
 
@@ -48,19 +49,12 @@ def relative_out(demo_corpus, tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def composite_out(demo_corpus, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("export_composite")
-    data = {
-        "name": "t_composite",
-        "seed": 3,
-        "output": {"format": "arrow", "samples_per_shard": 4, "image_format": "png"},
-        "pools": {
-            "objects": {"kind": "image", "mode": "rgba",
-                        "manifest": str(demo_corpus / "images" / "foregrounds" / "manifest.csv")},
-            "scenes": {"kind": "image", "paths": [str(demo_corpus / "images" / "backgrounds" / "*.png")]},
-        },
-        "splits": {"train": {"samples": 3}},
-        "synth": {"type": "image_composite", "foregrounds": "objects", "backgrounds": "scenes",
-                  "count_range": [2, 3], "transforms": [{"Affine": {"rotate": [-15, 15], "p": 0.5}}]},
-    }
+    data = composite_recipe(demo_corpus)  # test_image_run's, smaller, 2-3 objects, rotated only
+    del data["guards"]
+    data["seed"] = 3
+    data["output"]["samples_per_shard"] = 4
+    data["splits"] = {"train": {"samples": 3}}
+    data["synth"].update(count_range=[2, 3], transforms=[{"Affine": {"rotate": [-15, 15], "p": 0.5}}])
     return write_without_ray(write_recipe(d / "r.yaml", data), d / "out")
 
 

@@ -26,6 +26,7 @@ from engine.sink import OutputSink
 from engine.worker import make_shard
 
 from .conftest import all_rows, small_recipe, tree_on_s3, write_recipe
+from .test_image_run import composite_recipe
 
 SR = 16000
 
@@ -59,20 +60,10 @@ def audio_out(demo_corpus, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def composite_out(demo_corpus, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("replay_composite")
-    data = {
-        "name": "t_composite",
-        "seed": 12,
-        "output": {"format": "arrow", "samples_per_shard": 3, "image_format": "png"},
-        "pools": {
-            "objects": {"kind": "image", "mode": "rgba",
-                        "manifest": str(demo_corpus / "images" / "foregrounds" / "manifest.csv")},
-            "scenes": {"kind": "image", "paths": [str(demo_corpus / "images" / "backgrounds" / "*.png")]},
-        },
-        "splits": {"train": {"samples": 4}},
-        "synth": {"type": "image_composite", "foregrounds": "objects", "backgrounds": "scenes",
-                  "count_range": [1, 3], "transforms": [{"HorizontalFlip": {"p": 0.5}},
-                                                        {"Affine": {"rotate": [-15, 15], "p": 0.5}}]},
-    }
+    data = composite_recipe(demo_corpus)  # test_image_run's, smaller
+    del data["guards"]
+    data["output"]["samples_per_shard"] = 3
+    data["splits"] = {"train": {"samples": 4}}
     return write_without_ray(write_recipe(d / "r.yaml", data), d / "out")
 
 
