@@ -32,6 +32,9 @@ def apply_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
 apply_defaults()
 
 
+_ARROW_TOLD = False  # pyarrow was told once in this process: later calls (one per shard) do nothing
+
+
 class _PandasHeldBack:
     """A meta path finder that makes ``import pandas`` fail, for one call (see below)."""
 
@@ -50,12 +53,13 @@ def arrow_without_pandas() -> bool:
     in the processes shardsmith owns (the ``shardsmith`` command, its Ray workers), before
     anything else builds an array: pyarrow asks once, is told pandas is missing, and does
     not ask again; a call that needs pandas (``Table.to_pandas``) still imports it then.
-    Returns whether pyarrow was told (False: pandas was loaded already, or pyarrow
-    had looked).
+    Returns whether pyarrow was told by this call (False: pandas was loaded already, or
+    pyarrow had looked, or an earlier call told it).
 
     Example: ``arrow_without_pandas()  # at the top of a process's main``
     """
-    if "pandas" in sys.modules or "pyarrow.pandas_compat" in sys.modules:
+    global _ARROW_TOLD
+    if _ARROW_TOLD or "pandas" in sys.modules or "pyarrow.pandas_compat" in sys.modules:
         return False
     import pyarrow as pa  # lazily: engine.env is imported before anything else and needs no Arrow
 
@@ -65,4 +69,5 @@ def arrow_without_pandas() -> bool:
         pa.array([0])  # pyarrow's one look for pandas happens here
     finally:
         sys.meta_path.remove(finder)
-    return "pandas" not in sys.modules
+    _ARROW_TOLD = "pandas" not in sys.modules
+    return _ARROW_TOLD

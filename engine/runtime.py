@@ -444,17 +444,14 @@ def _as_finished(submit: Callable[[Any], Any], items: Sequence[Any], limit: int,
 
 
 def _resume_state(sink: OutputSink, limit: int, say: Callable[[str], None], coverage: CoverageStats,
-                  verify: bool = False, listing: Listing | None = None) -> ResumeState:
-    """The cheap checks (stats, recipe, rows, size) of every planned shard from one listing
-    (``listing``: the claim's, whose records were folded into ``coverage`` already; else
-    one made here); with ``verify``, then the sha256 of each shard that passed them, read
-    back here or by the workers. Without it a finished shard is trusted by its commit
-    record: no shard is read. The stats of every finished shard are added to ``coverage``,
-    from the records read for the checks (with ``verify``, once the digests have judged
-    the shards)."""
+                  verify: bool, listing: Listing) -> ResumeState:
+    """The cheap checks (stats, recipe, rows, size) of every planned shard from the claim's
+    ``listing``, whose records were folded into ``coverage`` as the claim read them; with
+    ``verify`` (the claim folded nothing), a listing of its own, then the sha256 of each
+    shard that passed the checks, read back here or by the workers, and the stats of the
+    shards the digests judged done added to ``coverage``. Without it a finished shard is
+    trusted by its commit record: no shard is read."""
     if not verify:
-        if listing is None:
-            listing = sink.listing(fold=lambda spec, record: coverage.add_shard(record, spec.split))
         cheap = sink.resume_state(listing)
         finished = cheap.named(DONE)
         if finished:

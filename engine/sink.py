@@ -262,10 +262,12 @@ class OutputSink:
     def record_pools(self, index: PoolIndex, data: bytes | None = None) -> None:
         """Write ``pool_index.parquet`` (coverage needs what was available; ``data``: its
         bytes from :func:`pool_index_bytes`, made already) and the rejects found while
-        indexing; refuse to resume when the pools changed."""
-        table = pool_index_table(index)
-        self._check_pools_unchanged(table)
-        self.store.write_bytes(POOL_INDEX_FILE, pool_index_bytes(index, table) if data is None else data)
+        indexing; refuse to resume when the pools changed (the index as written against
+        the one the output holds)."""
+        if data is None:
+            data = pool_index_bytes(index)
+        self._check_pools_unchanged(pq.read_table(pa.BufferReader(data)))  # as a resume will read it
+        self.store.write_bytes(POOL_INDEX_FILE, data)
         if index.rejects:
             self.write_rejects(index.rejects)
 
@@ -597,15 +599,15 @@ def pool_index_table(index: PoolIndex) -> pa.Table:
     return pa.table(rows)
 
 
-def pool_index_bytes(index: PoolIndex, table: pa.Table | None = None) -> bytes:
-    """``pool_index.parquet`` of ``index`` as bytes (``table``: its
-    :func:`pool_index_table`, made already): what :meth:`OutputSink.record_pools` writes,
-    and what a run's coverage merge takes its catalog from before the file is written.
+def pool_index_bytes(index: PoolIndex) -> bytes:
+    """``pool_index.parquet`` of ``index`` as bytes: what :meth:`OutputSink.record_pools`
+    writes, and what a run's coverage merge takes its catalog from before the file is
+    written.
 
     Example: ``catalog_from_parquet(io.BytesIO(pool_index_bytes(index)))``
     """
     buffer = pa.BufferOutputStream()
-    pq.write_table(pool_index_table(index) if table is None else table, buffer)
+    pq.write_table(pool_index_table(index), buffer)
     return buffer.getvalue().to_pybytes()
 
 
