@@ -36,7 +36,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -401,9 +401,7 @@ class SpeechNoiseMixSynth(Synthesizer):
         if not len(speech):
             return []
         per_layer = self.recipe.output.samples_per_shard * float(np.mean(speech.duration_s))
-        layers: dict[str, int] = {}
-        for name in [layer.pool for layer in self.config.noise]:
-            layers[name] = layers.get(name, 0) + 1
+        layers = Counter(layer.pool for layer in self.config.noise)
         paths: list[str] = []
         for name, n in layers.items():
             pool = self.index.pools[name]
