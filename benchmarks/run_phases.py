@@ -2,9 +2,10 @@
 
 Runs the CLI's own ``main`` in this process with a clock around its phases (nothing in
 the engine is changed; its functions are wrapped from outside) and prints a timeline:
-the imports, Ray's start (with the pool index and the forecast made meanwhile in a
-thread), the resume check, each shard as it comes back, the coverage analysis and Ray's
-shutdown (which overlap), and the driver's peak memory. With ``--repeats`` the run is
+the imports, Ray's start (in a thread of its own: meanwhile the pool index, the
+forecast, the resume check and the shards the driver makes), each shard as it comes back
+(with its time in the driver or its worker), the coverage analysis and Ray's shutdown
+(which overlap), and the driver's peak memory. With ``--repeats`` the run is
 made again into a fresh folder and the best whole run's timeline is printed.
 
 The recipe is any recipe; ``--peers DATA`` uses ``benchmarks/peers.py``'s simple job over
@@ -69,36 +70,32 @@ def _body(recipe: str, out: str, workers: int) -> None:
 
     around("_resume_state", "resume check")
     around("_coverage_report", "coverage analysis")
-    session = rt.ray_session
+    start_cls = rt.RayStart
 
-    @contextlib.contextmanager
-    def timed_session(*args, **kwargs):
-        mark("Ray starts (pools indexed meanwhile)")
-        with session(*args, **kwargs) as ray:
+    class TimedStart(start_cls):  # Ray starts in a thread of its own; the driver goes on
+        def __init__(self, *args, **kwargs):
+            mark("Ray starts (pools indexed meanwhile, then shards made by the driver)")
+            super().__init__(*args, **kwargs)
+
+        def _finish(self, ray):
             mark("Ray is up")
-            try:
-                yield ray
-            finally:
-                mark("Ray shutdown begins")
-        mark("Ray shutdown ends")
+            super()._finish(ray)
 
-    rt.ray_session = timed_session
-    finished = rt._as_finished
+        def close(self):
+            mark("Ray shutdown begins")
+            super().close()
+            mark("Ray shutdown ends")
 
-    def timed_finished(*args, **kwargs):
-        for k, item in enumerate(finished(*args, **kwargs), 1):
-            mark(f"shard {k} back")
-            yield item
+    rt.RayStart = TimedStart
+    made = rt._made
 
-    rt._as_finished = timed_finished
-    slim = rt.slim_record
+    def timed_made(*args, **kwargs):
+        for k, (spec, record) in enumerate(made(*args, **kwargs), 1):
+            where = "by the driver" if record.get("node_id") == "" else "in its worker"
+            mark(f"shard {k} back ({record['elapsed_s']:.2f} s {where})")
+            yield spec, record
 
-    def timed_slim(record, *args, **kwargs):  # each finished shard's record passes here
-        if "elapsed_s" in record:
-            mark(f"  (that shard took {record['elapsed_s']:.2f} s in its worker)")
-        return slim(record, *args, **kwargs)
-
-    rt.slim_record = timed_slim
+    rt._made = timed_made
     with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
         code = cli.main(["run", recipe, "--out", out, "--workers", str(workers), "--no-progress"])
     mark("command done")
@@ -134,7 +131,7 @@ def _print(got: dict) -> None:
     shards = [t for t, what, _ in got["marks"] if what.startswith("shard ")]
     up = marks.get("Ray is up", 0.0)
     if shards:
-        print(f"  before the shards: {up:.2f} s; shards: {shards[-1] - up:.2f} s (first {shards[0] - up:.2f} s); "
+        print(f"  Ray up at {up:.2f} s; first shard back at {shards[0]:.2f} s, last at {shards[-1]:.2f} s; "
               f"after the last shard: {got['wall'] - shards[-1]:.2f} s (process exit included)")
 
 

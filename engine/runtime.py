@@ -10,6 +10,8 @@ only, with Ray's token authentication left on (Ray writes ``~/.ray/auth_token``)
 :class:`~engine.errors.ClusterError` (exit code 2) within about 30 s (``PROBE_TIMEOUT_S``,
 ``JOIN_ENV``), before anything is written to the output. Either way each shard is one task; finished
 shards are skipped on a re-run, so a killed run resumes with nothing lost or duplicated.
+A local instance starts in a thread of its own (:class:`RayStart`) and the driver makes
+shards itself until it is up (the head start, :func:`_made`); the bytes are the same.
 
 Example::
 
@@ -66,6 +68,8 @@ class RunSummary:
     status: str = "partial"
     splits: dict[str, int] = field(default_factory=dict)
     node_ids: set[str] = field(default_factory=set)
+    # Shards the driver made itself while the local Ray instance started (the head start).
+    shards_in_driver: int = 0
     # Coverage of a complete run (OUT/coverage.json): None when not analyzed.
     coverage_passed: bool | None = None
     coverage_guards: list[dict[str, Any]] = field(default_factory=list)
@@ -96,7 +100,9 @@ class RunSummary:
             self._work_line(),
             "  splits: " + ", ".join(f"{k} {v}" for k, v in self.splits.items()),
             f"  rejected source files: {self.rejects} ({REJECTS_FILE})",
-            (f"  ran on {count(self.nodes, 'Ray node')}; " if self.shards_written else "  ")
+            (f"  ran on {count(self.nodes, 'Ray node')}"
+             + (f" ({count(self.shards_in_driver, 'shard')} made by the driver while Ray started)"
+                if self.shards_in_driver else "") + "; " if self.shards_written else "  ")
             + f"output: {self.out}",
         ]
         if self.coverage_passed is not None:
@@ -201,23 +207,51 @@ def probe_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         raise ClusterError(f"cannot reach the Ray cluster at {address!r} ({why}); {_join_hint(address)}") from None
 
 
-@contextmanager
-def ray_session(address: str | None = None, workers: int | None = None) -> Iterator[Any]:
-    """Start (or join) Ray for the duration of a block; shut down only what we started.
+class RayStart:
+    """Ray started (a private local instance) or joined (``address``) for one block of work.
 
-    Example: ``with ray_session(workers=2): ...``
+    A local instance starts in a thread of its own, so the caller goes on meanwhile (a run
+    indexes its pools and makes its first shards in the driver): :meth:`ready` says whether
+    it is up, :meth:`wait` blocks until it is and returns ``ray`` (or raises why it could
+    not start). That thread lives as long as the instance does: Ray binds the processes it
+    starts to the *thread* that started them (Linux ``PR_SET_PDEATHSIG``; with Ray 2.60 the
+    GCS went away once a starting thread had returned), and :meth:`close` shuts the
+    instance down before the thread ends. A cluster is joined in the calling thread, at
+    once. ``then(ray)`` (``then(None)`` when Ray will not be there) is called once, in
+    whichever thread finished the start.
+
+    Example: ``start = RayStart(None, 2); ...; ray = start.wait(); ...; start.close()``
     """
-    # Must be set before Ray starts: keeps a single-node instance on 127.0.0.1 only.
-    if address is None:
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    else:
-        probe_address(address)
-        for key, value in JOIN_ENV.items():
-            os.environ.setdefault(key, value)  # before Ray loads (it reads some on import); a user's own setting wins
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    ray = _ray()
-    started = False
-    if not ray.is_initialized():
+
+    def __init__(self, address: str | None = None, workers: int | None = None,
+                 then: Callable[[Any], None] | None = None):
+        self.address = address
+        self._up = threading.Event()
+        self._lock = threading.RLock()
+        self._later: list[Callable[[Any], None]] = [then] if then is not None else []
+        self._end = threading.Event()
+        self._ray: Any = None
+        self._error: BaseException | None = None
+        self._started = False
+        self._thread: threading.Thread | None = None
+        self.head_start = False  # a local instance starting in its thread: the caller may work meanwhile
+        self.node_id = ""  # the driver's Ray node, once up
+        # Must be set before Ray starts: keeps a single-node instance on 127.0.0.1 only.
+        if address is None:
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        else:
+            try:
+                probe_address(address)
+            except BaseException:
+                self._finish(None)
+                raise
+            for key, value in JOIN_ENV.items():
+                os.environ.setdefault(key, value)  # before Ray loads (it reads some on import); a user's own setting wins
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        ray = _ray()
+        if ray.is_initialized():  # somebody else's (a test's): used, never shut down
+            self._finish(ray)
+            return
         kwargs: dict[str, Any] = {
             "include_dashboard": False,
             "logging_level": "ERROR",
@@ -227,41 +261,114 @@ def ray_session(address: str | None = None, workers: int | None = None) -> Itera
         if address is None:
             kwargs["num_cpus"] = workers or os.cpu_count() or 1
             kwargs["_node_ip_address"] = "127.0.0.1"
-        else:
-            kwargs["address"] = address
-        if address is None:
+            self._thread = threading.Thread(target=self._start_local, args=(ray, kwargs), name="shardsmith-ray",
+                                            daemon=True)
+            self._thread.start()
+            self.head_start = True
+            return
+        kwargs["address"] = address
+        try:
+            _join(ray, address, kwargs)
+        except BaseException:
+            self._finish(None)
+            raise
+        self._started = True
+        self._finish(ray)
+
+    def _finish(self, ray: Any) -> None:
+        self._ray = ray
+        if ray is not None:
+            self.node_id = ray.get_runtime_context().get_node_id()
+        with self._lock:  # every callback has run by the time ready() says so
             try:
-                ray.init(**kwargs)
-            except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-                raise ShardsmithError(f"cannot start a local Ray instance: {exc}") from None
+                for fn in self._later:
+                    try:
+                        fn(ray)
+                    except Exception as exc:  # noqa: BLE001 - the run goes no further: wait() raises it
+                        self._error = self._error or exc
+            finally:
+                self._later.clear()
+                self._up.set()
+
+    def _start_local(self, ray: Any, kwargs: dict[str, Any]) -> None:
+        try:
+            ray.init(**kwargs)
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+            self._error = ShardsmithError(f"cannot start a local Ray instance: {exc}")
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by wait()
+            self._error = exc
         else:
-            # Joining: Ray's client logs a refused token on file descriptor 2 and then names
-            # the address it resolved, not the one given. Its log is held back and replaced
-            # by one message naming the given address (printed as is when the join works).
-            held: list[str] = []
-            try:
-                with _stderr_held(held):
-                    ray.init(**kwargs)
-            except Exception as exc:  # noqa: BLE001 - any failure to join is one clear error
-                log = held[0] if held else ""
-                if any(mark in log or mark in str(exc) for mark in _AUTH_REFUSED) or \
-                        type(exc).__name__ == "AuthenticationError":
-                    raise _auth_refused(address) from None
-                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                if first.startswith("Failed to connect to Ray cluster at"):
-                    first = "Ray could not connect to it"  # Ray names its resolved address there
-                raise ClusterError(f"cannot join the Ray cluster at {address!r}: {first}; "
-                                   f"{_join_hint(address)}") from None
-            if held and held[0]:
-                sys.stderr.write(held[0])
-        started = True
+            self._started = True
+        self._finish(ray if self._started else None)
+        if self._started:
+            self._end.wait()  # the instance's processes live as long as this thread
+
+    def when_up(self, fn: Callable[[Any], None]) -> None:
+        """Call ``fn(ray)`` (or ``fn(None)``) once Ray is up (or will not be); now if it already is."""
+        with self._lock:
+            if not self._up.is_set():
+                self._later.append(fn)
+                return
+        fn(self._ray)
+
+    def ready(self) -> bool:
+        """Ray is up, or failed to start (:meth:`wait` then raises why)."""
+        return self._up.is_set()
+
+    def wait(self) -> Any:
+        """``ray`` once it is up; the reason it is not, raised."""
+        self._up.wait()
+        if self._error is not None:
+            raise self._error
+        return self._ray
+
+    def close(self) -> None:
+        """Shut down what this start started (a start under way is waited for first)."""
+        self._up.wait()
+        try:
+            if self._started:
+                if self.address is None:
+                    _end_local_monitor()
+                self._ray.shutdown()
+        finally:
+            self._end.set()
+            if self._thread is not None:
+                self._thread.join()
+
+
+@contextmanager
+def ray_session(address: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """Start (or join) Ray for the duration of a block; shut down only what we started.
+
+    Example: ``with ray_session(workers=2): ...``
+    """
+    start = RayStart(address, workers)
     try:
-        yield ray
+        yield start.wait()
     finally:
-        if started:
-            if address is None:
-                _end_local_monitor()
-            ray.shutdown()
+        start.close()
+
+
+def _join(ray: Any, address: str, kwargs: dict[str, Any]) -> None:
+    # Joining: Ray's client logs a refused token on file descriptor 2 and then names
+    # the address it resolved, not the one given. Its log is held back and replaced
+    # by one message naming the given address (printed as is when the join works).
+    held: list[str] = []
+    try:
+        with _stderr_held(held):
+            ray.init(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - any failure to join is one clear error
+        log = held[0] if held else ""
+        if any(mark in log or mark in str(exc) for mark in _AUTH_REFUSED) or \
+                type(exc).__name__ == "AuthenticationError":
+            raise _auth_refused(address) from None
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        if first.startswith("Failed to connect to Ray cluster at"):
+            first = "Ray could not connect to it"  # Ray names its resolved address there
+        raise ClusterError(f"cannot join the Ray cluster at {address!r}: {first}; "
+                           f"{_join_hint(address)}") from None
+    if held and held[0]:
+        sys.stderr.write(held[0])
 
 
 def _end_local_monitor() -> None:
@@ -441,6 +548,93 @@ def _as_finished(submit: Callable[[Any], Any], items: Sequence[Any], limit: int,
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
             yield pending.pop(ref), ref
+
+
+def _driver_shard(recipe: Recipe, index: PoolIndex, spec: Any, out: str) -> dict:
+    """One shard made in the driver while Ray starts; a failure reads as a worker's would."""
+    from .worker import make_shard  # the synthesizers' code loads with the first shard, as in a worker
+
+    try:
+        return make_shard(recipe, index, spec, out)
+    except ShardsmithError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - re-raised as the user-facing error
+        why = str(exc).strip().splitlines()[-1][:500] if str(exc).strip() else type(exc).__name__
+        raise ShardError(f"{spec.name}: failed in the driver: {why}") from None
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _made(starting: RayStart, recipe: Recipe, index: PoolIndex, todo: Sequence[Any], out: str,
+          workers: int | None, pending: dict[Any, Any]) -> Iterator[tuple[Any, dict]]:
+    """``(spec, stats record)`` of each shard of ``todo`` as it is made.
+
+    A head start: while a local Ray instance is still starting (3-5 s on two cores), the
+    driver makes shards itself, one at a time. Once Ray is up the driver finishes the shard
+    in hand and makes no more; the workers take the rest, at most one task per worker slot
+    at a time. While the driver is still busy, Ray gets every slot when the machine has a
+    core beyond them (``--workers 1`` on two cores) and one slot fewer otherwise, so that
+    no more shards are made at once than there are cores or slots. ``pending`` (ref ->
+    spec) is the caller's, to cancel what still runs when it stops early. A shard's bytes
+    are the same wherever it is made.
+    """
+    queue = list(todo)
+    lock = threading.Lock()
+    submitter: list[Callable[[Any], Any]] = []
+
+    def tasks(ray: Any) -> Callable[[Any], Any]:
+        if not submitter:
+            task = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(_shard_task)
+            recipe_data, index_ref = recipe_to_dict(recipe), ray.put(index)
+            submitter.append(lambda spec: task.remote(recipe_data, str(recipe.base_dir), index_ref, spec, out))
+        return submitter[0]
+
+    def slots(ray: Any) -> int:
+        return workers or max(1, int(ray.available_resources().get("CPU", 1)))
+
+    def up_while_busy(ray: Any) -> None:  # in Ray's thread, while the driver makes a shard
+        if ray is None:
+            return
+        limit = slots(ray)
+        if limit >= _usable_cpus():
+            limit -= 1  # no spare core: the driver's shard takes a slot until it is done
+        with lock:
+            while queue and len(pending) < limit:
+                spec = queue.pop(0)
+                pending[tasks(ray)(spec)] = spec
+
+    made_here = 0
+    if starting.head_start:
+        starting.when_up(up_while_busy)
+    while starting.head_start and not starting.ready():
+        with lock:
+            if not queue:
+                break
+            spec = queue.pop(0)
+        record = _driver_shard(recipe, index, spec, out)
+        made_here += 1
+        record["node_id"] = ""  # the driver's node: named by the caller once Ray is up
+        yield spec, record
+    if made_here:
+        from .worker import release_process_state  # loaded with the shard made above
+
+        release_process_state(recipe)  # the driver makes no more shards: the workers hold their own
+    ray = starting.wait()
+    if queue or pending:
+        for spec, ref in _as_finished(tasks(ray), queue, slots(ray), pending):
+            try:
+                record = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - re-raised as the user-facing error
+                err = _unwrap(exc)
+                if isinstance(err, ShardsmithError):
+                    raise err from None
+                raise ShardError(f"{spec.name}: worker failed: {str(err).splitlines()[-1][:500]}") from None
+            yield spec, record
 
 
 def _resume_state(sink: OutputSink, limit: int, say: Callable[[str], None], coverage: CoverageStats,
@@ -628,6 +822,10 @@ def run(
     its size in one listing of OUT); ``verify`` also reads every finished shard back and
     checks its sha256 against the record (a same-size corruption is found only so).
 
+    Without ``address`` the local Ray instance starts while the driver indexes the pools
+    and then makes shards itself; once Ray is up the workers make the rest
+    (``summary.shards_in_driver`` counts the driver's).
+
     Example: ``run(load_recipe("recipes/demo_in_car.yaml"), "out/demo", workers=2)``
     """
 
@@ -645,14 +843,16 @@ def run(
         sink.take_lease()
         scope.callback(sink.give_up_lease)
         indexing = _Indexing(recipe, allow_narrow)  # the pools are indexed while Ray starts
-        try:
-            ray = scope.enter_context(ray_session(address, workers))
-        except BaseException:
-            indexing.ray_ready(None)
-            raise
-        indexing.ray_ready(ray)
-        warm_task = ray.remote(num_cpus=1)(_warm_worker)
-        warm = [warm_task.remote(recipe.synth.type) for _ in range(workers or 1)]  # noqa: F841 - fire and forget
+
+        def ray_up(ray: Any) -> None:
+            indexing.ray_ready(ray)
+            if ray is not None:
+                warm_task = ray.remote(num_cpus=1)(_warm_worker)
+                for _ in range(workers or 1):
+                    warm_task.remote(recipe.synth.type)  # fire and forget
+
+        starting = RayStart(address, workers, then=ray_up)
+        scope.callback(starting.close)
         # A bad pool, a bad label or the guards refuse the run here, before OUT is claimed
         # (the lease goes with the scope, and the folder when this run made it).
         index, forecast = indexing.result()
@@ -678,7 +878,9 @@ def run(
                 say("going ahead although the forecast fails the guards (--allow-narrow)")
             sink.record_pools(index, pool_index)
 
-            limit = workers or max(1, int(ray.available_resources().get("CPU", 1)))
+            limit = workers or 1
+            if verify:  # the workers may hash the finished shards: Ray first
+                limit = workers or max(1, int(starting.wait().available_resources().get("CPU", 1)))
             # ``known``: the commit records (slim) of the finished shards, so the run record
             # at the end reads none again either.
             state = _resume_state(sink, limit, say, coverage, verify, start.listing)
@@ -696,44 +898,35 @@ def run(
             if summary.shards_skipped:
                 say(f"resuming: {count(summary.shards_skipped, 'shard')} already done, {len(todo)} to write")
 
-            task = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(_shard_task)
-            recipe_data = recipe_to_dict(recipe)
-            index_ref = ray.put(index)
             bar = Progress(sum(s.rows for s in todo), enabled=progress)
             pending: dict[Any, Any] = {}
             failure: BaseException | None = None
             t0 = time.perf_counter()
-
-            def submit(spec: Any) -> Any:
-                return task.remote(recipe_data, str(recipe.base_dir), index_ref, spec, sink.store.uri)
-
             try:
-                for spec, ref in _as_finished(submit, todo, limit, pending):
-                    try:
-                        record = ray.get(ref)
-                    except Exception as exc:  # noqa: BLE001 - re-raised as the user-facing error
-                        err = _unwrap(exc)
-                        if isinstance(err, ShardsmithError):
-                            raise err from None
-                        raise ShardError(f"{spec.name}: worker failed: {str(err).splitlines()[-1][:500]}") from None
+                for spec, record in _made(starting, recipe, index, todo, sink.store.uri, workers, pending):
                     if sink.lease is not None:
                         sink.lease.check()  # another run took the output over: stop, do not write beside it
                     coverage.add_shard(record, spec.split)
                     known[shard_paths(spec, sink.fmt)[1]] = slim_record(record)
                     summary.shards_written += 1
                     summary.seconds_audio += record["stats"]["seconds"]
-                    summary.node_ids.add(record.get("node_id", ""))
+                    summary.node_ids.add(record["node_id"])
+                    summary.shards_in_driver += record["node_id"] == ""
                     bar.update(record["rows"])
             except BaseException as exc:
                 failure = exc
                 raise
             finally:
                 bar.close()
+                if "" in summary.node_ids:  # shards made in the driver while Ray started
+                    summary.node_ids.discard("")
+                    summary.node_ids.add(starting.node_id)
                 # Every task ends (or is cancelled) before the sink rebuilds the record.
                 for ref in pending:
-                    ray.cancel(ref, force=True)
+                    _ray().cancel(ref, force=True)
                 if isinstance(failure, PoolIndexFault):
-                    ray.wait(list(pending), num_returns=len(pending), timeout=60)  # no commit may land after the withdrawal
+                    if pending:  # no commit may land after the withdrawal
+                        _ray().wait(list(pending), num_returns=len(pending), timeout=60)
                     _on_fault(failure, recipe, index, sink, say)
                 summary.wall_s = time.perf_counter() - t0
                 if failure is None:

@@ -9,9 +9,10 @@ Example::
 
 from __future__ import annotations
 
-import json
 import ctypes
 import ctypes.util
+import gc
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from .shards import shard_schema
 from .sink import OutputSink
 from .storage import Store
 from .stats import ShardStats
-from .synth import build_synthesizer
+from .synth import build_synthesizer, synthesizer_class
 
 # A sample is drawn again when the draw is unusable (peak rejected, a silent noise
 # window); this many draws in a row failing means the recipe cannot be met.
@@ -74,6 +75,21 @@ def tune_allocator() -> None:
     mallopt(m_mmap_threshold, 64 * 2**20)
     mallopt(m_trim_threshold, 256 * 2**20)
     mallopt(m_top_pad, 16 * 2**20)
+
+
+def release_process_state(recipe: Recipe) -> None:
+    """Drop what this process keeps across shards (the synthesizer's decodes, generated
+    items) and hand the freed heap back to the OS: for a process that makes no more shards,
+    as the driver after the shards it made while Ray started.
+
+    Example: ``release_process_state(recipe)``
+    """
+    synthesizer_class(recipe.synth.type).release_process_state()
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the allocator keeps what it keeps
+        pass
 
 
 def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Path | Store) -> dict[str, Any]:

@@ -61,12 +61,21 @@ def test_a_local_ray_session_kills_its_monitor_and_leaves_no_process(tmp_path):
             seen["monitor_at_shutdown"] = monitor.poll()
             return shutdown(*args, **kwargs)
         ray.shutdown = spy
+        import threading, time
         with ray_session(workers=1):
             infos = ray_worker._global_node.all_processes
             pids = {kind: [i.process.pid for i in items] for kind, items in infos.items()}
             monitor = infos["monitor"][0].process
+            # Ray started in a thread of its own; its processes die with the thread that
+            # started them (PR_SET_PDEATHSIG), so that thread lives on, and a task still runs.
+            time.sleep(1.0)
+            seen["starter_alive"] = any(t.name == "shardsmith-ray" and t.is_alive() for t in threading.enumerate())
+            seen["task"] = ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=60)
+        seen["starter_after"] = any(t.name == "shardsmith-ray" for t in threading.enumerate())
         print(json.dumps({"pids": pids, **seen}))
     """)
+    assert got["starter_alive"] and got["task"] == 42
+    assert not got["starter_after"]  # ended with the instance
     # Killed before Ray's shutdown began, not left to its one-second SIGTERM grace there.
     assert got["monitor_at_shutdown"] == -9
     for kind, pids in got["pids"].items():

@@ -205,6 +205,12 @@ class Synthesizer:
     def close(self) -> None:
         """Release per-worker resources (open files)."""
 
+    @classmethod
+    def release_process_state(cls) -> None:
+        """Drop what this synthesizer keeps in its process across shards (whole decodes,
+        generated items): called when a process makes no more shards, as the driver after
+        the shards it made while Ray started. Default: nothing kept, nothing to drop."""
+
     # ------------------------------------------------------------------ reading params
     # Class-level: they read params and rows, never pool data, so analysis tools call
     # them without building a synthesizer.

@@ -777,3 +777,11 @@ class SpeechNoiseMixSynth(Synthesizer):
         if self._cache is not None:
             self._cache.close()
             self._cache = None
+
+    @classmethod
+    def release_process_state(cls) -> None:
+        _LOSSLESS.clear()
+        _LOSSLESS.owner = ""
+        _GENERATED.clear()
+        _GENERATED_BYTES[0] = 0
+        _RIRS.clear()
