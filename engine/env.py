@@ -19,6 +19,12 @@ from typing import MutableMapping
 # a network call at run time, on the driver or in a worker.
 DEFAULTS: dict[str, str] = {"NO_ALBUMENTATIONS_UPDATE": "1"}
 
+# A folder where the processes of one local run (its driver and the workers of the Ray
+# instance it starts, which inherit the driver's environment) share the whole decodes of
+# long lossless noise files: one decode per machine instead of one per process
+# (engine.audio.io; the run makes the folder and removes it at its end).
+SHARED_DECODES_ENV = "SHARDSMITH_SHARED_DECODES"
+
 
 def apply_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
     """Set every default the environment does not set already.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -36,7 +37,7 @@ from typing import Any, Callable, Iterator, Sequence
 from tqdm import tqdm
 
 from .coverage import CoverageStats, analyze_coverage, check_forecast, describe_forecast, finish_coverage, new_coverage
-from .env import arrow_without_pandas
+from .env import SHARED_DECODES_ENV, arrow_without_pandas
 from .errors import ClusterError, PoolIndexFault, ShardError, ShardsmithError
 from .layout import COVERAGE_FILE, LEGACY_RUN_RECORD_FILE, REJECTS_FILE, RUN_RECORD_FILE, shard_paths
 from .plan import make_plan
@@ -563,6 +564,47 @@ def _driver_shard(recipe: Recipe, index: PoolIndex, spec: Any, out: str) -> dict
         raise ShardError(f"{spec.name}: failed in the driver: {why}") from None
 
 
+SHARED_DECODES_PREFIX = "shardsmith-decodes-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # somebody else's process
+        return True
+    return True
+
+
+@contextmanager
+def _shared_decodes() -> Iterator[str]:
+    """A private folder (mode 0700, in the temporary folder) where the driver and the
+    workers of the local Ray instance share the whole decodes of long noise files
+    (:data:`~engine.env.SHARED_DECODES_ENV`, set before Ray starts, so its workers inherit
+    it): a file is decoded once on the machine, not once per process. Removed with what
+    is in it when the run ends (a process still mapping a decode keeps it until it lets
+    go); a folder left by a run that was killed (its process is gone) goes at the next."""
+    base = tempfile.gettempdir()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(base):
+            pid = entry.name[len(SHARED_DECODES_PREFIX):].split("-")[0]
+            if entry.name.startswith(SHARED_DECODES_PREFIX) and pid.isdigit() and not _alive(int(pid)) \
+                    and entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                shutil.rmtree(entry.path, ignore_errors=True)
+    folder = tempfile.mkdtemp(prefix=f"{SHARED_DECODES_PREFIX}{os.getpid()}-", dir=base)
+    before = os.environ.get(SHARED_DECODES_ENV)
+    os.environ[SHARED_DECODES_ENV] = folder
+    try:
+        yield folder
+    finally:
+        if before is None:
+            os.environ.pop(SHARED_DECODES_ENV, None)
+        else:
+            os.environ[SHARED_DECODES_ENV] = before
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -851,6 +893,8 @@ def run(
                 for _ in range(workers or 1):
                     warm_task.remote(recipe.synth.type)  # fire and forget
 
+        if address is None:  # the driver and the local workers decode a noise file once
+            scope.enter_context(_shared_decodes())
         starting = RayStart(address, workers, then=ray_up)
         scope.callback(starting.close)
         # A bad pool, a bad label or the guards refuse the run here, before OUT is claimed

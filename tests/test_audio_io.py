@@ -17,6 +17,7 @@ from hypothesis import given, settings
 
 from engine.audio import io as audio_io
 from engine.audio.io import AudioInfo, HandleCache, decode, encode, probe, read_all, read_segment
+from engine.env import SHARED_DECODES_ENV
 from engine.errors import BadSourceError
 
 
@@ -385,6 +386,71 @@ def test_a_worker_keeps_a_whole_decode_across_its_shards_caches_until_the_file_c
     with HandleCache(lossless=store) as later:
         got = audio_io.read_mono(path, 10, 4, cache=later)
     assert got.tobytes() == audio_io.read_mono(path, 10, 4).tobytes()  # the new content, read with a seek
+
+
+SPILLS = 4 * 4096  # decoded_bytes: a decode over 4 KiB goes to a file (a quarter in memory)
+
+
+def test_the_processes_of_a_run_share_the_decode_of_a_long_file_through_the_folder_named(tmp_path, monkeypatch):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    monkeypatch.setenv(SHARED_DECODES_ENV, str(folder))
+    path = _write(tmp_path / "noise.flac", _noise(2.0), format="FLAC")  # 32,000 frames
+    first = audio_io.DecodeStore()  # one process (the driver making a shard) ...
+    first.decode_at_first_read([path])
+    with HandleCache(decoded_bytes=SPILLS, lossless=first) as cache:
+        x = audio_io.read_mono(path, 100, 500, cache=cache)
+    published = list(folder.iterdir())
+    assert [p.suffix for p in published] == [".f32"] and published[0].stat().st_size == 32_000 * 4
+    def no_second_decode(*args, **kwargs):
+        pytest.fail("decoded a second time")
+        yield  # a generator, as _file_blocks is: it fails when the decode reads a block
+
+    monkeypatch.setattr(audio_io, "_file_blocks", no_second_decode)
+    second = audio_io.DecodeStore()  # ... and another (a worker): maps the same file
+    second.decode_at_first_read([path])
+    with HandleCache(decoded_bytes=SPILLS, lossless=second) as cache:
+        y = audio_io.read_mono(path, 31_000, 1_000, cache=cache)
+        assert isinstance(next(iter(second.decoded.values())), np.memmap)
+    monkeypatch.undo()
+    assert x.tobytes() == audio_io.read_mono(path, 100, 500).tobytes()  # the samples a seek gives
+    assert y.tobytes() == audio_io.read_mono(path, 31_000, 1_000).tobytes()
+
+
+def test_a_decode_that_fails_its_checks_is_never_shared_and_a_wrong_sized_one_is_made_again(tmp_path, monkeypatch):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    monkeypatch.setenv(SHARED_DECODES_ENV, str(folder))
+    x = _noise(2.0, level=0.5)
+    x[30_000] = np.nan
+    bad = _write(tmp_path / "nan.wav", x, format="WAV", subtype="FLOAT")
+    store = audio_io.DecodeStore()
+    store.decode_at_first_read([bad])
+    with HandleCache(decoded_bytes=SPILLS, lossless=store) as cache:
+        with pytest.raises(BadSourceError, match="NaN"):
+            audio_io.read_mono(bad, 0, 500, cache=cache)
+    assert list(folder.iterdir()) == []  # neither a shared decode nor a part of one
+    good = _write(tmp_path / "good.flac", _noise(2.0, seed=4), format="FLAC")
+    st_ = os.stat(good)
+    name = audio_io._shared_name((str(good), st_.st_size, st_.st_mtime_ns), 1)
+    Path(name).write_bytes(b"\0" * 64)  # not whole: not mapped
+    store = audio_io.DecodeStore()
+    store.decode_at_first_read([good])
+    with HandleCache(decoded_bytes=SPILLS, lossless=store) as cache:
+        got = audio_io.read_mono(good, 5, 700, cache=cache)
+    assert got.tobytes() == audio_io.read_mono(good, 5, 700).tobytes()
+    assert Path(name).stat().st_size == 32_000 * 4  # decoded and shared anew
+
+
+def test_without_the_folder_a_process_keeps_its_decode_to_itself(tmp_path, monkeypatch):
+    monkeypatch.delenv(SHARED_DECODES_ENV, raising=False)
+    path = _write(tmp_path / "noise.flac", _noise(2.0), format="FLAC")
+    store = audio_io.DecodeStore()
+    store.decode_at_first_read([path])
+    with HandleCache(decoded_bytes=SPILLS, spill_dir=str(tmp_path), lossless=store) as cache:
+        audio_io.read_mono(path, 100, 500, cache=cache)
+        assert isinstance(next(iter(store.decoded.values())), np.memmap)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["noise.flac"]  # an unlinked scratch file
 
 
 def test_a_nan_deep_in_a_float_file_read_in_segments_is_still_a_reject(tmp_path):

@@ -174,3 +174,28 @@ def test_speech_noise_mix_lets_go_of_what_its_process_kept_across_shards(recipe_
     worker.release_process_state(recipe)
     assert not (snm._LOSSLESS.seen or snm._LOSSLESS.decoded or snm._GENERATED or snm._RIRS)
     assert snm._LOSSLESS.owner == "" and snm._GENERATED_BYTES == [0]
+
+
+def test_a_local_run_shares_decodes_in_a_private_folder_it_removes_and_sweeps_a_killed_runs(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from engine.env import SHARED_DECODES_ENV
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = tmp_path / f"{runtime.SHARED_DECODES_PREFIX}{int(gone.stdout)}-abc"  # a run killed with its decodes
+    left.mkdir()
+    (left / "x.f32").write_bytes(b"0" * 16)
+    alive = tmp_path / f"{runtime.SHARED_DECODES_PREFIX}{os.getppid()}-def"  # a run still going
+    alive.mkdir()
+    monkeypatch.setenv(SHARED_DECODES_ENV, "/somewhere/else")
+    with runtime._shared_decodes() as folder:
+        assert os.environ[SHARED_DECODES_ENV] == folder
+        assert Path(folder).parent == tmp_path and (os.stat(folder).st_mode & 0o777) == 0o700
+        (Path(folder) / "y.f32").write_bytes(b"1" * 16)
+        assert not left.exists() and alive.exists()
+    assert not Path(folder).exists()
+    assert os.environ[SHARED_DECODES_ENV] == "/somewhere/else"

@@ -58,7 +58,9 @@ what that costs, measured (``tests/test_audio_codecs.py`` holds each of these):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import io
 import os
 import re
@@ -78,6 +80,7 @@ import pyarrow.fs as pafs
 import soundfile as sf
 
 from engine import fingerprint, sources
+from engine.env import SHARED_DECODES_ENV
 from engine.audio.segments import SegmentHandle
 from engine.errors import BadSourceError
 from engine.media import AUDIO_FORMATS
@@ -1288,7 +1291,8 @@ class HandleCache:
         if seen <= handle.frames and key not in store.eager:
             return None
         check = handle.subtype in _FLOAT_SUBTYPES
-        pcm = self._decode_whole(_file_blocks(handle, key, check), handle.channels, handle.frames)
+        pcm = self._decode_whole(_file_blocks(handle, key, check), handle.channels, handle.frames,
+                                 share=_shared_name(ident, handle.channels))
         return self._keep(ident, pcm, store)
 
     def _keep(self, key: Any, pcm: np.ndarray | None, store: DecodeStore) -> np.ndarray | None:
@@ -1306,25 +1310,37 @@ class HandleCache:
                 del held_by[held.pop(0)]  # an unlinked scratch file goes with its map
         return pcm
 
-    def _decode_whole(self, source: Iterator[np.ndarray], channels: int, frames: int | None) -> np.ndarray | None:
+    def _decode_whole(self, source: Iterator[np.ndarray], channels: int, frames: int | None,
+                      share: str | None = None) -> np.ndarray | None:
         """Every block of ``source`` in one array: in memory up to a quarter of
         ``decoded_bytes``, else in an unlinked scratch file read through a memory map;
-        None past ``spill_bytes`` (or known to be, from ``frames``)."""
+        None past ``spill_bytes`` (or known to be, from ``frames``). With ``share`` (a
+        file name, :func:`_shared_name`) a decode that spills is the file of that name: mapped
+        as it is when another process of the run has made it, else written under a temporary
+        name and renamed to it once whole (and checked)."""
         frame_bytes = 4 * channels
         in_memory = self.decoded_bytes // 4
         known = None if frames is None else frames * frame_bytes
         if known is not None and known > max(in_memory, self.spill_bytes):
             return None
+        if share is not None and known is not None and known > in_memory:
+            pcm = _map_shared(share, known, channels)
+            if pcm is not None:
+                return pcm
         blocks: list[np.ndarray] = []
-        total, spill = 0, None
+        total, spill, part = 0, None, None
         try:
             for block in source:
                 total += block.nbytes
                 if total > self.spill_bytes and total > in_memory:
                     return None
                 if spill is None and total > in_memory:
-                    fd, name = tempfile.mkstemp(prefix="shardsmith-decoded-", suffix=".f32", dir=self.spill_dir)
-                    os.unlink(name)  # gone from the folder now; the space goes with the last reference
+                    where = os.path.dirname(share) if share is not None else self.spill_dir
+                    fd, name = tempfile.mkstemp(prefix="shardsmith-decoded-", suffix=".part", dir=where)
+                    if share is not None:
+                        part = name  # renamed to ``share`` once whole
+                    else:
+                        os.unlink(name)  # gone from the folder now; the space goes with the last reference
                     spill = os.fdopen(fd, "w+b")
                     for earlier in blocks:
                         spill.write(earlier.tobytes())
@@ -1338,10 +1354,17 @@ class HandleCache:
                 pcm.setflags(write=False)
                 return pcm
             spill.flush()
-            return np.memmap(spill, dtype=np.float32, mode="r", shape=(total // frame_bytes, channels))
+            pcm = np.memmap(spill, dtype=np.float32, mode="r", shape=(total // frame_bytes, channels))
+            if part is not None and share is not None:
+                os.replace(part, share)  # whole and checked: the other processes of the run map it
+                part = None
+            return pcm
         finally:
             if spill is not None:
                 spill.close()  # the map keeps its own descriptor
+            if part is not None:  # not whole (an error, or past the budget): nobody maps it
+                with contextlib.suppress(OSError):
+                    os.unlink(part)
 
     def discard(self, path: str) -> None:
         """Close and forget the handle of ``path`` (after a decode error left it in a bad state)."""
@@ -1370,6 +1393,30 @@ class HandleCache:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _shared_name(ident: tuple[str, int, int], channels: int) -> str | None:
+    """Where the whole decode of a lossless file (``ident``: path, size, mtime) is shared
+    by the processes of a run on this machine, or None: the folder named by
+    :data:`engine.env.SHARED_DECODES_ENV` (a local run sets it for its driver and the
+    workers of the Ray instance it starts) is not set or gone."""
+    folder = os.environ.get(SHARED_DECODES_ENV)
+    if not folder or not os.path.isdir(folder):
+        return None
+    name = hashlib.blake2b(repr((*ident, channels)).encode(), digest_size=16).hexdigest()
+    return os.path.join(folder, f"{name}.f32")
+
+
+def _map_shared(name: str, nbytes: int, channels: int) -> np.ndarray | None:
+    """The decode another process of the run made under ``name`` (``nbytes`` long), read
+    through a memory map; None when there is none yet (or it is not whole)."""
+    try:
+        with open(name, "rb") as f:
+            if os.fstat(f.fileno()).st_size != nbytes:
+                return None
+            return np.memmap(f, dtype=np.float32, mode="r", shape=(nbytes // (4 * channels), channels))
+    except (OSError, ValueError):
+        return None
 
 
 def _stream_blocks(stream: _Stream) -> Iterator[np.ndarray]:
