@@ -32,6 +32,7 @@ import hashlib
 import os
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -99,6 +100,39 @@ def fingerprint(path: str) -> Fingerprint:
         os.close(fd)
 
 
+# A file changed this recently may still change within its timestamps' granularity
+# without a new mtime or ctime: its digest is not kept for a later run (git's "racy" case).
+SETTLED_NS = 2_000_000_000
+
+StatKey = tuple[int, int, int, int, int]  # device, inode, size, mtime_ns, ctime_ns
+
+
+def stat_key(path: str) -> StatKey | None:
+    """What a later run compares to trust a local file's digest without reading it again:
+    its device, inode, size, modification and change times (a write changes the change
+    time, and no tool sets it back). None for an object, or a file that cannot be stat'ed
+    or is not a regular file.
+
+    Example: ``stat_key("speech/a.flac")  # (2049, 1234, 48044, 1700000000000000000, ...)``
+    """
+    if source_location(path) is not None:
+        return None
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def settled(key: StatKey, now_ns: int | None = None) -> bool:
+    """Whether a file of this :func:`stat_key` last changed long enough ago
+    (:data:`SETTLED_NS`) for its digest to be kept by its stat."""
+    now = time.time_ns() if now_ns is None else now_ns
+    return now - max(key[3], key[4]) > SETTLED_NS
+
+
 # --------------------------------------------------------------------------- in a worker
 
 _LOCK = threading.Lock()
@@ -148,4 +182,4 @@ def verify(path: str) -> None:
     _SEEN[path] = (now.size, now.mtime_ns)
 
 
-__all__ = ["Fingerprint", "SourceChangedError", "fingerprint", "expect", "verify"]
+__all__ = ["Fingerprint", "SourceChangedError", "fingerprint", "expect", "verify", "stat_key", "settled"]

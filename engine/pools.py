@@ -20,6 +20,7 @@ import glob
 import functools
 import math
 import os
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from .audio import io as audio_io
 from .audio.generators import virtual_items
 from .config import show
 from .errors import BadSourceError, InputError
-from .fingerprint import Fingerprint, fingerprint
+from .fingerprint import Fingerprint, StatKey, fingerprint, settled, stat_key
 from .formats import list_items
 from .probe_cache import ProbeCache, probe_key
 from .recipe import AudioPool, Recipe
@@ -330,6 +331,26 @@ def _fingerprint_or_none(src: str) -> Fingerprint | None:
         return None
 
 
+def _fingerprints(srcs: list[str], cache: ProbeCache | None) -> dict[str, Fingerprint | None]:
+    """The fingerprint of each file (None: unreadable). A local file whose stat (device,
+    inode, size, modification and change times) is the one the cache kept its digest with
+    is not read again; the others are read (threads: it is I/O) and, once settled, kept."""
+    stats: dict[str, StatKey] = {}
+    if cache is not None and cache.enabled:
+        stats = {src: key for src in srcs if (key := stat_key(src)) is not None}
+    fps: dict[str, Fingerprint | None] = {
+        src: Fingerprint(stats[src][2], stats[src][3], digest) for src, digest in cache.digests(stats).items()
+    } if stats and cache is not None else {}
+    rest = [src for src in srcs if src not in fps]
+    fps.update(zip(rest, thread_mapper(_fingerprint_or_none, rest, threads=16)))
+    if stats and cache is not None:
+        now = time.time_ns()
+        cache.keep_digests({src: (key, fp.digest) for src in rest
+                            if (key := stats.get(src)) is not None and (fp := fps[src]) is not None
+                            and (fp.size, fp.mtime_ns) == key[2:4] and settled(key, now)})
+    return {src: fps[src] for src in srcs}
+
+
 @dataclass
 class _Probed:
     """The verdict on each item (``("ok", info as a dict)`` or ``("bad", reason)``), the
@@ -355,8 +376,7 @@ def _probe_all(kind: str, settings: dict[str, Any], probe_fn: Callable[[str], An
     """Fingerprint the files of ``locators`` (threads: it is I/O), take the verdicts the
     cache has for that content, and probe the rest through ``mapper``."""
     srcs = [source_of(loc) for loc in locators]
-    distinct = list(dict.fromkeys(srcs))
-    fps = dict(zip(distinct, thread_mapper(_fingerprint_or_none, distinct, threads=16)))
+    fps = _fingerprints(list(dict.fromkeys(srcs)), cache)
     item_fps = [fps[src] for src in srcs]
     keys = [None if fp is None else probe_key(kind, settings, loc, fp) for loc, fp in zip(locators, item_fps)]
     hits = cache.get_many(k for k in keys if k is not None) if cache is not None else {}

@@ -9,6 +9,12 @@ A file that changes gets a new fingerprint and is probed again; one whose decode
 in a worker is recorded here as rejected (:meth:`ProbeCache.reject`), so the next index
 leaves it out.
 
+The content digest of each local file is kept too (:meth:`ProbeCache.keep_digests`), with
+its :func:`~engine.fingerprint.stat_key`: a later index of a file whose device, inode,
+size, modification and change times are unchanged takes the digest without reading the
+file (:meth:`ProbeCache.digests`); a write moves the change time, so a changed file is
+read again.
+
 One SQLite file, shared by every run of this user: ``$SHARDSMITH_CACHE_DIR/probes.sqlite3``
 (default ``$XDG_CACHE_HOME/shardsmith``, else ``~/.cache/shardsmith``).
 ``SHARDSMITH_CACHE_DIR=off`` turns it off; a cache that cannot be opened is skipped (every
@@ -30,7 +36,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .fingerprint import Fingerprint
+from .fingerprint import Fingerprint, StatKey
 
 # Bump when what a probe checks changes: every cached verdict is then made again.
 PROBE_VERSION = 3
@@ -70,6 +76,8 @@ class ProbeCache:
             db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS probes (key TEXT PRIMARY KEY, verdict TEXT NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, stat TEXT NOT NULL, "
+                       "digest TEXT NOT NULL)")
             self._db = db
         except (OSError, sqlite3.Error):
             self.path = None  # unusable (read-only home, full disk): probe everything, keep nothing
@@ -111,6 +119,38 @@ class ProbeCache:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO probes (key, verdict) VALUES (?, ?)",
                     [(k, json.dumps(list(v), separators=(",", ":"))) for k, v in verdicts.items()])
+        except sqlite3.Error:
+            pass
+
+    def digests(self, stats: Mapping[str, StatKey]) -> dict[str, str]:
+        """The kept content digests of those local files (path -> :func:`~engine.fingerprint.stat_key`)
+        whose stat is still the one they were kept with."""
+        if self._db is None or not stats:
+            return {}
+        wanted = list(stats)
+        found: dict[str, str] = {}
+        try:
+            for i in range(0, len(wanted), 500):
+                part = wanted[i : i + 500]
+                rows = self._db.execute(
+                    f"SELECT path, stat, digest FROM digests WHERE path IN ({','.join('?' * len(part))})", part)
+                for path, kept, digest in rows:
+                    if json.loads(kept) == list(stats[path]):
+                        found[path] = digest
+        except (sqlite3.Error, ValueError, KeyError):
+            return found
+        return found
+
+    def keep_digests(self, digests: Mapping[str, tuple[StatKey, str]]) -> None:
+        """Keep the digests of local files (path -> (stat key, digest)) for later runs."""
+        if self._db is None or not digests:
+            return
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO digests (path, stat, digest) VALUES (?, ?, ?)",
+                    [(p, json.dumps(list(k)), d) for p, (k, d) in digests.items()])
         except sqlite3.Error:
             pass
 

@@ -206,3 +206,48 @@ def test_the_probe_cache_can_be_turned_off_and_survives_an_unwritable_folder(tmp
     cache = ProbeCache(blocked / "sub" / "probes.sqlite3")  # a file where a folder must go
     assert not cache.enabled and cache.get_many(["k"]) == {}
     cache.put_many({"k": ("ok", {})})  # nothing, and no error
+
+
+def _count_reads(monkeypatch) -> list[str]:
+    import engine.pools as pools
+
+    reads: list[str] = []
+    real = pools._fingerprint_or_none
+    monkeypatch.setattr(pools, "_fingerprint_or_none", lambda src: (reads.append(src), real(src))[1])
+    return reads
+
+
+def test_a_second_index_of_unchanged_files_reads_none_of_them_again(tmp_path, demo_corpus, monkeypatch):
+    import engine.fingerprint as fp_module
+
+    good, long = _pool_of_two(tmp_path / "noise")
+    recipe = load_recipe(_recipe(tmp_path, demo_corpus, tmp_path / "noise"))
+    monkeypatch.setattr(fp_module, "SETTLED_NS", 0)  # the files were written a moment ago
+    first = index_pools(recipe)
+    reads = _count_reads(monkeypatch)
+    second = index_pools(recipe)
+    assert reads == []  # a stat of each file, and the digests kept by the first index
+    assert second.sources == first.sources
+    assert second.sources[str(long)] == fingerprint(str(long))
+    # Rewritten in place with its size and modification time kept: the change time moved.
+    _spoil_unhashed_bytes(long)
+    third = index_pools(recipe)
+    assert reads == [str(long)]
+    assert third.sources[str(long)] == fingerprint(str(long))
+
+
+def test_a_file_that_just_changed_keeps_no_digest_and_the_cache_off_keeps_none(tmp_path, demo_corpus, monkeypatch):
+    good, long = _pool_of_two(tmp_path / "noise")  # written just now: within its timestamps' granularity
+    recipe = load_recipe(_recipe(tmp_path, demo_corpus, tmp_path / "noise"))
+    index_pools(recipe)
+    reads = _count_reads(monkeypatch)
+    index_pools(recipe)
+    assert str(good) in reads and str(long) in reads  # read again: not settled when first read
+    import engine.fingerprint as fp_module
+
+    monkeypatch.setattr(fp_module, "SETTLED_NS", 0)
+    monkeypatch.setenv("SHARDSMITH_CACHE_DIR", "off")
+    index_pools(recipe)
+    reads.clear()
+    index_pools(recipe)
+    assert str(good) in reads and str(long) in reads  # no cache: every file read each time
