@@ -613,7 +613,7 @@ def _usable_cpus() -> int:
 
 
 def _made(starting: RayStart, recipe: Recipe, index: PoolIndex, todo: Sequence[Any], out: str,
-          workers: int | None, pending: dict[Any, Any]) -> Iterator[tuple[Any, dict]]:
+          workers: int | None, pending: dict[Any, Any], *, head_start: bool = True) -> Iterator[tuple[Any, dict]]:
     """``(spec, stats record)`` of each shard of ``todo`` as it is made.
 
     A head start: while a local Ray instance is still starting (3-5 s on two cores), the
@@ -651,9 +651,10 @@ def _made(starting: RayStart, recipe: Recipe, index: PoolIndex, todo: Sequence[A
                 pending[tasks(ray)(spec)] = spec
 
     made_here = 0
-    if starting.head_start:
+    head_start = head_start and starting.head_start
+    if head_start:
         starting.when_up(up_while_busy)
-    while starting.head_start and not starting.ready():
+    while head_start and not starting.ready():
         with lock:
             if not queue:
                 break
@@ -852,6 +853,7 @@ def run(
     log: Callable[[str], None] | None = None,
     allow_narrow: bool = False,
     verify: bool = False,
+    head_start: bool = True,
 ) -> RunSummary:
     """Synthesize every planned shard that is not already done into ``out``.
 
@@ -866,7 +868,8 @@ def run(
 
     Without ``address`` the local Ray instance starts while the driver indexes the pools
     and then makes shards itself; once Ray is up the workers make the rest
-    (``summary.shards_in_driver`` counts the driver's).
+    (``summary.shards_in_driver`` counts the driver's). ``head_start=False``: the driver
+    waits for Ray and makes none (a benchmark of Ray's dispatch).
 
     Example: ``run(load_recipe("recipes/demo_in_car.yaml"), "out/demo", workers=2)``
     """
@@ -947,7 +950,8 @@ def run(
             failure: BaseException | None = None
             t0 = time.perf_counter()
             try:
-                for spec, record in _made(starting, recipe, index, todo, sink.store.uri, workers, pending):
+                for spec, record in _made(starting, recipe, index, todo, sink.store.uri, workers, pending,
+                                          head_start=head_start):
                     if sink.lease is not None:
                         sink.lease.check()  # another run took the output over: stop, do not write beside it
                     coverage.add_shard(record, spec.split)

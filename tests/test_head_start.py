@@ -116,6 +116,13 @@ def test_the_shards_the_driver_makes_while_ray_starts_are_byte_identical(
     assert (out / "coverage.json").read_bytes() == (by_workers / "coverage.json").read_bytes()
 
 
+def test_without_the_head_start_the_driver_waits_for_ray(ray_local, recipe_path, by_workers, tmp_path, monkeypatch):
+    slow_start(monkeypatch, ray_local, 99)  # Ray "up" only when waited for
+    summary = run(load_recipe(recipe_path), tmp_path / "out", workers=1, progress=False, head_start=False)
+    assert (summary.status, summary.shards_in_driver, summary.shards_written) == ("complete", 0, 5)
+    assert digests(tmp_path / "out", (".arrow", ".parquet")) == digests(by_workers, (".arrow", ".parquet"))
+
+
 @pytest.mark.parametrize("workers, cpus, during", [(1, 2, 1), (2, 2, 1), (1, 1, 0), (3, 8, 3)])
 def test_while_the_driver_is_busy_ray_gets_a_slot_fewer_unless_a_core_is_spare(
         ray_local, recipe_path, tmp_path, monkeypatch, workers, cpus, during):
