@@ -639,6 +639,8 @@ def _made(starting: RayStart, recipe: Recipe, index: PoolIndex, todo: Sequence[A
     def slots(ray: Any) -> int:
         return workers or max(1, int(ray.available_resources().get("CPU", 1)))
 
+    busy = [True]  # the driver is still in its head start: Ray's thread may submit
+
     def up_while_busy(ray: Any) -> None:  # in Ray's thread, while the driver makes a shard
         if ray is None:
             return
@@ -646,7 +648,7 @@ def _made(starting: RayStart, recipe: Recipe, index: PoolIndex, todo: Sequence[A
         if limit >= _usable_cpus():
             limit -= 1  # no spare core: the driver's shard takes a slot until it is done
         with lock:
-            while queue and len(pending) < limit:
+            while busy[0] and queue and len(pending) < limit:
                 spec = queue.pop(0)
                 pending[tasks(ray)(spec)] = spec
 
@@ -654,15 +656,19 @@ def _made(starting: RayStart, recipe: Recipe, index: PoolIndex, todo: Sequence[A
     head_start = head_start and starting.head_start
     if head_start:
         starting.when_up(up_while_busy)
-    while head_start and not starting.ready():
-        with lock:
-            if not queue:
-                break
-            spec = queue.pop(0)
-        record = _driver_shard(recipe, index, spec, out)
-        made_here += 1
-        record["node_id"] = ""  # the driver's node: named by the caller once Ray is up
-        yield spec, record
+    try:
+        while head_start and not starting.ready():
+            with lock:
+                if not queue:
+                    break
+                spec = queue.pop(0)
+            record = _driver_shard(recipe, index, spec, out)
+            made_here += 1
+            record["node_id"] = ""  # the driver's node: named by the caller once Ray is up
+            yield spec, record
+    finally:
+        with lock:  # from here on only this thread submits (the caller cancels what it did)
+            busy[0] = False
     if made_here:
         from .worker import release_process_state  # loaded with the shard made above
 
@@ -949,9 +955,9 @@ def run(
             pending: dict[Any, Any] = {}
             failure: BaseException | None = None
             t0 = time.perf_counter()
+            made = _made(starting, recipe, index, todo, sink.store.uri, workers, pending, head_start=head_start)
             try:
-                for spec, record in _made(starting, recipe, index, todo, sink.store.uri, workers, pending,
-                                          head_start=head_start):
+                for spec, record in made:
                     if sink.lease is not None:
                         sink.lease.check()  # another run took the output over: stop, do not write beside it
                     coverage.add_shard(record, spec.split)
@@ -965,6 +971,7 @@ def run(
                 failure = exc
                 raise
             finally:
+                made.close()  # Ray's thread submits nothing after this
                 bar.close()
                 if "" in summary.node_ids:  # shards made in the driver while Ray started
                     summary.node_ids.discard("")

@@ -142,6 +142,18 @@ def test_while_the_driver_is_busy_ray_gets_a_slot_fewer_unless_a_core_is_spare(
     assert not pending
 
 
+def test_once_the_run_stops_ray_coming_up_submits_nothing(ray_local, recipe_path, tmp_path):
+    recipe = load_recipe(recipe_path)
+    index = index_pools(recipe)
+    start = SlowStart(ray_local, after=99)
+    pending: dict = {}
+    made = runtime._made(start, recipe, index, make_plan(recipe).shards, str(tmp_path / "out"), 1, pending)
+    spec, record = next(made)  # the driver's first shard
+    made.close()  # the run stops there (an error, the lease lost): run() closes it in its finally
+    start._come_up()  # Ray's thread finishes the start afterwards
+    assert pending == {}  # no task that could write into the output after the run let go of it
+
+
 def test_the_driver_drops_its_decodes_once_it_makes_no_more_shards(
         ray_local, recipe_path, tmp_path, monkeypatch):
     from engine import worker
