@@ -442,6 +442,25 @@ def test_a_decode_that_fails_its_checks_is_never_shared_and_a_wrong_sized_one_is
     assert Path(name).stat().st_size == 32_000 * 4  # decoded and shared anew
 
 
+def test_a_shared_decode_evicted_over_the_budget_leaves_the_folder_too(tmp_path, monkeypatch):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    monkeypatch.setenv(SHARED_DECODES_ENV, str(folder))
+    a = _write(tmp_path / "a.flac", _noise(2.0), format="FLAC")  # 128,000 bytes decoded
+    b = _write(tmp_path / "b.flac", _noise(2.0, seed=2), format="FLAC")
+    store = audio_io.DecodeStore()
+    store.decode_at_first_read([a, b])
+    with HandleCache(decoded_bytes=SPILLS, spill_bytes=200_000, lossless=store) as cache:
+        audio_io.read_mono(a, 0, 100, cache=cache)
+        assert len(list(folder.iterdir())) == 1
+        first = next(iter(folder.iterdir()))
+        held = next(iter(store.decoded.values()))
+        audio_io.read_mono(b, 0, 100, cache=cache)  # both would pass 200,000 bytes: a goes
+        assert [k[0] for k in store.decoded] == [b] and list(store.shared) == list(store.decoded)
+        assert [p.name for p in folder.iterdir()] != [first.name] and len(list(folder.iterdir())) == 1
+        assert held[5:9].tobytes() == audio_io.read_mono(a, 5, 4).reshape(-1, 1).tobytes()  # a map outlives its file
+
+
 def test_without_the_folder_a_process_keeps_its_decode_to_itself(tmp_path, monkeypatch):
     monkeypatch.delenv(SHARED_DECODES_ENV, raising=False)
     path = _write(tmp_path / "noise.flac", _noise(2.0), format="FLAC")

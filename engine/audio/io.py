@@ -1162,6 +1162,9 @@ class DecodeStore:
         self.too_long: set[tuple] = set()
         self.eager: set[str] = set()
         self.owner = ""  # whom the decodes are held for (a run's pool index token)
+        # the decodes that are files of the run's shared folder (engine.env.SHARED_DECODES_ENV),
+        # by key: one evicted over the budgets is removed from the folder too
+        self.shared: dict[tuple, str] = {}
 
     def held(self, key: Any) -> np.ndarray | None:
         """The decode held under ``key`` (now the most recently used), or None: not decoded
@@ -1183,16 +1186,19 @@ class DecodeStore:
 
     def forget(self, path: str) -> None:
         """Drop what is held for ``path`` (after a decode error)."""
-        for table in (self.decoded, self.seen):
+        for table in (self.decoded, self.seen, self.shared):
             for ident in [k for k in table if k[0] == path]:
                 del table[ident]
         self.too_long = {k for k in self.too_long if k[0] != path}
 
     def clear(self) -> None:
+        """Drop every decode (the files of the run's shared folder stay for the other
+        processes: the run removes the folder at its end)."""
         self.decoded.clear()
         self.seen.clear()
         self.too_long.clear()
         self.eager.clear()
+        self.shared.clear()
 
 
 class HandleCache:
@@ -1291,8 +1297,10 @@ class HandleCache:
         if seen <= handle.frames and key not in store.eager:
             return None
         check = handle.subtype in _FLOAT_SUBTYPES
-        pcm = self._decode_whole(_file_blocks(handle, key, check), handle.channels, handle.frames,
-                                 share=_shared_name(ident, handle.channels))
+        share = _shared_name(ident, handle.channels)
+        pcm = self._decode_whole(_file_blocks(handle, key, check), handle.channels, handle.frames, share=share)
+        if share is not None and isinstance(pcm, np.memmap):
+            store.shared[ident] = share
         return self._keep(ident, pcm, store)
 
     def _keep(self, key: Any, pcm: np.ndarray | None, store: DecodeStore) -> np.ndarray | None:
@@ -1307,7 +1315,12 @@ class HandleCache:
             budget = self.spill_bytes if spilled else self.decoded_bytes
             held = [k for k, a in held_by.items() if isinstance(a, np.memmap) == spilled]
             while sum(held_by[k].nbytes for k in held) > budget and len(held) > 1:
-                del held_by[held.pop(0)]  # an unlinked scratch file goes with its map
+                old = held.pop(0)
+                del held_by[old]  # an unlinked scratch file goes with its map
+                shared = store.shared.pop(old, None)
+                if shared is not None:  # over this process's budget: the run's folder lets it go too
+                    with contextlib.suppress(OSError):
+                        os.unlink(shared)  # a process that maps it keeps it; one that needs it decodes it again
         return pcm
 
     def _decode_whole(self, source: Iterator[np.ndarray], channels: int, frames: int | None,
