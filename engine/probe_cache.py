@@ -41,6 +41,8 @@ from .fingerprint import Fingerprint, StatKey
 # Bump when what a probe checks changes: every cached verdict is then made again.
 PROBE_VERSION = 3
 ENV = "SHARDSMITH_CACHE_DIR"
+# Bump when how a file's digest is made changes (engine.fingerprint): kept digests are then made again.
+DIGEST_VERSION = 1
 
 Verdict = tuple[str, Any]  # ("ok", info as a dict) or ("bad", reason)
 
@@ -135,7 +137,7 @@ class ProbeCache:
                 rows = self._db.execute(
                     f"SELECT path, stat, digest FROM digests WHERE path IN ({','.join('?' * len(part))})", part)
                 for path, kept, digest in rows:
-                    if json.loads(kept) == list(stats[path]):
+                    if json.loads(kept) == [DIGEST_VERSION, *stats[path]]:
                         found[path] = digest
         except (sqlite3.Error, ValueError, KeyError):
             return found
@@ -150,7 +152,7 @@ class ProbeCache:
                 self._db.execute("BEGIN")
                 self._db.executemany(
                     "INSERT OR REPLACE INTO digests (path, stat, digest) VALUES (?, ?, ?)",
-                    [(p, json.dumps(list(k)), d) for p, (k, d) in digests.items()])
+                    [(p, json.dumps([DIGEST_VERSION, *k]), d) for p, (k, d) in digests.items()])
         except sqlite3.Error:
             pass
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -208,6 +209,10 @@ def probe_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         raise ClusterError(f"cannot reach the Ray cluster at {address!r} ({why}); {_join_hint(address)}") from None
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    sys.exit(signum)
+
+
 class RayStart:
     """Ray started (a private local instance) or joined (``address``) for one block of work.
 
@@ -236,6 +241,7 @@ class RayStart:
         self._started = False
         self._thread: threading.Thread | None = None
         self.head_start = False  # a local instance starting in its thread: the caller may work meanwhile
+        self._sigterm: Any = None  # the SIGTERM handler to put back at close()
         self.node_id = ""  # the driver's Ray node, once up
         # Must be set before Ray starts: keeps a single-node instance on 127.0.0.1 only.
         if address is None:
@@ -266,6 +272,12 @@ class RayStart:
                                             daemon=True)
             self._thread.start()
             self.head_start = True
+            if threading.current_thread() is threading.main_thread():
+                # What ray.init does on the main thread, and not from its own: SIGTERM (a
+                # scheduler's stop, `timeout`) becomes SystemExit, so the run's finally
+                # blocks record the failure, release the lease and shut Ray down.
+                before = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+                self._sigterm = signal.SIG_DFL if before is None else before
             return
         kwargs["address"] = address
         try:
@@ -278,15 +290,17 @@ class RayStart:
 
     def _finish(self, ray: Any) -> None:
         self._ray = ray
-        if ray is not None:
-            self.node_id = ray.get_runtime_context().get_node_id()
         with self._lock:  # every callback has run by the time ready() says so
             try:
+                if ray is not None:
+                    self.node_id = ray.get_runtime_context().get_node_id()
                 for fn in self._later:
                     try:
                         fn(ray)
                     except Exception as exc:  # noqa: BLE001 - the run goes no further: wait() raises it
                         self._error = self._error or exc
+            except Exception as exc:  # noqa: BLE001 - never left waiting: wait() raises it
+                self._error = self._error or exc
             finally:
                 self._later.clear()
                 self._up.set()
@@ -335,6 +349,9 @@ class RayStart:
             self._end.set()
             if self._thread is not None:
                 self._thread.join()
+            if self._sigterm is not None:
+                signal.signal(signal.SIGTERM, self._sigterm)
+                self._sigterm = None
 
 
 @contextmanager
@@ -586,13 +603,15 @@ def _shared_decodes() -> Iterator[str]:
     is in it when the run ends (a process still mapping a decode keeps it until it lets
     go); a folder left by a run that was killed (its process is gone) goes at the next."""
     base = tempfile.gettempdir()
+    host = socket.gethostname().replace("/", "_")  # a temporary folder shared between hosts: only this host's
     with contextlib.suppress(OSError):
         for entry in os.scandir(base):
-            pid = entry.name[len(SHARED_DECODES_PREFIX):].split("-")[0]
-            if entry.name.startswith(SHARED_DECODES_PREFIX) and pid.isdigit() and not _alive(int(pid)) \
+            owner = entry.name[len(SHARED_DECODES_PREFIX):].rsplit("-", 2)  # host, pid, mkdtemp's letters
+            if entry.name.startswith(SHARED_DECODES_PREFIX) and len(owner) == 3 and owner[0] == host \
+                    and owner[1].isdigit() and not _alive(int(owner[1])) \
                     and entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid():
                 shutil.rmtree(entry.path, ignore_errors=True)
-    folder = tempfile.mkdtemp(prefix=f"{SHARED_DECODES_PREFIX}{os.getpid()}-", dir=base)
+    folder = tempfile.mkdtemp(prefix=f"{SHARED_DECODES_PREFIX}{host}-{os.getpid()}-", dir=base)
     before = os.environ.get(SHARED_DECODES_ENV)
     os.environ[SHARED_DECODES_ENV] = folder
     try:
@@ -636,8 +655,12 @@ def _made(starting: RayStart, recipe: Recipe, index: PoolIndex, todo: Sequence[A
             submitter.append(lambda spec: task.remote(recipe_data, str(recipe.base_dir), index_ref, spec, out))
         return submitter[0]
 
-    def slots(ray: Any) -> int:
-        return workers or max(1, int(ray.available_resources().get("CPU", 1)))
+    limits: list[int] = []
+
+    def slots(ray: Any) -> int:  # once: the cluster's CPUs, not what tasks already submitted left free
+        if not limits:
+            limits.append(workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
+        return limits[0]
 
     busy = [True]  # the driver is still in its head start: Ray's thread may submit
 
@@ -655,6 +678,9 @@ def _made(starting: RayStart, recipe: Recipe, index: PoolIndex, todo: Sequence[A
     made_here = 0
     head_start = head_start and starting.head_start
     if head_start:
+        # Ray's thread pickles the index while the driver's shard reads it: what the index
+        # caches on first use is made here first, so that nothing changes under the pickler.
+        index.sources  # noqa: B018 - a cached property, computed now
         starting.when_up(up_while_busy)
     try:
         while head_start and not starting.ready():
@@ -673,6 +699,8 @@ def _made(starting: RayStart, recipe: Recipe, index: PoolIndex, todo: Sequence[A
         from .worker import release_process_state  # loaded with the shard made above
 
         release_process_state(recipe)  # the driver makes no more shards: the workers hold their own
+    if not (queue or pending):
+        return  # every shard made by the driver: whether Ray came up does not matter to this run
     ray = starting.wait()
     if queue or pending:
         for spec, ref in _as_finished(tasks(ray), queue, slots(ray), pending):

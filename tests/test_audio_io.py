@@ -393,7 +393,7 @@ SPILLS = 4 * 4096  # decoded_bytes: a decode over 4 KiB goes to a file (a quarte
 
 def test_the_processes_of_a_run_share_the_decode_of_a_long_file_through_the_folder_named(tmp_path, monkeypatch):
     folder = tmp_path / "shared"
-    folder.mkdir()
+    folder.mkdir(mode=0o700)  # private, as a run makes it
     monkeypatch.setenv(SHARED_DECODES_ENV, str(folder))
     path = _write(tmp_path / "noise.flac", _noise(2.0), format="FLAC")  # 32,000 frames
     first = audio_io.DecodeStore()  # one process (the driver making a shard) ...
@@ -419,7 +419,7 @@ def test_the_processes_of_a_run_share_the_decode_of_a_long_file_through_the_fold
 
 def test_a_decode_that_fails_its_checks_is_never_shared_and_a_wrong_sized_one_is_made_again(tmp_path, monkeypatch):
     folder = tmp_path / "shared"
-    folder.mkdir()
+    folder.mkdir(mode=0o700)  # private, as a run makes it
     monkeypatch.setenv(SHARED_DECODES_ENV, str(folder))
     x = _noise(2.0, level=0.5)
     x[30_000] = np.nan
@@ -444,7 +444,7 @@ def test_a_decode_that_fails_its_checks_is_never_shared_and_a_wrong_sized_one_is
 
 def test_a_shared_decode_evicted_over_the_budget_leaves_the_folder_too(tmp_path, monkeypatch):
     folder = tmp_path / "shared"
-    folder.mkdir()
+    folder.mkdir(mode=0o700)  # private, as a run makes it
     monkeypatch.setenv(SHARED_DECODES_ENV, str(folder))
     a = _write(tmp_path / "a.flac", _noise(2.0), format="FLAC")  # 128,000 bytes decoded
     b = _write(tmp_path / "b.flac", _noise(2.0, seed=2), format="FLAC")
@@ -459,6 +459,20 @@ def test_a_shared_decode_evicted_over_the_budget_leaves_the_folder_too(tmp_path,
         assert [k[0] for k in store.decoded] == [b] and list(store.shared) == list(store.decoded)
         assert [p.name for p in folder.iterdir()] != [first.name] and len(list(folder.iterdir())) == 1
         assert held[5:9].tobytes() == audio_io.read_mono(a, 5, 4).reshape(-1, 1).tobytes()  # a map outlives its file
+
+
+def test_a_folder_others_could_write_to_is_never_used_for_decodes(tmp_path, monkeypatch):
+    folder = tmp_path / "open"
+    folder.mkdir()
+    folder.chmod(0o777)  # another user could plant a file under the name a decode takes
+    monkeypatch.setenv(SHARED_DECODES_ENV, str(folder))
+    assert audio_io._shared_name(("x.flac", 1, 1), 1) is None
+    folder.chmod(0o700)
+    assert audio_io._shared_name(("x.flac", 1, 1), 1) is not None
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    monkeypatch.setenv(SHARED_DECODES_ENV, str(link))
+    assert audio_io._shared_name(("x.flac", 1, 1), 1) is None
 
 
 def test_without_the_folder_a_process_keeps_its_decode_to_itself(tmp_path, monkeypatch):

@@ -142,7 +142,8 @@ def test_while_the_driver_is_busy_ray_gets_a_slot_fewer_unless_a_core_is_spare(
     assert not pending
 
 
-def test_once_the_run_stops_ray_coming_up_submits_nothing(ray_local, recipe_path, tmp_path):
+def test_once_the_run_stops_ray_coming_up_submits_nothing(ray_local, recipe_path, tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime, "_usable_cpus", lambda: 2)  # a spare core: Ray's thread would submit one
     recipe = load_recipe(recipe_path)
     index = index_pools(recipe)
     start = SlowStart(ray_local, after=99)
@@ -152,6 +153,36 @@ def test_once_the_run_stops_ray_coming_up_submits_nothing(ray_local, recipe_path
     made.close()  # the run stops there (an error, the lease lost): run() closes it in its finally
     start._come_up()  # Ray's thread finishes the start afterwards
     assert pending == {}  # no task that could write into the output after the run let go of it
+
+
+def test_without_workers_given_every_cpu_of_the_cluster_stays_a_slot_after_the_head_start(
+        ray_local, recipe_path, tmp_path, monkeypatch):
+    # Ray's thread submits tasks while the driver is busy; the slots after that must still
+    # be the cluster's CPUs (2 here), not what those tasks left free.
+    monkeypatch.setattr(runtime, "_usable_cpus", lambda: 4)
+    limits: list[int] = []
+    real = runtime._as_finished
+    monkeypatch.setattr(runtime, "_as_finished", lambda submit, items, limit, pending:
+                        (limits.append(limit), real(submit, items, limit, pending))[1])
+    recipe = load_recipe(recipe_path)
+    pending: dict = {}
+    seen: list[int] = []
+    start = SlowStart(ray_local, after=1, on_up=lambda: seen.append(len(pending)))
+    made = list(runtime._made(start, recipe, index_pools(recipe), make_plan(recipe).shards,
+                              str(tmp_path / "out"), None, pending))
+    assert seen == [2] and limits == [2] and len(made) == 5
+
+
+def test_every_shard_made_by_the_driver_needs_no_ray(recipe_path, tmp_path):
+    class NeverUp(SlowStart):
+        def wait(self):
+            raise AssertionError("waited for a Ray that was not needed")
+
+    recipe = load_recipe(recipe_path)
+    start = NeverUp(None, after=99)
+    made = list(runtime._made(start, recipe, index_pools(recipe), make_plan(recipe).shards,
+                              str(tmp_path / "out"), 1, {}))
+    assert len(made) == 5 and all(r["node_id"] == "" for _, r in made)
 
 
 def test_the_driver_drops_its_decodes_once_it_makes_no_more_shards(
@@ -205,16 +236,21 @@ def test_a_local_run_shares_decodes_in_a_private_folder_it_removes_and_sweeps_a_
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    left = tmp_path / f"{runtime.SHARED_DECODES_PREFIX}{int(gone.stdout)}-abc"  # a run killed with its decodes
+    import socket
+
+    host = socket.gethostname()
+    left = tmp_path / f"{runtime.SHARED_DECODES_PREFIX}{host}-{int(gone.stdout)}-abc"  # a run killed with its decodes
     left.mkdir()
     (left / "x.f32").write_bytes(b"0" * 16)
-    alive = tmp_path / f"{runtime.SHARED_DECODES_PREFIX}{os.getppid()}-def"  # a run still going
+    alive = tmp_path / f"{runtime.SHARED_DECODES_PREFIX}{host}-{os.getppid()}-def"  # a run still going
     alive.mkdir()
+    elsewhere = tmp_path / f"{runtime.SHARED_DECODES_PREFIX}other-host-{int(gone.stdout)}-ghi"  # another host's
+    elsewhere.mkdir()
     monkeypatch.setenv(SHARED_DECODES_ENV, "/somewhere/else")
     with runtime._shared_decodes() as folder:
         assert os.environ[SHARED_DECODES_ENV] == folder
         assert Path(folder).parent == tmp_path and (os.stat(folder).st_mode & 0o777) == 0o700
         (Path(folder) / "y.f32").write_bytes(b"1" * 16)
-        assert not left.exists() and alive.exists()
+        assert not left.exists() and alive.exists() and elsewhere.exists()
     assert not Path(folder).exists()
     assert os.environ[SHARED_DECODES_ENV] == "/somewhere/else"

@@ -71,10 +71,17 @@ def test_a_local_ray_session_kills_its_monitor_and_leaves_no_process(tmp_path):
             time.sleep(1.0)
             seen["starter_alive"] = any(t.name == "shardsmith-ray" and t.is_alive() for t in threading.enumerate())
             seen["task"] = ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=60)
+            import signal
+            from engine import runtime
+            seen["sigterm_exits"] = signal.getsignal(signal.SIGTERM) is runtime._exit_on_sigterm
         seen["starter_after"] = any(t.name == "shardsmith-ray" for t in threading.enumerate())
+        seen["sigterm_after"] = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
         print(json.dumps({"pids": pids, **seen}))
     """)
     assert got["starter_alive"] and got["task"] == 42
+    # SIGTERM exits through the run's finally blocks (as Ray's own handler does on the
+    # main thread), and the handler before it is back afterwards.
+    assert got["sigterm_exits"] and got["sigterm_after"]
     assert not got["starter_after"]  # ended with the instance
     # Killed before Ray's shutdown began, not left to its one-second SIGTERM grace there.
     assert got["monitor_at_shutdown"] == -9

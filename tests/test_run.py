@@ -179,7 +179,7 @@ def test_a_run_killed_with_sigkill_resumes_to_exactly_the_requested_rows(
     done_before = len(list(out.glob("*/*.stats.json")))
     assert done_before < 5
     assert (out / LEASE_FILE).exists()  # the killed run's lease is left behind: its process has ended
-    decodes = list(Path(tempfile.gettempdir()).glob(f"shardsmith-decodes-{proc.pid}-*"))
+    decodes = list(Path(tempfile.gettempdir()).glob(f"shardsmith-decodes-*-{proc.pid}-*"))
     assert len(decodes) == 1  # and its folder of shared decodes
     summary = run(load_recipe(recipe_path), out, workers=2, progress=False)
     assert not decodes[0].exists()  # swept by the next local run

@@ -1414,8 +1414,14 @@ def _shared_name(ident: tuple[str, int, int], channels: int) -> str | None:
     :data:`engine.env.SHARED_DECODES_ENV` (a local run sets it for its driver and the
     workers of the Ray instance it starts) is not set or gone."""
     folder = os.environ.get(SHARED_DECODES_ENV)
-    if not folder or not os.path.isdir(folder):
+    if not folder:
         return None
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None  # only a private folder of this user (as the run makes it): nobody else can plant a decode
     name = hashlib.blake2b(repr((*ident, channels)).encode(), digest_size=16).hexdigest()
     return os.path.join(folder, f"{name}.f32")
 
