@@ -702,16 +702,15 @@ def _made(starting: RayStart, recipe: Recipe, index: PoolIndex, todo: Sequence[A
     if not (queue or pending):
         return  # every shard made by the driver: whether Ray came up does not matter to this run
     ray = starting.wait()
-    if queue or pending:
-        for spec, ref in _as_finished(tasks(ray), queue, slots(ray), pending):
-            try:
-                record = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - re-raised as the user-facing error
-                err = _unwrap(exc)
-                if isinstance(err, ShardsmithError):
-                    raise err from None
-                raise ShardError(f"{spec.name}: worker failed: {str(err).splitlines()[-1][:500]}") from None
-            yield spec, record
+    for spec, ref in _as_finished(tasks(ray), queue, slots(ray), pending):
+        try:
+            record = ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - re-raised as the user-facing error
+            err = _unwrap(exc)
+            if isinstance(err, ShardsmithError):
+                raise err from None
+            raise ShardError(f"{spec.name}: worker failed: {str(err).splitlines()[-1][:500]}") from None
+        yield spec, record
 
 
 def _resume_state(sink: OutputSink, limit: int, say: Callable[[str], None], coverage: CoverageStats,

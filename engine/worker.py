@@ -52,6 +52,14 @@ def _item_of_path(index: PoolIndex, path: str) -> tuple[str, str]:
 _ALLOCATOR_TUNED = False
 
 
+def _libc_function(name: str) -> Any:
+    """glibc's function ``name`` through ctypes, or None where there is no such (not Linux)."""
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def tune_allocator() -> None:
     """Keep freed memory in the worker process instead of handing it back to the OS.
 
@@ -66,10 +74,8 @@ def tune_allocator() -> None:
         return
     _ALLOCATOR_TUNED = True
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return
     m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
     mallopt(m_mmap_threshold, 64 * 2**20)
@@ -86,10 +92,9 @@ def release_process_state(recipe: Recipe) -> None:
     """
     synthesizer_class(recipe.synth.type).release_process_state()
     gc.collect()
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the allocator keeps what it keeps
-        pass
+    malloc_trim = _libc_function("malloc_trim")
+    if malloc_trim is not None:  # else not glibc: the allocator keeps what it keeps
+        malloc_trim(0)
 
 
 def make_shard(recipe: Recipe, index: PoolIndex, spec: ShardSpec, out: str | Path | Store) -> dict[str, Any]:
