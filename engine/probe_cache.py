@@ -34,7 +34,7 @@ import json
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from .fingerprint import Fingerprint, StatKey
 
@@ -93,68 +93,61 @@ class ProbeCache:
     def enabled(self) -> bool:
         return self._db is not None
 
+    def _rows(self, select: str, keys: list[str]) -> Iterator[tuple]:
+        """The rows of ``select ... WHERE <column> IN (...)`` for ``keys``, 500 at a time
+        (SQLite's limit on bound parameters); sqlite3.Error passes to the caller."""
+        assert self._db is not None
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            yield from self._db.execute(f"{select} IN ({','.join('?' * len(part))})", part)
+
+    def _write(self, insert: str, rows: list[tuple]) -> None:
+        """``rows`` in one transaction (a failure to write is ignored: the cache is only a cache)."""
+        if self._db is None or not rows:
+            return
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(insert, rows)
+        except sqlite3.Error:
+            pass
+
     def get_many(self, keys: Iterable[str]) -> dict[str, Verdict]:
         """The cached verdicts of those ``keys`` that have one."""
         if self._db is None:
             return {}
-        wanted = list(dict.fromkeys(keys))
         found: dict[str, Verdict] = {}
         try:
-            for i in range(0, len(wanted), 500):
-                part = wanted[i : i + 500]
-                rows = self._db.execute(
-                    f"SELECT key, verdict FROM probes WHERE key IN ({','.join('?' * len(part))})", part)
-                for key, text in rows:
-                    status, value = json.loads(text)
-                    found[key] = (status, value)
+            for key, text in self._rows("SELECT key, verdict FROM probes WHERE key", list(dict.fromkeys(keys))):
+                status, value = json.loads(text)
+                found[key] = (status, value)
         except (sqlite3.Error, ValueError):
             return found
         return found
 
     def put_many(self, verdicts: Mapping[str, Verdict]) -> None:
         """Keep ``verdicts`` (a failure to write is ignored: the cache is only a cache)."""
-        if self._db is None or not verdicts:
-            return
-        try:
-            with self._db:
-                self._db.execute("BEGIN")
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO probes (key, verdict) VALUES (?, ?)",
+        self._write("INSERT OR REPLACE INTO probes (key, verdict) VALUES (?, ?)",
                     [(k, json.dumps(list(v), separators=(",", ":"))) for k, v in verdicts.items()])
-        except sqlite3.Error:
-            pass
 
     def digests(self, stats: Mapping[str, StatKey]) -> dict[str, str]:
         """The kept content digests of those local files (path -> :func:`~engine.fingerprint.stat_key`)
         whose stat is still the one they were kept with."""
         if self._db is None or not stats:
             return {}
-        wanted = list(stats)
         found: dict[str, str] = {}
         try:
-            for i in range(0, len(wanted), 500):
-                part = wanted[i : i + 500]
-                rows = self._db.execute(
-                    f"SELECT path, stat, digest FROM digests WHERE path IN ({','.join('?' * len(part))})", part)
-                for path, kept, digest in rows:
-                    if json.loads(kept) == [DIGEST_VERSION, *stats[path]]:
-                        found[path] = digest
+            for path, kept, digest in self._rows("SELECT path, stat, digest FROM digests WHERE path", list(stats)):
+                if json.loads(kept) == [DIGEST_VERSION, *stats[path]]:
+                    found[path] = digest
         except (sqlite3.Error, ValueError, KeyError):
             return found
         return found
 
     def keep_digests(self, digests: Mapping[str, tuple[StatKey, str]]) -> None:
         """Keep the digests of local files (path -> (stat key, digest)) for later runs."""
-        if self._db is None or not digests:
-            return
-        try:
-            with self._db:
-                self._db.execute("BEGIN")
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO digests (path, stat, digest) VALUES (?, ?, ?)",
+        self._write("INSERT OR REPLACE INTO digests (path, stat, digest) VALUES (?, ?, ?)",
                     [(p, json.dumps([DIGEST_VERSION, *k]), d) for p, (k, d) in digests.items()])
-        except sqlite3.Error:
-            pass
 
     def close(self) -> None:
         if self._db is not None:
