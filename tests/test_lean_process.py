@@ -1,5 +1,6 @@
 """What shardsmith's own processes carry and leave behind: no pandas pulled in by pyarrow,
-and a local Ray instance ended whole (its autoscaler monitor first) at the end of a run.
+and a local Ray instance started without the head processes a run has no use for and
+ended whole at the end of a run.
 
 Each case runs in a fresh interpreter: the test process has pandas and Ray loaded already.
 """
@@ -50,27 +51,28 @@ def test_without_the_call_pyarrow_imports_pandas_for_its_first_array():
     assert got == {"pandas": True}
 
 
-def test_a_local_ray_session_kills_its_monitor_and_leaves_no_process(tmp_path):
+def test_a_local_ray_session_starts_lean_and_leaves_no_process(tmp_path):
     got = _python("""
         import json, os
         import ray
+        from ray._private import node as ray_node
         from engine.runtime import ray_session
         from ray._private import worker as ray_worker
-        seen, shutdown = {}, ray.shutdown
-        def spy(*args, **kwargs):  # what the monitor is when Ray's own shutdown begins
-            seen["monitor_at_shutdown"] = monitor.poll()
-            return shutdown(*args, **kwargs)
-        ray.shutdown = spy
+        seen, node_class = {}, ray_node.Node
         import threading, time
         with ray_session(workers=1):
             infos = ray_worker._global_node.all_processes
             pids = {kind: [i.process.pid for i in items] for kind, items in infos.items()}
-            monitor = infos["monitor"][0].process
             # Ray started in a thread of its own; its processes die with the thread that
             # started them (PR_SET_PDEATHSIG), so that thread lives on, and a task still runs.
             time.sleep(1.0)
             seen["starter_alive"] = any(t.name == "shardsmith-ray" and t.is_alive() for t in threading.enumerate())
             seen["task"] = ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=60)
+            try:
+                ray.get(ray.remote(lambda: 1 // 0).remote(), timeout=60)
+            except Exception as exc:  # a worker's error still reaches the driver, traceback and all
+                seen["error"] = str(exc)
+            seen["node_class_back"] = ray_node.Node is node_class
             import signal
             from engine import runtime
             seen["sigterm_exits"] = signal.getsignal(signal.SIGTERM) is runtime._exit_on_sigterm
@@ -79,12 +81,16 @@ def test_a_local_ray_session_kills_its_monitor_and_leaves_no_process(tmp_path):
         print(json.dumps({"pids": pids, **seen}))
     """)
     assert got["starter_alive"] and got["task"] == 42
+    assert "ZeroDivisionError" in got["error"] and "line 18, in <lambda>" in got["error"]
+    # No autoscaler monitor, log monitor or API server; the raylet and its agents are there.
+    kinds = set(got["pids"])
+    assert not kinds & {"monitor", "log_monitor", "dashboard"}, kinds
+    assert {"gcs_server", "raylet"} <= kinds, kinds
+    assert got["node_class_back"]  # Ray's own Node class is back once ray.init returned
     # SIGTERM exits through the run's finally blocks (as Ray's own handler does on the
     # main thread), and the handler before it is back afterwards.
     assert got["sigterm_exits"] and got["sigterm_after"]
     assert not got["starter_after"]  # ended with the instance
-    # Killed before Ray's shutdown began, not left to its one-second SIGTERM grace there.
-    assert got["monitor_at_shutdown"] == -9
     for kind, pids in got["pids"].items():
         for pid in pids:
             assert not os.path.exists(f"/proc/{pid}") or _zombie(pid), f"{kind} ({pid}) left running"
