@@ -63,7 +63,9 @@ def test_a_direct_path_between_samples_keeps_its_time_and_energy(d, azimuth, dz)
     room = _room((10.0, 10.0, 3.0), ANECHOIC, src, mic)
     tau = room.distance_m / C * SR
     h = rooms.image_source_rir(room, SR, int(tau) + 64).astype(np.float64)
-    assert abs(int(np.argmax(np.abs(h))) - tau) <= 0.5 + 1e-9
+    # the nearest sample; a pulse about halfway between two has two near-equal taps, and
+    # the 100 Hz high-pass tilts them a hair either way (hypothesis found 0.50005 once)
+    assert abs(int(np.argmax(np.abs(h))) - tau) <= 0.5 + 1e-3
     # a band-limited pulse keeps the energy of the unit impulse it stands for
     around = h[max(0, int(tau) - 16) : int(tau) + 17]
     assert math.sqrt(np.square(around).sum()) == pytest.approx(1.0 / (4 * math.pi * room.distance_m), rel=0.02)
