@@ -262,7 +262,6 @@ class RayStart:
         kwargs: dict[str, Any] = {
             "include_dashboard": False,
             "logging_level": "ERROR",
-            "log_to_driver": address is not None,  # a local instance has no log monitor (_lean_local_node)
             "configure_logging": True,
         }
         if address is None:
@@ -307,8 +306,8 @@ class RayStart:
 
     def _start_local(self, ray: Any, kwargs: dict[str, Any]) -> None:
         try:
-            with _lean_local_node():
-                ray.init(**kwargs)
+            with _lean_local_node() as lean:
+                ray.init(**kwargs, log_to_driver=not lean)  # a lean instance has no log monitor
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
             self._error = ShardsmithError(f"cannot start a local Ray instance: {exc}")
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by wait()
@@ -389,48 +388,58 @@ def _join(ray: Any, address: str, kwargs: dict[str, Any]) -> None:
 
 
 @contextmanager
-def _lean_local_node() -> Iterator[None]:
-    """While ``ray.init`` starts a private local instance: leave out three head processes
-    it has no use for.
+def _lean_local_node() -> Iterator[bool]:
+    """While ``ray.init`` starts a private local instance: leave out the head processes it
+    has no use for. Yields whether it did (the log monitor is then gone too).
 
     - The autoscaler monitor: a fixed single-node instance has nothing to scale. It also
       held every shutdown for a second (Ray stops its processes one after another and
       gives each up to a second on SIGTERM, and the monitor took all of it).
-    - The API server: with the dashboard off, Ray starts it for its usage-stats module
-      alone, and ``ray.init`` turns usage stats off. It then waits about a second for it.
-    - The log monitor: it streams the workers' stdout and stderr to the driver. A local
-      run's workers print nothing of their own; a task's error still reaches the driver
-      with its traceback, and what a worker prints stays in Ray's session logs
-      (``/tmp/ray/session_latest/logs/worker-*``).
+    - The log monitor: it streams the workers' stdout and stderr to the driver. The
+      workers print nothing of their own (a failed shard reaches the run as an error
+      naming the shard); what a synthesizer prints in a worker stays in Ray's session
+      logs (``worker-*.out``, ``worker-*.err``; docs/cluster.md).
+    - The API server, only where Ray is the minimal install that requirements.lock pins:
+      with the dashboard off it runs the usage-stats module alone, which ``ray.init``
+      turns off, and ``ray.init`` waits about a second for it. With ``ray[default]``'s
+      dashboard packages installed it is kept: the dashboard agent's event module then
+      waits for the address it publishes.
 
-    Measured with Ray 2.60 on two cores: ``ray.init`` takes 1.7 s instead of 2.4-3.5 s,
-    and Ray's processes use about 2 CPU-seconds instead of 3.4-4.2 while it starts.
+    Measured with Ray 2.60 on two cores: ``ray.init`` takes 1.7-1.8 s instead of
+    2.4-3.5 s, and Ray's processes use 1-2 CPU-seconds fewer while it starts.
     ``ray.init`` has no switch for these (``ray start --no-monitor`` and
-    ``--include-log-monitor=false`` exist on its command line only), so this swaps Ray's
-    private ``Node`` class for a subclass until the call returns (the version is locked;
-    if that API changes, Ray starts as it always did).
+    ``--include-log-monitor=false`` exist on its command line only), so this puts a
+    subclass of Ray's private ``Node`` class in place until the call returns. Ray is
+    pinned in requirements.lock; ``scripts/test-latest.sh`` runs the tests on the newest
+    Ray the project allows, where ``tests/test_lean_process.py`` notices if this stops
+    leaving them out. If the class cannot be found, Ray starts in full.
     """
     try:
         from ray._private import node as ray_node  # lazily, like Ray itself (see _ray)
+        from ray._private.utils import get_dashboard_dependency_error
 
         base = ray_node.Node
+        minimal = get_dashboard_dependency_error() is not None
+
+        class LeanNode(base):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                params = kwargs.get("ray_params", args[0] if args else None)
+                if hasattr(params, "no_monitor") and hasattr(params, "include_log_monitor"):
+                    params.no_monitor = True
+                    params.include_log_monitor = False
+                super().__init__(*args, **kwargs)
+
+            def start_api_server(self, *args: Any, **kwargs: Any) -> Any:
+                if minimal and kwargs.get("include_dashboard") is False:
+                    return None
+                return super().start_api_server(*args, **kwargs)
+
     except Exception:  # noqa: BLE001 - a changed private API: Ray starts in full
-        yield
+        yield False
         return
-
-    class LeanNode(base):  # type: ignore[misc, valid-type]
-        def __init__(self, ray_params: Any, *args: Any, **kwargs: Any) -> None:
-            ray_params.no_monitor = True
-            ray_params.include_log_monitor = False
-            super().__init__(ray_params, *args, **kwargs)
-
-        def start_api_server(self, *, include_dashboard: Any, raise_on_failure: bool) -> None:
-            if include_dashboard:  # never asked for by a run; kept whole if it ever is
-                super().start_api_server(include_dashboard=include_dashboard, raise_on_failure=raise_on_failure)
-
     ray_node.Node = LeanNode
     try:
-        yield
+        yield True
     finally:
         ray_node.Node = base
 

@@ -73,6 +73,14 @@ def test_a_local_ray_session_starts_lean_and_leaves_no_process(tmp_path):
             except Exception as exc:  # a worker's error still reaches the driver, traceback and all
                 seen["error"] = str(exc)
             seen["node_class_back"] = ray_node.Node is node_class
+            # what a worker prints is not streamed (no log monitor): it is in the session's logs
+            def shout():
+                print("shardsmith-lean-marker", flush=True)
+            ray.get(ray.remote(shout).remote(), timeout=60)
+            import glob
+            logs = ray_worker._global_node.get_logs_dir_path()
+            seen["printed_to"] = [os.path.basename(f) for f in glob.glob(os.path.join(logs, "worker-*.out"))
+                                  if "shardsmith-lean-marker" in open(f).read()]
             import signal
             from engine import runtime
             seen["sigterm_exits"] = signal.getsignal(signal.SIGTERM) is runtime._exit_on_sigterm
@@ -82,7 +90,9 @@ def test_a_local_ray_session_starts_lean_and_leaves_no_process(tmp_path):
     """)
     assert got["starter_alive"] and got["task"] == 42
     assert "ZeroDivisionError" in got["error"] and "line 18, in <lambda>" in got["error"]
-    # No autoscaler monitor, log monitor or API server; the raylet and its agents are there.
+    assert len(got["printed_to"]) == 1, got["printed_to"]
+    # No autoscaler monitor, log monitor or API server (Ray is the minimal install here);
+    # the GCS and the raylet are there.
     kinds = set(got["pids"])
     assert not kinds & {"monitor", "log_monitor", "dashboard"}, kinds
     assert {"gcs_server", "raylet"} <= kinds, kinds
