@@ -335,19 +335,17 @@ def _fingerprints(srcs: list[str], cache: ProbeCache | None) -> dict[str, Finger
     """The fingerprint of each file (None: unreadable). A local file whose stat (device,
     inode, size, modification and change times) is the one the cache kept its digest with
     is not read again; the others are read (threads: it is I/O) and, once settled, kept."""
-    stats: dict[str, StatKey] = {}
-    if cache is not None and cache.enabled:
-        stats = {src: key for src in srcs if (key := stat_key(src)) is not None}
+    if cache is None or not cache.enabled:
+        return dict(zip(srcs, thread_mapper(_fingerprint_or_none, srcs, threads=16)))
+    stats = {src: key for src in srcs if (key := stat_key(src)) is not None}
     fps: dict[str, Fingerprint | None] = {
-        src: Fingerprint(stats[src][2], stats[src][3], digest) for src, digest in cache.digests(stats).items()
-    } if stats and cache is not None else {}
+        src: Fingerprint(stats[src][2], stats[src][3], digest) for src, digest in cache.digests(stats).items()}
     rest = [src for src in srcs if src not in fps]
     fps.update(zip(rest, thread_mapper(_fingerprint_or_none, rest, threads=16)))
-    if stats and cache is not None:
-        now = time.time_ns()
-        cache.keep_digests({src: (key, fp.digest) for src in rest
-                            if (key := stats.get(src)) is not None and (fp := fps[src]) is not None
-                            and (fp.size, fp.mtime_ns) == key[2:4] and settled(key, now)})
+    now = time.time_ns()
+    cache.keep_digests({src: (key, fp.digest) for src in rest
+                        if (key := stats.get(src)) is not None and (fp := fps[src]) is not None
+                        and (fp.size, fp.mtime_ns) == key[2:4] and settled(key, now)})
     return {src: fps[src] for src in srcs}
 
 
