@@ -140,7 +140,7 @@ class ProbeCache:
             for path, kept, digest in self._rows("SELECT path, stat, digest FROM digests WHERE path", list(stats)):
                 if json.loads(kept) == [DIGEST_VERSION, *stats[path]]:
                     found[path] = digest
-        except (sqlite3.Error, ValueError, KeyError):
+        except (sqlite3.Error, ValueError):
             return found
         return found
 
